@@ -1,0 +1,232 @@
+"""Validate a normalised catalog frame: structure and types (pandera), then data quality (Great
+Expectations). Every invalid row gets one line of reasons; the valid rest carries on.
+
+- pandera (:class:`CatalogFrame`): unique, filename-safe SKUs; non-empty titles; categories the brand
+  spec knows; priority and hero flags that parse; a source image unless the product is a hero.
+- Great Expectations (:func:`quality_suite`): completeness of every attribute the category's templates
+  use, attribute values in the spec's value sets, duplicate source images (a warning by default).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Series
+
+from lightbox.errors import CatalogError
+from lightbox.records import QuarantinedRow
+from lightbox.specs.models import BrandSpec
+
+log = logging.getLogger(__name__)
+
+SKU_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+HERO_VALUES = ["", "true", "false", "yes", "no", "1", "0", "y", "n", "TRUE", "FALSE", "True", "False", "Yes", "No"]
+_TRUE = {"true", "yes", "1", "y"}
+
+
+class CatalogFrame(pa.DataFrameModel):
+    """Structure and types of a normalised catalog (values are still text, as read)."""
+
+    row: Series[int]
+    sku: Series[str] = pa.Field(unique=True)
+    title: Series[str] = pa.Field(str_length={"min_value": 1, "max_value": 500})
+    category: Series[str]
+    images: Series[str]
+    priority: Series[str] = pa.Field(str_matches=r"^\d{0,4}$")
+    hero: Series[str] = pa.Field(isin=HERO_VALUES)
+
+    @pa.check("sku", name="filename_safe")
+    def _sku_filename_safe(cls, s: Series[str]) -> Series[bool]:
+        return s.str.fullmatch(SKU_PATTERN) & ~s.str.contains("..", regex=False)
+
+    @pa.dataframe_check(name="image_required")
+    def _image_unless_hero(cls, df: pd.DataFrame) -> Series[bool]:
+        return (df["images"] != "") | df["hero"].str.lower().isin(_TRUE)
+
+    class Config:
+        strict = False  # attr_* columns vary by catalog
+
+
+def _schema_for(spec: BrandSpec) -> pa.DataFrameSchema:
+    schema = CatalogFrame.to_schema()
+    known = sorted(spec.categories)
+    return schema.update_column("category", checks=[pa.Check.isin(known, name="known_category")])
+
+
+def _reason(column: str | None, check: str, value: object, spec: BrandSpec, frame: pd.DataFrame, index: int) -> str:
+    v = value
+    if column == "sku":
+        if check == "field_uniqueness":
+            rows = frame.loc[frame["sku"] == v, "row"].tolist()
+            return f"sku {v!r} appears more than once (rows {', '.join(map(str, rows))})"
+        if v == "":
+            return "sku is empty"
+        return (
+            f"sku {v!r} is not filename-safe: 1-64 of letters, digits, '.', '_', '-', "
+            "starting with a letter or digit, no '/', '\\', '..', spaces or control characters"
+        )
+    if column == "title":
+        return "title is empty" if v == "" else f"title is over 500 characters ({len(str(v))})"
+    if column == "category":
+        return f"category {v!r} is not in the brand spec (known: {', '.join(sorted(spec.categories))})"
+    if column == "priority":
+        return f"priority {v!r} is not a whole number 0-9999"
+    if column == "hero":
+        return f"hero {v!r} is not one of true/false/yes/no/1/0"
+    if check == "image_required":
+        return "no source image (only hero products may omit one)"
+    if check.startswith("column_in_dataframe"):
+        return f"column {v!r} is missing"
+    return f"{column or 'row'}: failed {check} with {v!r}"
+
+
+def structural_errors(frame: pd.DataFrame, spec: BrandSpec) -> dict[int, list[str]]:
+    """Frame index -> reasons, from the pandera schema (lazy: every failure, not just the first)."""
+    try:
+        _schema_for(spec).validate(frame, lazy=True)
+        return {}
+    except pa.errors.SchemaErrors as err:
+        cases = err.failure_cases
+    out: dict[int, list[str]] = {}
+    for case in cases.to_dict(orient="records"):
+        idx = case.get("index")
+        if idx is None or pd.isna(idx):
+            # a frame-wide failure (wrong dtype, missing column) has no row: the whole catalog is bad
+            raise CatalogError(f"catalog: {case.get('column')}: {case.get('check')} ({case.get('failure_case')!r})")
+        idx = int(idx)
+        column = case.get("column") if isinstance(case.get("column"), str) else None
+        check = str(case.get("check"))
+        value = case.get("failure_case")
+        if column is None and check == "image_required":
+            value = frame.at[idx, "images"]
+        reason = _reason(column, check, value, spec, frame, idx)
+        reasons = out.setdefault(idx, [])
+        if reason not in reasons:
+            reasons.append(reason)
+    return out
+
+
+@dataclass
+class Expectation:
+    """One data-quality expectation, and the sentence a row gets when it fails it."""
+
+    gx_expectation: object
+    reason: str  # format string: {value}
+    severity: str = "quarantine"  # or "warn"
+
+
+def quality_suite(frame: pd.DataFrame, spec: BrandSpec) -> tuple[list[Expectation], dict[int, list[str]]]:
+    """Great Expectations for this catalog under this spec, plus rows failing on absent columns."""
+    import great_expectations as gx
+
+    expectations: list[Expectation] = []
+    absent: dict[int, list[str]] = {}
+    for category in sorted(set(frame["category"]) & set(spec.categories)):
+        tpl_name = spec.categories[category]
+        for name in sorted(spec.fields_used(category) - {"sku", "title", "category"}):
+            col = f"attr_{name}"
+            cond = f'category=="{category}"'
+            if col not in frame.columns:
+                for idx in frame.index[frame["category"] == category]:
+                    absent.setdefault(int(idx), []).append(
+                        f"attribute {name!r} is missing (no such column), used by template {tpl_name!r}"
+                    )
+                continue
+            expectations.append(
+                Expectation(
+                    gx.expectations.ExpectColumnValuesToNotBeNull(column=col, row_condition=cond, condition_parser="pandas"),
+                    f"attribute {name!r} is empty, used by template {tpl_name!r}",
+                )
+            )
+    for name, values in sorted(spec.value_sets.items()):
+        col = f"attr_{name}"
+        if col in frame.columns:
+            expectations.append(
+                Expectation(
+                    gx.expectations.ExpectColumnValuesToBeInSet(column=col, value_set=list(values)),
+                    f"attribute {name!r} value {{value!r}} is not in the brand's value set",
+                )
+            )
+    expectations.append(
+        Expectation(
+            gx.expectations.ExpectColumnValuesToBeUnique(column="images"),
+            "source image {value!r} is shared with another product",
+            severity=spec.duplicate_images,
+        )
+    )
+    return expectations, absent
+
+
+def quality_errors(frame: pd.DataFrame, spec: BrandSpec) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
+    """Run the Great Expectations suite; returns (quarantine reasons, warnings) by frame index."""
+    import great_expectations as gx
+
+    if frame.empty:
+        return {}, {}
+    gx_frame = frame.replace({"": None})
+    expectations, quarantine = quality_suite(frame, spec)
+    warnings: dict[int, list[str]] = {}
+    ctx = gx.get_context(mode="ephemeral")
+    try:
+        ctx.variables.progress_bars = {"globally": False, "metric_calculations": False}
+    except Exception:  # noqa: BLE001 - cosmetic only: older/newer GX may not expose this setting
+        log.debug("could not disable Great Expectations progress bars")
+    batch = (
+        ctx.data_sources.add_pandas("catalog")
+        .add_dataframe_asset("rows")
+        .add_batch_definition_whole_dataframe("all")
+        .get_batch(batch_parameters={"dataframe": gx_frame})
+    )
+    suite = gx.ExpectationSuite(name="lightbox-catalog")
+    for e in expectations:
+        suite.add_expectation(e.gx_expectation)
+    result = batch.validate(suite, result_format="COMPLETE")
+    for exp, res in zip(expectations, result.results, strict=True):
+        if res.success:
+            continue
+        idxs = res.result.get("unexpected_index_list") or []
+        values = res.result.get("unexpected_list") or [None] * len(idxs)
+        target = quarantine if exp.severity == "quarantine" else warnings
+        for idx, value in zip(idxs, values, strict=False):
+            target.setdefault(int(idx), []).append(exp.reason.format(value=value))
+    return quarantine, warnings
+
+
+@dataclass
+class ValidationResult:
+    valid: pd.DataFrame
+    quarantined: list[QuarantinedRow]
+    warnings: list[QuarantinedRow] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return len(self.valid) + len(self.quarantined)
+
+    @property
+    def invalid_share(self) -> float:
+        return len(self.quarantined) / self.total if self.total else 0.0
+
+
+def validate_catalog(frame: pd.DataFrame, spec: BrandSpec) -> ValidationResult:
+    """Split the catalog into valid rows and quarantined rows (one line of reasons each)."""
+    reasons = structural_errors(frame, spec)
+    structurally_ok = frame.loc[~frame.index.isin(list(reasons))]
+    # hero rows are not rendered, so their templates' attributes are not required
+    renderable = structurally_ok.loc[~structurally_ok["hero"].str.lower().isin(_TRUE)]
+    dq, warn = quality_errors(renderable, spec)
+    for idx, rs in dq.items():
+        reasons.setdefault(idx, []).extend(rs)
+    quarantined = [
+        QuarantinedRow(row=int(frame.at[i, "row"]), sku=str(frame.at[i, "sku"]), reason="; ".join(rs))
+        for i, rs in sorted(reasons.items())
+    ]
+    warnings = [
+        QuarantinedRow(row=int(frame.at[i, "row"]), sku=str(frame.at[i, "sku"]), reason="; ".join(rs))
+        for i, rs in sorted(warn.items())
+    ]
+    valid = frame.loc[~frame.index.isin(list(reasons))].reset_index(drop=True)
+    log.info("validated %d rows: %d valid, %d quarantined, %d warnings", len(frame), len(valid), len(quarantined), len(warnings))
+    return ValidationResult(valid=valid, quarantined=quarantined, warnings=warnings)

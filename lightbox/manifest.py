@@ -1,0 +1,70 @@
+"""The manifest: one JSON document per brand beside its outputs, keyed ``sku/channel``.
+
+It records, per published image: sku, channel, uri, sha256, input fingerprint, qc status, engine,
+seed, timings, the run that wrote it and when. Written atomically (temp + rename, or one PUT), re-read
+and merged just before writing so a concurrent run's entries are not dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+from lightbox.records import Output
+from lightbox.storage import Store
+
+log = logging.getLogger(__name__)
+
+MANIFEST_VERSION = 1
+
+
+def manifest_key(brand: str) -> str:
+    return f"{brand}/manifest.json"
+
+
+def load_manifest(store: Store, brand: str) -> dict[str, dict[str, Any]]:
+    try:
+        doc = json.loads(store.read(manifest_key(brand)))
+    except FileNotFoundError:
+        return {}
+    return doc.get("entries", {})
+
+
+def entry_for(o: Output, run_id: str, now: str) -> dict[str, Any]:
+    return {
+        "sku": o.sku,
+        "channel": o.channel,
+        "uri": o.uri,
+        "sha256": o.sha256,
+        "bytes": o.bytes,
+        "width": o.width,
+        "height": o.height,
+        "fingerprint": o.fingerprint,
+        "qc": o.qc,
+        "qc_reasons": o.qc_reasons,
+        "engine": o.engine,
+        "engine_version": o.engine_version,
+        "seed": o.seed,
+        "alt_text": o.alt_text,
+        "timings_ms": o.timings_ms,
+        "run_id": run_id,
+        "published_at": now,
+    }
+
+
+def commit_manifest(store: Store, brand: str, outputs: list[Output], run_id: str) -> dict[str, dict[str, Any]]:
+    """Merge this run's published outputs into the manifest. Unchanged outputs keep their entries."""
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    entries = load_manifest(store, brand)
+    changed = 0
+    for o in outputs:
+        if o.published == "written" or (o.published == "unchanged" and o.status == "rendered"):
+            entries[f"{o.sku}/{o.channel}"] = entry_for(o, run_id, now)
+            changed += 1
+    doc = {"version": MANIFEST_VERSION, "brand": brand, "updated_at": now, "entries": dict(sorted(entries.items()))}
+    if changed or not store.exists(manifest_key(brand)):
+        store.write_atomic(manifest_key(brand), json.dumps(doc, indent=1).encode())
+    log.info("manifest %s: %d entries, %d updated", store.uri(manifest_key(brand)), len(entries), changed)
+    return entries

@@ -1,0 +1,47 @@
+"""Plan stage: which products render, in what order, in which chunks, with which seed."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from lightbox.records import Chunk, Product, QuarantinedRow, WorkItem, seed_for
+from lightbox.specs.models import BrandSpec
+
+log = logging.getLogger(__name__)
+
+HERO_REASON = "hero: traditional photography"
+
+
+@dataclass
+class Plan:
+    chunks: list[Chunk]
+    skipped: list[QuarantinedRow]
+
+    @property
+    def products(self) -> int:
+        return sum(len(c.items) for c in self.chunks)
+
+
+def plan_run(products: list[Product], spec: BrandSpec, manifest: dict[str, dict[str, Any]], chunk_size: int) -> Plan:
+    """Hero products are skipped; the rest go highest priority first, then by SKU, in chunks."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    skipped = [QuarantinedRow(row=p.row, sku=p.sku, reason=HERO_REASON) for p in products if p.hero]
+    todo = sorted((p for p in products if not p.hero), key=lambda p: (-p.priority, p.sku))
+    items = [
+        WorkItem(
+            product=p,
+            seed=seed_for(p.sku, 0, spec.version),
+            previous={
+                ch: e["fingerprint"]
+                for ch in spec.channels
+                if (e := manifest.get(f"{p.sku}/{ch}")) and e.get("fingerprint")
+            },
+        )
+        for p in todo
+    ]
+    chunks = [Chunk(index=i // chunk_size, items=items[i : i + chunk_size]) for i in range(0, len(items), chunk_size)]
+    log.info("planned %d products in %d chunks of <= %d; %d heroes skipped", len(items), len(chunks), chunk_size, len(skipped))
+    return Plan(chunks=chunks, skipped=skipped)

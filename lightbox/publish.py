@@ -1,0 +1,48 @@
+"""Publish stage: move QC-passed outputs from staging to the live layout, failed ones to review.
+
+Idempotent: an object already holding the same bytes is not written again (checked by size, then
+by the manifest's sha256 or, after a crash that lost the manifest, by hashing the live object).
+Atomic: see :class:`lightbox.storage.Store`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from lightbox.records import Output
+from lightbox.storage import Store
+
+log = logging.getLogger(__name__)
+
+
+def review_key(brand: str, run_id: str, sku: str, channel_file: str) -> str:
+    return f"{brand}/_review/{run_id}/{sku}/{channel_file}"
+
+
+def publish_output(o: Output, store: Store, brand: str, run_id: str, manifest: dict[str, dict[str, Any]]) -> Output:
+    if o.status != "rendered":
+        return o.model_copy(update={"published": "unchanged" if o.status == "unchanged" else "no"})
+    staged = store.key_of(o.staged_uri or "")
+    if o.qc == "failed":
+        dest = review_key(brand, run_id, o.sku, staged.rsplit("/", 1)[-1])
+        store.copy_atomic(staged, dest)
+        return o.model_copy(update={"published": "review", "uri": store.uri(dest)})
+    final = store.key_of(o.uri or "")
+    if store.size(final) == o.bytes:
+        known = manifest.get(f"{o.sku}/{o.channel}", {}).get("sha256")
+        if known == o.sha256 or store.sha256(final) == o.sha256:
+            return o.model_copy(update={"published": "unchanged"})
+    store.copy_atomic(staged, final)
+    return o.model_copy(update={"published": "written"})
+
+
+def publish_chunk(outputs: list[Output], store: Store, brand: str, run_id: str, manifest: dict[str, dict[str, Any]]) -> list[Output]:
+    done = [publish_output(o, store, brand, run_id, manifest) for o in outputs]
+    log.info(
+        "published %d, unchanged %d, to review %d",
+        sum(o.published == "written" for o in done),
+        sum(o.published == "unchanged" for o in done),
+        sum(o.published == "review" for o in done),
+    )
+    return done

@@ -1,0 +1,30 @@
+"""Quality stage: measure each rendered output and gate it by its channel's rules."""
+
+from __future__ import annotations
+
+import logging
+
+from lightbox.quality.checks import check_output, evaluate, measure
+from lightbox.records import Output
+from lightbox.specs.models import BrandSpec, ChannelPreset, resolve_look
+from lightbox.storage import Store
+
+log = logging.getLogger(__name__)
+
+__all__ = ["check_chunk", "check_output", "evaluate", "measure"]
+
+
+def check_chunk(outputs: list[Output], spec: BrandSpec, channels: list[ChannelPreset], store: Store) -> list[Output]:
+    """QC every rendered output of a chunk; unchanged and failed outputs pass through untouched."""
+    by_name = {ch.name: ch for ch in channels}
+    checked = []
+    for o in outputs:
+        if o.status != "rendered" or o.staged_uri is None:
+            checked.append(o)
+            continue
+        look = resolve_look(spec, o.category, by_name[o.channel])
+        checked.append(check_output(o, store.read(store.key_of(o.staged_uri)), look))
+    n_fail = sum(o.qc == "failed" for o in checked)
+    if n_fail:
+        log.warning("%d of %d outputs failed quality checks", n_fail, len(checked))
+    return checked

@@ -1,0 +1,97 @@
+"""The small records that flow between pipeline stages (references, never pixels)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Product(_Record):
+    """One catalog row, normalised. ``images`` are absolute references (path, file://, s3://, https://)."""
+
+    row: int = Field(description="1-based data row in the source catalog")
+    sku: str
+    title: str
+    category: str
+    images: list[str] = Field(default_factory=list)
+    attributes: dict[str, str] = Field(default_factory=dict)
+    priority: int = 0
+    hero: bool = False
+
+    def field(self, name: str) -> str | None:
+        """A core field or an attribute by name; None when the product lacks it (or it is empty)."""
+        if name in ("sku", "title", "category"):
+            return getattr(self, name)
+        value = self.attributes.get(name)
+        return value if value not in (None, "") else None
+
+
+class QuarantinedRow(_Record):
+    row: int
+    sku: str
+    reason: str
+
+
+class WorkItem(_Record):
+    """One product to render, with what the planner knows of its previous outputs."""
+
+    product: Product
+    seed: int
+    previous: dict[str, str] = Field(default_factory=dict, description="channel -> fingerprint in the manifest")
+
+
+class Chunk(_Record):
+    index: int
+    items: list[WorkItem]
+
+
+class RunContext(_Record):
+    """What every chunk task needs to find its inputs and outputs. Small and serialisable."""
+
+    run_id: str
+    brand_uri: str
+    out_uri: str
+    spec_digest: str
+
+
+Status = Literal["rendered", "unchanged", "failed"]
+QCStatus = Literal["passed", "failed", "warned", "not_run"]
+
+
+class Output(_Record):
+    """One (product, channel) result as it moves through generate -> quality -> publish."""
+
+    sku: str
+    row: int
+    category: str
+    channel: str
+    status: Status
+    fingerprint: str = ""
+    staged_uri: str | None = None
+    uri: str | None = None
+    sha256: str | None = None
+    bytes: int = 0
+    width: int = 0
+    height: int = 0
+    engine: str = ""
+    engine_version: str = ""
+    seed: int = 0
+    alt_text: str = ""
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    error: str | None = None
+    qc: QCStatus = "not_run"
+    qc_reasons: list[str] = Field(default_factory=list)
+    metrics: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    published: Literal["written", "unchanged", "review", "no"] = "no"
+
+
+def seed_for(sku: str, variant: int, spec_version: int) -> int:
+    """One seed per (sku, variant, spec version): stable across runs, machines and Python versions."""
+    digest = hashlib.sha256(f"{sku}|{variant}|{spec_version}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF

@@ -1,0 +1,141 @@
+"""Report stage: counts, tables and a markdown summary of one run, and the run summary JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from typing import Any
+
+from pydantic import BaseModel
+
+from lightbox.records import Output, QuarantinedRow
+from lightbox.storage import Store
+
+log = logging.getLogger(__name__)
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    brand: str
+    spec_version: int
+    catalog: str
+    out: str
+    ingested: int
+    invalid: int
+    skipped: int
+    products: int
+    generated: int
+    unchanged: int
+    passed: int
+    failed: int
+    published: int
+    to_review: int
+    wall_s: float
+    images_per_s: float
+    invalid_share: float
+    failed_share: float
+    manifest_uri: str
+    summary_uri: str
+    quarantine: list[QuarantinedRow]
+    skipped_rows: list[QuarantinedRow]
+    warnings: list[QuarantinedRow]
+    failures: list[dict[str, Any]]
+
+    def table(self) -> list[dict[str, Any]]:
+        keys = ["ingested", "invalid", "skipped", "products", "generated", "unchanged", "passed", "failed",
+                "published", "to_review", "wall_s", "images_per_s"]
+        return [{"metric": k, "value": getattr(self, k)} for k in keys]
+
+    def markdown(self) -> str:
+        lines = [
+            f"# Catalog run `{self.run_id}` - {self.brand} (spec v{self.spec_version})",
+            "",
+            f"Catalog `{self.catalog}` -> `{self.out}`",
+            "",
+            f"- **{self.ingested}** rows ingested, **{self.invalid}** quarantined ({self.invalid_share:.1%}), "
+            f"**{self.skipped}** skipped (hero)",
+            f"- **{self.generated}** images generated, **{self.unchanged}** unchanged since the last run",
+            f"- **{self.passed}** passed quality checks, **{self.failed}** failed "
+            f"({self.failed_share:.1%}); **{self.to_review}** sent to review",
+            f"- **{self.published}** published in {self.wall_s:.1f} s ({self.images_per_s:.2f} images/s)",
+            f"- manifest: `{self.manifest_uri}`",
+        ]
+        if self.failures:
+            lines += ["", "## Failed outputs", "", "| sku | channel | reason |", "|---|---|---|"]
+            for f in self.failures[:50]:
+                lines.append(f"| {f['sku']} | {f['channel']} | {_md(f['reason'])} |")
+            if len(self.failures) > 50:
+                lines.append(f"| ... | | {len(self.failures) - 50} more in the summary JSON |")
+        if self.quarantine:
+            lines += ["", "## Quarantined rows", "", "| row | sku | reason |", "|---|---|---|"]
+            for q in self.quarantine[:50]:
+                lines.append(f"| {q.row} | {_md(q.sku)} | {_md(q.reason)} |")
+        if self.skipped_rows:
+            lines += ["", "## Skipped", ""] + [f"- row {q.row} `{q.sku}`: {q.reason}" for q in self.skipped_rows]
+        if self.warnings:
+            lines += ["", "## Data-quality warnings", "", "| row | sku | warning |", "|---|---|---|"]
+            for q in self.warnings[:50]:
+                lines.append(f"| {q.row} | {_md(q.sku)} | {_md(q.reason)} |")
+        return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def run_key(brand: str, run_id: str, name: str) -> str:
+    return f"{brand}/_runs/{run_id}/{name}"
+
+
+def failures_of(outputs: list[Output]) -> list[dict[str, Any]]:
+    rows = []
+    for o in outputs:
+        if o.status == "failed":
+            rows.append({"row": o.row, "sku": o.sku, "channel": o.channel, "stage": "generate", "reason": o.error or ""})
+        elif o.qc == "failed":
+            rows.append({"row": o.row, "sku": o.sku, "channel": o.channel, "stage": "quality",
+                         "reason": "; ".join(o.qc_reasons), "uri": o.uri})
+    return rows
+
+
+def summarise(
+    *, run_id: str, brand: str, spec_version: int, catalog: str, store: Store, ingested: int,
+    quarantine: list[QuarantinedRow], warnings: list[QuarantinedRow], skipped: list[QuarantinedRow],
+    products: int, outputs: list[Output], wall_s: float, manifest_uri: str,
+) -> RunSummary:
+    generated = sum(o.status == "rendered" for o in outputs)
+    failed = sum(o.status == "failed" or o.qc == "failed" for o in outputs)
+    attempted = generated + sum(o.status == "failed" for o in outputs)
+    published = sum(o.published == "written" for o in outputs)
+    return RunSummary(
+        run_id=run_id, brand=brand, spec_version=spec_version, catalog=catalog, out=store.root_uri,
+        ingested=ingested, invalid=len(quarantine), skipped=len(skipped), products=products,
+        generated=generated, unchanged=sum(o.status == "unchanged" for o in outputs),
+        passed=sum(o.qc in ("passed", "warned") for o in outputs), failed=failed, published=published,
+        to_review=sum(o.published == "review" for o in outputs), wall_s=round(wall_s, 2),
+        images_per_s=round(generated / wall_s, 3) if wall_s > 0 else 0.0,
+        invalid_share=round(len(quarantine) / ingested, 4) if ingested else 0.0,
+        failed_share=round(failed / attempted, 4) if attempted else 0.0,
+        manifest_uri=manifest_uri, summary_uri=store.uri(run_key(brand, run_id, "summary.json")),
+        quarantine=quarantine, skipped_rows=skipped, warnings=warnings, failures=failures_of(outputs),
+    )
+
+
+def quarantine_csv(rows: list[QuarantinedRow]) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["row", "sku", "reason"])
+    for q in rows:
+        w.writerow([q.row, q.sku, q.reason])
+    return buf.getvalue().encode()
+
+
+def write_summary(store: Store, summary: RunSummary) -> str:
+    """summary.json and quarantine.csv under the run's folder; latest-run.json beside the manifest."""
+    body = summary.model_dump_json(indent=1).encode()
+    store.write_atomic(run_key(summary.brand, summary.run_id, "summary.json"), body)
+    store.write_atomic(run_key(summary.brand, summary.run_id, "quarantine.csv"), quarantine_csv(summary.quarantine + summary.skipped_rows))
+    store.write_atomic(f"{summary.brand}/latest-run.json", json.dumps({"run_id": summary.run_id, "summary": summary.summary_uri}).encode())
+    return summary.summary_uri

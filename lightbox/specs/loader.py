@@ -1,0 +1,82 @@
+"""Read brand specs and channel presets from YAML; every error names the file, the field and the reason."""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import fsspec
+import yaml
+from pydantic import ValidationError
+
+from lightbox.errors import SpecError
+from lightbox.specs.models import BrandSpec, ChannelPreset
+
+log = logging.getLogger(__name__)
+
+
+def _format_errors(source: str, err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if p not in ("function-after", "function-before"))
+        msg = e["msg"].removeprefix("Value error, ")
+        shown = e.get("input")
+        if e["type"] in ("missing",):
+            parts.append(f"{loc}: field required")
+        elif isinstance(shown, (dict, list)) or e["type"].startswith("extra"):
+            parts.append(f"{loc}: {msg}")
+        else:
+            parts.append(f"{loc}: {msg} (got {shown!r})")
+    return f"{source}: " + "; ".join(parts)
+
+
+def _read_yaml(uri: str) -> Any:
+    try:
+        with fsspec.open(uri, "r", encoding="utf-8") as f:
+            return yaml.safe_load(f)
+    except FileNotFoundError:
+        raise SpecError(f"{uri}: file not found") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError(f"{uri}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    except OSError as e:
+        raise SpecError(f"{uri}: cannot read ({e.strerror or e})") from None
+
+
+@lru_cache(maxsize=1)
+def load_channel_presets() -> dict[str, ChannelPreset]:
+    """The shipped channel presets (lightbox/presets/channels.yaml)."""
+    text = resources.files("lightbox.presets").joinpath("channels.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    out: dict[str, ChannelPreset] = {}
+    for name, body in data["channels"].items():
+        try:
+            out[name] = ChannelPreset(name=name, **body)
+        except ValidationError as e:
+            raise SpecError(_format_errors(f"lightbox/presets/channels.yaml: channels.{name}", e)) from None
+    return out
+
+
+def load_brand_spec(uri: str) -> BrandSpec:
+    """Parse and check a brand spec; unknown channels and malformed templates fail here, not mid-run."""
+    data = _read_yaml(uri)
+    if not isinstance(data, dict):
+        raise SpecError(f"{uri}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        spec = BrandSpec(**data)
+    except ValidationError as e:
+        raise SpecError(_format_errors(uri, e)) from None
+    presets = load_channel_presets()
+    for i, name in enumerate(spec.channels):
+        if name not in presets:
+            raise SpecError(f"{uri}: channels.{i}: unknown channel {name!r} (known: {', '.join(sorted(presets))})")
+    log.debug("loaded brand spec %s v%s from %s", spec.name, spec.version, uri)
+    return spec
+
+
+def spec_channels(spec: BrandSpec) -> list[ChannelPreset]:
+    presets = load_channel_presets()
+    return [presets[name] for name in spec.channels]

@@ -1,0 +1,277 @@
+"""Typed models for brand specs and channel presets (parsed once, at the edge, from YAML)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import string
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+RGB = tuple[int, int, int]
+_HEX = re.compile(r"^#?([0-9a-fA-F]{6})$")
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def parse_color(value: Any) -> RGB:
+    """'#RRGGBB' or [r, g, b] -> (r, g, b). Anything else raises ValueError naming the value."""
+    if isinstance(value, str):
+        m = _HEX.match(value.strip())
+        if not m:
+            raise ValueError(f"colour must be '#RRGGBB', got {value!r}")
+        h = m.group(1)
+        return (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16))
+    if isinstance(value, (list, tuple)) and len(value) == 3 and all(isinstance(v, int) for v in value):
+        if not all(0 <= v <= 255 for v in value):
+            raise ValueError(f"colour components must be 0..255, got {list(value)!r}")
+        return (value[0], value[1], value[2])
+    raise ValueError(f"colour must be '#RRGGBB' or [r, g, b], got {value!r}")
+
+
+Color = Annotated[RGB, Field(description="'#RRGGBB' or [r, g, b]")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SolidBackground(_Model):
+    kind: Literal["solid"] = "solid"
+    color: Color
+
+    @field_validator("color", mode="before")
+    @classmethod
+    def _color(cls, v: Any) -> RGB:
+        return parse_color(v)
+
+
+class GradientBackground(_Model):
+    """Vertical gradient from ``top`` to ``bottom`` (a soft studio sweep)."""
+
+    kind: Literal["gradient"]
+    top: Color
+    bottom: Color
+
+    @field_validator("top", "bottom", mode="before")
+    @classmethod
+    def _color(cls, v: Any) -> RGB:
+        return parse_color(v)
+
+
+Background = Annotated[Union[SolidBackground, GradientBackground], Field(discriminator="kind")]
+
+
+def _background_shorthand(v: Any) -> Any:
+    """A bare colour ('#FFFFFF' or [r, g, b]) means a solid background."""
+    if isinstance(v, (str, list, tuple)):
+        return {"kind": "solid", "color": v}
+    return v
+
+
+class Shadow(_Model):
+    """Soft contact shadow under the product (an ellipse, blurred, multiplied into the background)."""
+
+    enabled: bool = True
+    opacity: float = Field(0.28, ge=0.0, le=1.0)
+    width: float = Field(0.85, gt=0.0, le=1.5, description="ellipse width / product width")
+    height: float = Field(0.07, gt=0.0, le=0.5, description="ellipse height / product width")
+    blur: float = Field(0.025, ge=0.0, le=0.2, description="blur radius / product width")
+
+
+class Framing(_Model):
+    fill: float | None = Field(None, gt=0.3, le=1.0, description="overrides the channel's fill")
+    placement: Literal["center", "bottom"] = "center"
+
+
+class Cutout(_Model):
+    """Studio cut-out: how far (0..255, max over RGB) a pixel must differ from the fitted backdrop."""
+
+    threshold: float = Field(26.0, ge=4.0, le=128.0, description="ceiling of the adaptive threshold")
+    min_threshold: float = Field(8.0, ge=2.0, le=64.0, description="floor of the adaptive threshold")
+    noise_factor: float = Field(6.0, ge=1.0, le=20.0, description="threshold = noise_factor x backdrop noise")
+    shadow_depth: float = Field(0.2, ge=0.0, le=0.6, description="hue-neutral darkening treated as backdrop shadow")
+    feather: float = Field(1.0, ge=0.0, le=8.0, description="edge softening, in source pixels")
+    min_object_share: float = Field(0.002, ge=0.0, le=0.2, description="drop specks smaller than this share")
+
+
+class Template(_Model):
+    """Per-category look. Unset fields inherit from the spec's top level."""
+
+    engine: Literal["studio", "diffusers"] | None = None
+    background: Background | None = None
+    shadow: Shadow | None = None
+    framing: Framing | None = None
+    alt_text: str = "{title}"
+    prompt: str | None = None
+    negative_prompt: str | None = None
+
+    _bg = field_validator("background", mode="before")(lambda v: _background_shorthand(v))
+
+    @field_validator("alt_text", "prompt", "negative_prompt")
+    @classmethod
+    def _template_parses(cls, v: str | None) -> str | None:
+        if v is not None:
+            template_fields(v)  # raises ValueError on malformed braces
+        return v
+
+
+class QualityPolicy(_Model):
+    max_invalid_share: float = Field(0.2, ge=0.0, le=1.0, description="fail the run above this share of invalid rows")
+    max_failed_share: float = Field(0.2, ge=0.0, le=1.0, description="alarm above this share of failed outputs")
+
+
+class BrandSpec(_Model):
+    name: str = Field(description="slug: lower-case letters, digits, '-'; used as the output prefix")
+    version: int = Field(ge=1)
+    description: str = ""
+    engine: Literal["studio", "diffusers"] = "studio"
+    background: Background = SolidBackground(color=(255, 255, 255))
+    shadow: Shadow = Shadow()
+    framing: Framing = Framing()
+    cutout: Cutout = Cutout()
+    templates: dict[str, Template] = Field(default_factory=lambda: {"default": Template()})
+    categories: dict[str, str] = Field(description="catalog category -> template name")
+    channels: list[str] = Field(min_length=1)
+    duplicate_images: Literal["warn", "quarantine"] = "warn"
+    value_sets: dict[str, list[str]] = Field(default_factory=dict, description="attribute -> allowed values")
+    quality: QualityPolicy = QualityPolicy()
+    max_source_pixels: int = Field(60_000_000, ge=1_000_000, le=400_000_000)
+
+    _bg = field_validator("background", mode="before")(lambda v: _background_shorthand(v))
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        if not SLUG.match(v):
+            raise ValueError(f"must be a slug (a-z, 0-9, '-'), got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _references(self) -> "BrandSpec":
+        for category, tpl in self.categories.items():
+            if tpl not in self.templates:
+                raise ValueError(
+                    f"categories.{category}: unknown template {tpl!r} (templates: {', '.join(sorted(self.templates))})"
+                )
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError(f"channels: listed twice: {self.channels!r}")
+        return self
+
+    def template_for(self, category: str) -> Template:
+        return self.templates[self.categories[category]]
+
+    def fields_used(self, category: str) -> set[str]:
+        """Product fields the category's templates read (alt text, prompts)."""
+        tpl = self.template_for(category)
+        out: set[str] = set()
+        for text in (tpl.alt_text, tpl.prompt, tpl.negative_prompt):
+            if text:
+                out |= template_fields(text)
+        return out
+
+
+class Rule(_Model):
+    metric: str
+    op: Literal[">=", "<=", "==", "!=", "in"]
+    value: Any
+    severity: Literal["fail", "warn"] = "fail"
+    source: str = ""
+
+    def check(self, measured: Any) -> bool:
+        v = self.value
+        if self.op == ">=":
+            return measured >= v
+        if self.op == "<=":
+            return measured <= v
+        if self.op == "==":
+            return measured == v
+        if self.op == "!=":
+            return measured != v
+        return measured in v
+
+    def describe(self, measured: Any) -> str:
+        shown = round(measured, 4) if isinstance(measured, float) else measured
+        return f"{self.metric} {shown!r} fails {self.op} {self.value!r}"
+
+
+class ChannelPreset(_Model):
+    name: str
+    title: str
+    width: int = Field(ge=64, le=10000)
+    height: int = Field(ge=64, le=10000)
+    format: Literal["jpeg", "png", "webp"]
+    quality: int = Field(90, ge=1, le=100)
+    background: Color | Literal["transparent"] | None = None
+    fill: float = Field(gt=0.3, le=1.0)
+    shadow: bool = True
+    rules: list[Rule] = Field(default_factory=list)
+
+    @field_validator("background", mode="before")
+    @classmethod
+    def _bg(cls, v: Any) -> Any:
+        if v is None or v == "transparent":
+            return v
+        return parse_color(v)
+
+    @model_validator(mode="after")
+    def _transparent_needs_alpha(self) -> "ChannelPreset":
+        if self.background == "transparent" and self.format == "jpeg":
+            raise ValueError("background 'transparent' needs format png or webp, not jpeg")
+        return self
+
+    @property
+    def extension(self) -> str:
+        return {"jpeg": "jpg", "png": "png", "webp": "webp"}[self.format]
+
+
+class Look(_Model):
+    """Everything that decides one channel's pixels for one category: hashed into fingerprints."""
+
+    engine: str
+    background: Background | Literal["transparent"]
+    shadow: Shadow
+    fill: float
+    placement: str
+    cutout: Cutout
+    channel: ChannelPreset
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+def resolve_look(spec: BrandSpec, category: str, channel: ChannelPreset) -> Look:
+    """The effective look of ``category`` on ``channel``: channel locks win, then template, then spec."""
+    tpl = spec.template_for(category)
+    if channel.background is None:
+        background: Any = tpl.background or spec.background
+    elif channel.background == "transparent":
+        background = "transparent"
+    else:
+        background = SolidBackground(color=channel.background)
+    shadow = tpl.shadow or spec.shadow
+    if not channel.shadow or background == "transparent":
+        shadow = shadow.model_copy(update={"enabled": False})
+    framing = tpl.framing or spec.framing
+    return Look(
+        engine=tpl.engine or spec.engine,
+        background=background,
+        shadow=shadow,
+        fill=framing.fill if framing.fill is not None else channel.fill,
+        placement=framing.placement,
+        cutout=spec.cutout,
+        channel=channel,
+    )
+
+
+def template_fields(text: str) -> set[str]:
+    """Names used as ``{name}`` placeholders. Raises ValueError on malformed braces or ``{}``."""
+    names: set[str] = set()
+    for _, field, _, _ in string.Formatter().parse(text):
+        if field is None:
+            continue
+        if not field.isidentifier():
+            raise ValueError(f"placeholder {{{field}}} in {text!r} must be a plain attribute name")
+        names.add(field)
+    return names

@@ -1,0 +1,181 @@
+"""Storage behind one small interface: a local directory or an S3 prefix (any fsspec URI).
+
+Writes are atomic: a reader sees the old object or the new one, never a partial one. On local disk
+that is a temporary file in the same directory and ``os.replace``; on S3 a single PUT (or a server-side
+copy), which S3 makes visible only when complete. Provider errors become built-in exceptions with the
+URI named (missing -> FileNotFoundError, denied -> PermissionError) wrapped in StorageError.
+Credentials and endpoints come from the environment (AWS_* variables, LIGHTBOX_S3_ENDPOINT_URL).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import posixpath
+import uuid
+from typing import Any
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from lightbox.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+
+def storage_options_for(uri: str) -> dict[str, Any]:
+    """Options for the URI's filesystem, from the environment (never from code or config files)."""
+    if uri.startswith(("s3://", "s3a://")):
+        endpoint = os.environ.get("LIGHTBOX_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
+        opts: dict[str, Any] = {}
+        if endpoint:
+            opts["client_kwargs"] = {"endpoint_url": endpoint}
+        return opts
+    return {}
+
+
+def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    fs, path = url_to_fs(uri, **storage_options_for(uri))
+    return fs, path
+
+
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    return "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+
+
+def join_uri(base: str, *parts: str) -> str:
+    base = base.rstrip("/")
+    return "/".join([base, *[p.strip("/") for p in parts if p]])
+
+
+def resolve_relative(ref: str, base_uri: str) -> str:
+    """A reference relative to the catalog's folder becomes absolute; absolute ones pass through."""
+    if not ref or "://" in ref or ref.startswith("/"):
+        return ref
+    parent = base_uri.rsplit("/", 1)[0] if "/" in base_uri else "."
+    if "://" not in parent:
+        return os.path.normpath(os.path.join(os.path.abspath(parent), ref))
+    return posixpath.normpath(join_uri(parent, ref)).replace(":/", "://", 1)
+
+
+def read_bytes(uri: str) -> bytes:
+    fs, path = filesystem(uri)
+    try:
+        return fs.cat_file(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{uri}: no such file") from None
+    except IsADirectoryError:
+        raise FileNotFoundError(f"{uri}: is a directory, not a file") from None
+
+
+class Store:
+    """An output root: every key is relative to it (``acme-home/SKU-1/amazon_main.jpg``)."""
+
+    def __init__(self, root_uri: str):
+        self.root_uri = root_uri.rstrip("/") or "/"
+        self.fs, self.root = filesystem(self.root_uri)
+        self.local = is_local(self.fs)
+        if self.local:
+            self.root = os.path.abspath(self.root)
+
+    def path(self, key: str) -> str:
+        return posixpath.join(self.root, key) if not self.local else os.path.join(self.root, key)
+
+    def uri(self, key: str) -> str:
+        if self.local:
+            return self.path(key)
+        return join_uri(self.root_uri, key)
+
+    def key_of(self, uri: str) -> str:
+        """Inverse of :meth:`uri` for URIs under this root."""
+        prefix = self.uri("")
+        if not uri.startswith(prefix):
+            raise ValueError(f"{uri} is not under {prefix}")
+        return uri[len(prefix) :].lstrip("/")
+
+    def _wrap(self, err: Exception, key: str, action: str) -> StorageError:
+        kind = "permission denied" if isinstance(err, PermissionError) else str(err) or type(err).__name__
+        return StorageError(f"{self.uri(key)}: cannot {action}: {kind}")
+
+    def check_writable(self) -> None:
+        """Fail early, with the URI named, when the output root cannot be written."""
+        probe = f".lightbox-probe-{uuid.uuid4().hex}"
+        try:
+            self.write_atomic(probe, b"ok")
+            self.fs.rm_file(self.path(probe))
+        except StorageError:
+            raise
+        except OSError as e:
+            raise self._wrap(e, "", "write") from e
+
+    def exists(self, key: str) -> bool:
+        return self.fs.exists(self.path(key))
+
+    def size(self, key: str) -> int | None:
+        try:
+            return int(self.fs.size(self.path(key)))
+        except FileNotFoundError:
+            return None
+
+    def read(self, key: str) -> bytes:
+        try:
+            return self.fs.cat_file(self.path(key))
+        except FileNotFoundError:
+            raise
+        except OSError as e:
+            raise self._wrap(e, key, "read") from e
+
+    def sha256(self, key: str) -> str | None:
+        try:
+            return hashlib.sha256(self.read(key)).hexdigest()
+        except FileNotFoundError:
+            return None
+
+    def write_atomic(self, key: str, data: bytes) -> None:
+        path = self.path(key)
+        try:
+            if self.local:
+                directory = os.path.dirname(path)
+                os.makedirs(directory, exist_ok=True)
+                tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex}")
+                try:
+                    with open(tmp, "wb") as f:
+                        f.write(data)
+                        f.flush()
+                        os.fsync(f.fileno())
+                    os.replace(tmp, path)
+                finally:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+            else:
+                self.fs.pipe_file(path, data)  # one PUT: visible only when complete
+        except OSError as e:
+            raise self._wrap(e, key, "write") from e
+
+    def copy_atomic(self, src_key: str, dst_key: str) -> None:
+        if self.local:
+            self.write_atomic(dst_key, self.read(src_key))
+            return
+        try:
+            self.fs.copy(self.path(src_key), self.path(dst_key))  # server-side CopyObject
+        except OSError as e:
+            raise self._wrap(e, dst_key, "copy") from e
+
+    def delete_prefix(self, key: str) -> None:
+        path = self.path(key)
+        try:
+            if self.fs.exists(path):
+                self.fs.rm(path, recursive=True)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.warning("could not clean up %s: %s", self.uri(key), e)
+
+    def list(self, key: str) -> list[str]:
+        try:
+            found = self.fs.find(self.path(key))
+        except FileNotFoundError:
+            return []
+        base = self.path("")
+        return sorted(p[len(base) :].lstrip("/") for p in found)

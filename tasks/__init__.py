@@ -1,0 +1,1 @@
+"""Thin Prefect tasks over the plain-Python core in ``lightbox``: names, retries, logging, artifacts."""

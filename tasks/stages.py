@@ -1,0 +1,117 @@
+"""The catalog-run stages as Prefect tasks. Each calls one plain function of ``lightbox`` and passes
+references (URIs, SKUs, small records) on; pixels and models never cross a task boundary."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+from prefect import get_run_logger, task
+
+from lightbox.catalog.ingest import read_catalog, to_products
+from lightbox.catalog.validate import validate_catalog as _validate
+from lightbox.errors import ValidationThresholdError
+from lightbox.generate import generate_chunk as _generate_chunk
+from lightbox.manifest import commit_manifest, load_manifest, manifest_key
+from lightbox.plan import Plan, plan_run as _plan_run
+from lightbox.publish import publish_chunk as _publish_chunk
+from lightbox.quality import check_chunk
+from lightbox.records import Chunk, Output, QuarantinedRow, RunContext
+from lightbox.report import run_key
+from lightbox.specs import BrandSpec, load_brand_spec, spec_channels
+from lightbox.storage import Store
+from pydantic import BaseModel
+from tasks._policy import RETRY_DELAYS, retry_transient
+
+RETRIES = dict(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
+
+
+class Validated(BaseModel):
+    valid_uri: str
+    ingested: int
+    quarantined: list[QuarantinedRow]
+    warnings: list[QuarantinedRow]
+
+
+def _write_frame(store: Store, key: str, frame: pd.DataFrame) -> str:
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    store.write_atomic(key, buf.getvalue())
+    return store.uri(key)
+
+
+@task(name="load-brand-spec", **RETRIES)
+def load_spec(brand_uri: str) -> BrandSpec:
+    spec = load_brand_spec(brand_uri)
+    get_run_logger().info("brand spec %s v%d: channels %s", spec.name, spec.version, ", ".join(spec.channels))
+    return spec
+
+
+@task(name="ingest", **RETRIES)
+def ingest_catalog(catalog_uri: str, spec: BrandSpec, ctx: RunContext) -> str:
+    """Read the catalog into the run folder as a normalised Parquet file; returns its URI."""
+    frame = read_catalog(catalog_uri)
+    uri = _write_frame(Store(ctx.out_uri), run_key(spec.name, ctx.run_id, "catalog.parquet"), frame)
+    get_run_logger().info("ingested %d rows from %s", len(frame), catalog_uri)
+    return uri
+
+
+@task(name="validate", **RETRIES)
+def validate_catalog(catalog_ref: str, spec: BrandSpec, ctx: RunContext) -> Validated:
+    """pandera + Great Expectations; fails the run only above the spec's invalid-share threshold."""
+    store = Store(ctx.out_uri)
+    frame = pd.read_parquet(io.BytesIO(store.read(store.key_of(catalog_ref))))
+    result = _validate(frame, spec)
+    logger = get_run_logger()
+    for q in result.quarantined:
+        logger.warning("quarantined row %d (%s): %s", q.row, q.sku, q.reason)
+    valid_uri = _write_frame(store, run_key(spec.name, ctx.run_id, "valid.parquet"), result.valid)
+    limit = spec.quality.max_invalid_share
+    if result.invalid_share > limit:
+        raise ValidationThresholdError(
+            f"{len(result.quarantined)} of {result.total} catalog rows are invalid ({result.invalid_share:.0%}), "
+            f"over the brand spec's quality.max_invalid_share of {limit:.0%}; see the quarantine report"
+        )
+    return Validated(valid_uri=valid_uri, ingested=result.total, quarantined=result.quarantined, warnings=result.warnings)
+
+
+@task(name="plan", **RETRIES)
+def plan_run(validated: Validated, spec: BrandSpec, ctx: RunContext, chunk_size: int) -> Plan:
+    store = Store(ctx.out_uri)
+    frame = pd.read_parquet(io.BytesIO(store.read(store.key_of(validated.valid_uri))))
+    plan = _plan_run(to_products(frame), spec, load_manifest(store, spec.name), chunk_size)
+    get_run_logger().info("%d products in %d chunks; %d skipped", plan.products, len(plan.chunks), len(plan.skipped))
+    return plan
+
+
+@task(name="generate", task_run_name="generate-chunk-{chunk.index}", **RETRIES)
+def generate_chunk(chunk: Chunk, spec: BrandSpec, ctx: RunContext) -> list[Output]:
+    outputs = _generate_chunk(chunk, spec, spec_channels(spec), ctx, Store(ctx.out_uri))
+    logger = get_run_logger()
+    for o in outputs:
+        if o.status == "failed":
+            logger.warning("%s/%s failed: %s", o.sku, o.channel, o.error)
+    return outputs
+
+
+@task(name="quality-check", task_run_name="quality-check-{chunk_index}", **RETRIES)
+def quality_check_chunk(outputs: list[Output], spec: BrandSpec, ctx: RunContext, chunk_index: int) -> list[Output]:
+    checked = check_chunk(outputs, spec, spec_channels(spec), Store(ctx.out_uri))
+    logger = get_run_logger()
+    for o in checked:
+        if o.qc == "failed":
+            logger.warning("%s/%s failed quality: %s", o.sku, o.channel, "; ".join(o.qc_reasons))
+    return checked
+
+
+@task(name="publish", task_run_name="publish-{chunk_index}", **RETRIES)
+def publish_chunk(outputs: list[Output], spec: BrandSpec, ctx: RunContext, chunk_index: int) -> list[Output]:
+    store = Store(ctx.out_uri)
+    return _publish_chunk(outputs, store, spec.name, ctx.run_id, load_manifest(store, spec.name))
+
+
+@task(name="commit-manifest", **RETRIES)
+def commit(outputs: list[Output], spec: BrandSpec, ctx: RunContext) -> str:
+    store = Store(ctx.out_uri)
+    commit_manifest(store, spec.name, outputs, ctx.run_id)
+    return store.uri(manifest_key(spec.name))
