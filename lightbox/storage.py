@@ -53,6 +53,8 @@ def resolve_relative(ref: str, base_uri: str) -> str:
     """A reference relative to the catalog's folder becomes absolute; absolute ones pass through."""
     if not ref or "://" in ref or ref.startswith("/"):
         return ref
+    if base_uri.startswith("file://"):
+        base_uri = base_uri[len("file://") :]
     parent = base_uri.rsplit("/", 1)[0] if "/" in base_uri else "."
     if "://" not in parent:
         return os.path.normpath(os.path.join(os.path.abspath(parent), ref))
@@ -104,10 +106,10 @@ class Store:
         try:
             self.write_atomic(probe, b"ok")
             self.fs.rm_file(self.path(probe))
-        except StorageError:
-            raise
-        except OSError as e:
-            raise self._wrap(e, "", "write") from e
+        except (StorageError, OSError) as e:
+            cause = e.__cause__ if isinstance(e, StorageError) and e.__cause__ else e
+            why = "permission denied" if isinstance(cause, PermissionError) else (getattr(cause, "strerror", None) or str(cause))
+            raise StorageError(f"{self.root_uri}: output is not writable ({why})") from e
 
     def exists(self, key: str) -> bool:
         return self.fs.exists(self.path(key))

@@ -181,12 +181,14 @@ def quality_errors(frame: pd.DataFrame, spec: BrandSpec) -> tuple[dict[int, list
         .get_batch(batch_parameters={"dataframe": gx_frame})
     )
     suite = gx.ExpectationSuite(name="lightbox-catalog")
-    for e in expectations:
+    for i, e in enumerate(expectations):
+        e.gx_expectation.meta = {"lightbox_index": i}
         suite.add_expectation(e.gx_expectation)
     result = batch.validate(suite, result_format="COMPLETE")
-    for exp, res in zip(expectations, result.results, strict=True):
+    for res in result.results:  # GX does not keep the suite's order: match results by our index
         if res.success:
             continue
+        exp = expectations[res.expectation_config.meta["lightbox_index"]]
         idxs = res.result.get("unexpected_index_list") or []
         values = res.result.get("unexpected_list") or [None] * len(idxs)
         target = quarantine if exp.severity == "quarantine" else warnings

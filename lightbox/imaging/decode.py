@@ -35,6 +35,8 @@ def decode_image(data: bytes, *, max_pixels: int) -> Image.Image:
         raise ItemError(f"not a recognised image format (first bytes {data[:8]!r})") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ItemError(f"image over the pixel limit (decompression bomb guard): {e}") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ItemError(f"truncated or corrupt image data: {e}") from None
 
     w, h = im.size
     if w * h > max_pixels:

@@ -1,0 +1,131 @@
+"""``lightbox`` command line: runs the catalog-run flow with no server needed (Prefect's ephemeral mode).
+
+    lightbox run CATALOG [--brand SPEC] [--out URI] [--chunk-size N] [--workers N] [-v]
+
+Exits 0 when the run completed, 1 when the run failed, 2 for bad arguments or inputs found before the
+run starts; on failure it prints one line naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+DEFAULT_BRAND = "brand_specs/acme-home.yaml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lightbox", description="Catalog-scale product imagery as a Prefect pipeline.")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="ingest, validate, render, check and publish a catalog")
+    run.add_argument("catalog", help="catalog URI: .csv, .jsonl or .parquet; local path, file:// or s3://")
+    run.add_argument("--brand", default=DEFAULT_BRAND, help=f"brand spec YAML (default: {DEFAULT_BRAND})")
+    run.add_argument("--out", default="out", help="output root: a directory or s3://bucket/prefix (default: out)")
+    run.add_argument("--chunk-size", type=int, default=8, help="products per generate task (default: 8)")
+    run.add_argument("--workers", type=int, default=None, help="concurrent tasks (default: CPU count, 2..8)")
+    run.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs")
+    return p
+
+
+def _fail(msg: str, code: int) -> int:
+    sys.stderr.write(f"lightbox: error: {msg}\n")
+    return code
+
+
+def _prepare_env(verbose: bool) -> None:
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
+        os.environ.setdefault("PREFECT_LOGGING_SERVER_LEVEL", "WARNING")
+        logging.getLogger("great_expectations").setLevel(logging.WARNING)
+
+
+def root_cause(exc: BaseException) -> str:
+    """The innermost Lightbox error's message, else the exception's first line."""
+    from lightbox.errors import LightboxError
+
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, LightboxError):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from lightbox.catalog.ingest import detect_format
+    from lightbox.errors import LightboxError
+    from lightbox.specs import load_brand_spec
+    from lightbox.storage import Store, filesystem
+
+    if args.chunk_size < 1:
+        return _fail(f"--chunk-size must be >= 1, got {args.chunk_size}", 2)
+    workers = args.workers or max(2, min(8, os.cpu_count() or 2))
+    try:
+        load_brand_spec(args.brand)  # a bad spec fails here, before any server starts
+        detect_format(args.catalog)
+        fs, path = filesystem(args.catalog)
+        if not fs.exists(path):
+            return _fail(f"{args.catalog}: file not found", 2)
+        Store(args.out).check_writable()
+    except LightboxError as e:
+        return _fail(str(e), 2)
+
+    _prepare_env(args.verbose)
+    from prefect.task_runners import ThreadPoolTaskRunner
+    from tqdm import tqdm
+
+    from flows.catalog_run import catalog_run
+    from lightbox import progress
+
+    bar = tqdm(total=0, unit="product", desc="catalog-run", file=sys.stderr, disable=None)
+
+    def on_progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    progress.set_listener(on_progress)
+    try:
+        flow = catalog_run.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
+        state = flow(catalog=args.catalog, brand=args.brand, out=args.out, chunk_size=args.chunk_size, return_state=True)
+    finally:
+        progress.set_listener(None)
+        bar.close()
+    if not state.is_completed():
+        result = state.result(raise_on_failure=False)
+        reason = root_cause(result) if isinstance(result, BaseException) else (state.message or state.name)
+        return _fail(reason, 1)
+    s = state.result()
+    sys.stdout.write(
+        f"{s.brand}: {s.ingested} rows, {s.invalid} quarantined, {s.skipped} skipped, {s.generated} generated, "
+        f"{s.unchanged} unchanged, {s.failed} failed, {s.published} published "
+        f"in {s.wall_s:.1f} s ({s.images_per_s:.2f} images/s)\n"
+        f"summary: {s.summary_uri}\nmanifest: {s.manifest_uri}\n"
+    )
+    for q in s.quarantine[:10]:
+        sys.stdout.write(f"quarantined row {q.row} {q.sku}: {q.reason}\n")
+    for f in s.failures[:10]:
+        sys.stdout.write(f"failed {f['sku']}/{f['channel']} ({f['stage']}): {f['reason']}\n")
+    more = max(0, len(s.quarantine) - 10) + max(0, len(s.failures) - 10)
+    if more:
+        sys.stdout.write(f"... {more} more in the summary\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "run":
+        return cmd_run(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

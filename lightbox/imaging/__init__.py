@@ -1,0 +1,1 @@
+"""Imaging primitives: decode, cut out, compose, encode."""

@@ -1,0 +1,1 @@
+"""Channel presets shipped as data (channels.yaml)."""

@@ -1,0 +1,116 @@
+from pathlib import Path
+
+import pytest
+
+from lightbox.errors import SpecError
+from lightbox.specs import load_brand_spec, load_channel_presets, resolve_look, spec_channels
+from lightbox.specs.models import GradientBackground, SolidBackground, parse_color, template_fields
+from tests.conftest import ACME, REPO, TRAILHEAD
+
+
+@pytest.mark.parametrize("path", sorted(str(p) for p in (REPO / "brand_specs").glob("*.yaml")))
+def test_shipped_specs_load(path):
+    spec = load_brand_spec(path)
+    assert spec.channels and all(c in load_channel_presets() for c in spec.channels)
+    for category in spec.categories:
+        assert spec.template_for(category) is not None
+
+
+def test_amazon_channel_locks_white_background_over_brand_gradient():
+    spec = load_brand_spec(ACME)
+    amazon, shopify, _ = spec_channels(spec)
+    assert isinstance(spec.background, GradientBackground)
+    assert resolve_look(spec, "kitchen", amazon).background == SolidBackground(color=(255, 255, 255))
+    assert resolve_look(spec, "kitchen", shopify).background == spec.background
+    # a template's own background applies where the channel does not lock one
+    assert resolve_look(spec, "lighting", shopify).background.top == (242, 240, 238)
+
+
+def test_transparent_channel_disables_shadow():
+    spec = load_brand_spec(TRAILHEAD)
+    web = load_channel_presets()["web_transparent"]
+    look = resolve_look(spec, "bags", web)
+    assert look.background == "transparent" and not look.shadow.enabled
+
+
+def test_fields_used_come_from_templates():
+    spec = load_brand_spec(ACME)
+    assert spec.fields_used("tableware") == {"title", "color", "material"}
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [("#FFFFFF", (255, 255, 255)), ("0a0B0c", (10, 11, 12)), ([1, 2, 3], (1, 2, 3))],
+)
+def test_parse_color(value, expected):
+    assert parse_color(value) == expected
+
+
+@pytest.mark.parametrize("value", ["#FFF", "white", [1, 2], [0, 0, 256], None])
+def test_parse_color_rejects(value):
+    with pytest.raises(ValueError, match="colour"):
+        parse_color(value)
+
+
+def test_template_fields_rejects_expressions():
+    assert template_fields("{title} in {color}") == {"title", "color"}
+    with pytest.raises(ValueError, match="plain attribute name"):
+        template_fields("{title.upper}")
+
+
+def _write(tmp_path: Path, text: str) -> str:
+    p = tmp_path / "brand.yaml"
+    p.write_text(text)
+    return str(p)
+
+
+BASE = """
+name: test-brand
+version: 1
+categories: {mugs: default}
+channels: [amazon_main]
+"""
+
+
+@pytest.mark.parametrize(
+    "patch, message",
+    [
+        ("channels: [amazn_main]", r"channels\.0: unknown channel 'amazn_main' \(known: amazon_main"),
+        ("name: Test Brand", r"name: must be a slug .*got 'Test Brand'"),
+        ("version: 0", r"version: Input should be greater than or equal to 1"),
+        ("categories: {mugs: kitchen}", r"categories\.mugs: unknown template 'kitchen'"),
+        ("background: '#GGGGGG'", r"colour must be '#RRGGBB', got '#GGGGGG'"),
+        ("shadow: {opacity: 3}", r"shadow\.opacity: Input should be less than or equal to 1"),
+        ("colour_grade: warm", r"colour_grade: Extra inputs are not permitted"),
+        ("templates: {default: {alt_text: '{title'}}", r"templates\.default\.alt_text"),
+    ],
+)
+def test_bad_spec_names_file_field_and_reason(tmp_path, patch, message):
+    key = patch.split(":")[0]
+    body = "\n".join(line for line in BASE.splitlines() if not line.startswith(key + ":")) + "\n" + patch + "\n"
+    path = _write(tmp_path, body)
+    with pytest.raises(SpecError, match=message) as err:
+        load_brand_spec(path)
+    assert str(err.value).startswith(path)
+
+
+def test_spec_yaml_syntax_error_names_line(tmp_path):
+    path = _write(tmp_path, "name: x\nchannels: [amazon_main\n")
+    with pytest.raises(SpecError, match=r"not valid YAML at line \d+"):
+        load_brand_spec(path)
+
+
+def test_missing_spec_file():
+    with pytest.raises(SpecError, match="nope.yaml: file not found"):
+        load_brand_spec("nope.yaml")
+
+
+def test_look_digest_changes_only_with_what_it_depends_on():
+    spec = load_brand_spec(ACME)
+    amazon = load_channel_presets()["amazon_main"]
+    a = resolve_look(spec, "kitchen", amazon).digest()
+    # the brand gradient does not reach Amazon (locked white): changing it leaves Amazon's look alone
+    spec2 = spec.model_copy(update={"background": SolidBackground(color=(1, 2, 3))})
+    assert resolve_look(spec2, "kitchen", amazon).digest() == a
+    spec3 = spec.model_copy(update={"shadow": spec.shadow.model_copy(update={"opacity": 0.5})})
+    assert resolve_look(spec3, "kitchen", amazon).digest() != a

@@ -1,0 +1,88 @@
+import pandas as pd
+import pytest
+
+from lightbox.catalog.ingest import normalise
+from lightbox.catalog.validate import validate_catalog
+from lightbox.specs import load_brand_spec
+from tests.conftest import ACME
+
+GOOD = {"sku": "ACM-1", "title": "Mug", "category": "kitchen", "image": "/x/a.jpg", "color": "red",
+        "material": "stoneware", "priority": "1", "hero": "false"}
+
+
+def _frame(*overrides):
+    rows = []
+    for i, o in enumerate(overrides):
+        row = {**GOOD, "sku": f"ACM-{i}", "image": f"/x/{i}.jpg", **o}
+        rows.append(row)
+    return normalise(pd.DataFrame(rows, dtype=str), "/x/catalog.csv")
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return load_brand_spec(ACME)
+
+
+@pytest.mark.parametrize(
+    "override, reason",
+    [
+        ({"sku": "a/b"}, "sku 'a/b' is not filename-safe"),
+        ({"sku": "../etc"}, "sku '../etc' is not filename-safe"),
+        ({"sku": "a\\b"}, "is not filename-safe"),
+        ({"sku": "a\x00b"}, "is not filename-safe"),
+        ({"sku": "x..y"}, "is not filename-safe"),
+        ({"sku": ""}, "sku is empty"),
+        ({"title": ""}, "title is empty"),
+        ({"category": "garden"}, "category 'garden' is not in the brand spec (known: decor, kitchen, lighting, tableware)"),
+        ({"priority": "high"}, "priority 'high' is not a whole number 0-9999"),
+        ({"hero": "maybe"}, "hero 'maybe' is not one of true/false/yes/no/1/0"),
+        ({"image": ""}, "no source image (only hero products may omit one)"),
+        ({"color": ""}, "attribute 'color' is empty, used by template 'default'"),
+        ({"color": "chartreuse"}, "attribute 'color' value 'chartreuse' is not in the brand's value set"),
+    ],
+)
+def test_each_invalid_row_gets_a_clear_reason_and_the_rest_runs(spec, override, reason):
+    result = validate_catalog(_frame({}, override, {}), spec)
+    assert len(result.quarantined) == 1
+    q = result.quarantined[0]
+    assert q.row == 2
+    assert reason in q.reason
+    assert list(result.valid["sku"]) == ["ACM-0", "ACM-2"]
+
+
+def test_duplicate_skus_quarantine_every_copy_naming_rows(spec):
+    result = validate_catalog(_frame({"sku": "DUP"}, {}, {"sku": "DUP"}), spec)
+    assert [q.row for q in result.quarantined] == [1, 3]
+    assert all("sku 'DUP' appears more than once (rows 1, 3)" in q.reason for q in result.quarantined)
+
+
+def test_hero_rows_need_no_image_or_template_attributes(spec):
+    result = validate_catalog(_frame({"hero": "true", "image": "", "color": ""}), spec)
+    assert result.quarantined == [] and len(result.valid) == 1
+
+
+def test_missing_attribute_column_quarantines_rows_of_categories_that_use_it(spec):
+    frame = _frame({}, {}).drop(columns=["attr_material"])
+    frame.loc[0, "category"] = "decor"  # decor's template reads only {title} and {color}
+    frame.loc[1, "category"] = "tableware"  # tableware's reads {material} too
+    result = validate_catalog(frame, spec)
+    assert [q.row for q in result.quarantined] == [2]
+    assert "attribute 'material' is missing (no such column), used by template 'tableware'" in result.quarantined[0].reason
+
+
+def test_duplicate_images_warn_by_default_and_quarantine_when_asked(spec):
+    frame = _frame({"image": "/x/same.jpg"}, {"image": "/x/same.jpg"})
+    warned = validate_catalog(frame, spec)
+    assert warned.quarantined == [] and len(warned.warnings) == 2
+    strict = validate_catalog(frame, spec.model_copy(update={"duplicate_images": "quarantine"}))
+    assert len(strict.quarantined) == 2 and "is shared with another product" in strict.quarantined[0].reason
+
+
+def test_several_problems_on_one_row_are_reported_together(spec):
+    result = validate_catalog(_frame({"sku": "a/b", "category": "garden"}), spec)
+    assert "not filename-safe" in result.quarantined[0].reason and "category 'garden'" in result.quarantined[0].reason
+
+
+def test_invalid_share(spec):
+    result = validate_catalog(_frame({}, {"title": ""}, {"title": ""}, {}), spec)
+    assert result.invalid_share == 0.5
