@@ -48,22 +48,29 @@ def resample_product(rgba: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(im.resize(size, Image.Resampling.LANCZOS).convert("RGBA"))
 
 
-def background_canvas(look: Look) -> np.ndarray:
+def background_rows(look: Look) -> np.ndarray:
+    """The background as one colour per row (H x 1 x 3 uint8): solid and vertical gradients vary by row only."""
     ch = look.channel
     bg = look.background
     if isinstance(bg, SolidBackground):
-        return np.broadcast_to(np.array(bg.color, dtype=np.float32), (ch.height, ch.width, 3)).copy()
+        return np.broadcast_to(np.array(bg.color, dtype=np.uint8), (ch.height, 1, 3))
     if isinstance(bg, GradientBackground):
         t = np.linspace(0.0, 1.0, ch.height, dtype=np.float32)[:, None, None]
-        top = np.array(bg.top, dtype=np.float32)
-        bottom = np.array(bg.bottom, dtype=np.float32)
-        row = top * (1 - t) + bottom * t
-        return np.broadcast_to(np.rint(row), (ch.height, ch.width, 3)).copy()
+        row = np.array(bg.top, dtype=np.float32) * (1 - t) + np.array(bg.bottom, dtype=np.float32) * t
+        return np.clip(np.rint(row), 0, 255).astype(np.uint8)
     raise ValueError(f"no canvas for background {bg!r}")
 
 
-def shadow_mask(look: Look, p: Placement) -> np.ndarray | None:
-    """Blurred ellipse under the product's base, 0..1, kept off the outermost border strip."""
+def background_canvas(look: Look) -> np.ndarray:
+    ch = look.channel
+    return np.broadcast_to(background_rows(look), (ch.height, ch.width, 3)).copy()
+
+
+def shadow_mask(look: Look, p: Placement) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """Blurred ellipse under the product's base, 0..opacity, as (local mask, (x0, y0) on the canvas).
+
+    The mask is kept off the outermost border strip, so a forced background stays pure at the edges.
+    """
     s = look.shadow
     if not s.enabled or s.opacity == 0:
         return None
@@ -78,15 +85,13 @@ def shadow_mask(look: Look, p: Placement) -> np.ndarray | None:
     ImageDraw.Draw(local).ellipse([cx - ew / 2 - x0, cy - eh / 2 - y0, cx + ew / 2 - x0, cy + eh / 2 - y0], fill=255)
     if blur > 0:
         local = local.filter(ImageFilter.GaussianBlur(blur))
-    mask = np.zeros((ch.height, ch.width), dtype=np.float32)
-    lx0, ly0, lx1, ly1 = max(x0, 0), max(y0, 0), min(x1, ch.width), min(y1, ch.height)
+    guard = max(2, round(0.01 * min(ch.width, ch.height)))
+    lx0, ly0 = max(x0, guard), max(y0, guard)
+    lx1, ly1 = min(x1, ch.width - guard), min(y1, ch.height - guard)
     if lx1 <= lx0 or ly1 <= ly0:
         return None
-    mask[ly0:ly1, lx0:lx1] = np.asarray(local, dtype=np.float32)[ly0 - y0 : ly1 - y0, lx0 - x0 : lx1 - x0] / 255.0
-    guard = max(2, round(0.01 * min(ch.width, ch.height)))
-    mask[:guard] = mask[-guard:] = 0.0
-    mask[:, :guard] = mask[:, -guard:] = 0.0
-    return mask * s.opacity
+    mask = np.asarray(local, dtype=np.float32)[ly0 - y0 : ly1 - y0, lx0 - x0 : lx1 - x0] * (s.opacity / 255.0)
+    return mask, (lx0, ly0)
 
 
 def render(cut: CutOut, look: Look) -> tuple[Image.Image, Placement]:
@@ -100,15 +105,21 @@ def render(cut: CutOut, look: Look) -> tuple[Image.Image, Placement]:
         canvas[p.y : p.y + p.height, p.x : p.x + p.width] = prod
         return Image.fromarray(canvas, "RGBA"), p
 
-    bg = background_canvas(look)
+    canvas = background_canvas(look)
     shade = shadow_mask(look, p)
     if shade is not None:
-        bg *= 1.0 - shade[..., None]
-    region = bg[p.y : p.y + p.height, p.x : p.x + p.width]
-    a = prod[..., 3:4].astype(np.float32) / 255.0
-    region[:] = prod[..., :3].astype(np.float32) * a + region * (1.0 - a)
-    out = np.clip(np.rint(bg), 0, 255).astype(np.uint8)
-    return Image.fromarray(out, "RGB"), p
+        mask, (sx, sy) = shade
+        area = canvas[sy : sy + mask.shape[0], sx : sx + mask.shape[1]]
+        area[:] = np.rint(area * (1.0 - mask[..., None]))
+    region = canvas[p.y : p.y + p.height, p.x : p.x + p.width]
+    alpha = prod[..., 3]
+    opaque = alpha == 255
+    region[opaque] = prod[..., :3][opaque]  # the product's own pixels, copied
+    edge = (alpha > 0) & ~opaque
+    if edge.any():
+        a = alpha[edge].astype(np.float32)[:, None] / 255.0
+        region[edge] = np.rint(prod[..., :3][edge] * a + region[edge] * (1.0 - a)).astype(np.uint8)
+    return Image.fromarray(canvas, "RGB"), p
 
 
 def encode(im: Image.Image, channel: ChannelPreset) -> bytes:

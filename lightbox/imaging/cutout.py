@@ -99,15 +99,18 @@ def _studio(rgb: np.ndarray, params: CutoutParams) -> CutOut:
     h, w, _ = rgb.shape
     ring = max(3, round(0.015 * min(h, w)))
     model = backdrop_model(rgb, ring)
-    rgbf = rgb.astype(np.float32)
-    dist = np.abs(rgbf - model).max(axis=2)
+    planes = [rgb[..., k].astype(np.float32) for k in range(3)]  # per plane: fast, contiguous
+    dist = np.abs(planes[0] - model[..., 0])
+    for k in (1, 2):
+        np.maximum(dist, np.abs(planes[k] - model[..., k]), out=dist)
     dist = ndimage.uniform_filter(dist, size=3)  # sensor noise is not an edge
     # A floor shadow darkens the backdrop without changing its hue: equal ratios on R, G and B.
-    ratio = rgbf / np.maximum(model, 1.0)
-    rmin, rmax = ratio.min(axis=2), ratio.max(axis=2)
+    ratios = [planes[k] / np.maximum(model[..., k], 1.0) for k in range(3)]
+    rmin = np.minimum(np.minimum(ratios[0], ratios[1]), ratios[2])
+    rmax = np.maximum(np.maximum(ratios[0], ratios[1]), ratios[2])
     shadow_like = (rmin >= 1.0 - params.shadow_depth) & (rmax <= 1.0) & (rmax - rmin <= 0.025)
     shadow_like = ndimage.uniform_filter(shadow_like.astype(np.float32), size=3) > 0.5
-    del ratio, rmin, rmax
+    del planes, ratios, rmin, rmax
 
     # Threshold: the spec's value is the ceiling; a clean, evenly fitted backdrop allows a tighter one
     # (white products on white paper need it). Noise = robust spread of the ring's residuals.

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from lightbox.imaging.compose import background_canvas
+from lightbox.imaging.compose import background_rows
 from lightbox.records import Output
 from lightbox.specs.models import Look
 
@@ -44,30 +44,22 @@ def measure(data: bytes, look: Look) -> dict[str, Any]:
         alpha = np.asarray(im.getchannel("A")) if m["has_alpha"] else np.full((h, w), 255, np.uint8)
         fg = alpha > 0
     else:
-        rgb = np.asarray(im.convert("RGB"), dtype=np.float32)
+        rgb = np.asarray(im.convert("RGB"))
         if (w, h) == (ch.width, ch.height):
-            expected = background_canvas(look)
+            expected = background_rows(look).astype(np.int16)  # H x 1 x 3
         else:
-            expected = np.broadcast_to(np.median(rgb[[0, -1]].reshape(-1, 3), axis=0), rgb.shape)
-        diff = np.abs(rgb - expected).max(axis=2)
-        fg = diff > PRODUCT_DELTA
-        # The contact shadow is a hue-neutral darkening of the background under the product: trim rows
-        # at the bottom of the box that hold nothing else (a white product keeps its shaded edges).
-        ratio = rgb / np.maximum(expected, 1.0)
-        rmin, rmax = ratio.min(axis=2), ratio.max(axis=2)
-        depth = (look.shadow.opacity if look.shadow.enabled else 0.0) + 0.02
-        shadow_like = (rmax <= 1.002) & (rmin >= 1.0 - depth) & (rmax - rmin <= 0.03)
-        solid = fg & ~shadow_like
+            expected = np.median(rgb[[0, -1]].reshape(-1, 3), axis=0).astype(np.int16)[None, None, :]
+        fg = np.zeros((h, w), dtype=bool)
+        for k in range(3):  # per plane: far faster than reducing over the colour axis
+            fg |= np.abs(rgb[..., k].astype(np.int16) - expected[..., k]) > PRODUCT_DELTA
         rows = np.flatnonzero(fg.any(axis=1))
         if rows.size:
-            last_solid = np.flatnonzero(solid.any(axis=1))
-            if last_solid.size:
-                fg[last_solid[-1] + 1 :] = False
+            _trim_shadow_rows(fg, rgb, expected, rows, look)
         if isinstance(ch.background, tuple):
             strip = max(2, round(0.005 * min(w, h)))
             border = np.ones((h, w), dtype=bool)
             border[strip:-strip, strip:-strip] = False
-            m["border_purity"] = float((rgb[border] == np.array(ch.background, np.float32)).all(axis=1).mean())
+            m["border_purity"] = float((rgb[border] == np.array(ch.background, np.uint8)).all(axis=1).mean())
     if fg.any():
         rows = np.flatnonzero(fg.any(axis=1))
         cols = np.flatnonzero(fg.any(axis=0))
@@ -78,6 +70,29 @@ def measure(data: bytes, look: Look) -> dict[str, Any]:
         m["fill_longest"] = 0.0
         m["fill_area"] = 0.0
     return m
+
+
+def _trim_shadow_rows(fg: np.ndarray, rgb: np.ndarray, expected: np.ndarray, rows: np.ndarray, look: Look) -> None:
+    """Clear the bottom rows of ``fg`` that hold only hue-neutral darkening of the background (the
+    contact shadow). Works upwards in blocks and stops at the first row with a solid product pixel."""
+    depth = (look.shadow.opacity if look.shadow.enabled else 0.0) + 0.02
+    bottom = int(rows[-1]) + 1
+    top_limit = int(rows[0])
+    step = 64
+    while bottom > top_limit:
+        start = max(top_limit, bottom - step)
+        block = rgb[start:bottom].astype(np.float32)
+        exp = np.broadcast_to(expected[start:bottom] if expected.shape[0] > 1 else expected, block.shape).astype(np.float32)
+        ratio = block / np.maximum(exp, 1.0)
+        rmin = np.minimum(np.minimum(ratio[..., 0], ratio[..., 1]), ratio[..., 2])
+        rmax = np.maximum(np.maximum(ratio[..., 0], ratio[..., 1]), ratio[..., 2])
+        shadow_like = (rmax <= 1.002) & (rmin >= 1.0 - depth) & (rmax - rmin <= 0.03)
+        solid_rows = np.flatnonzero((fg[start:bottom] & ~shadow_like).any(axis=1))
+        if solid_rows.size:
+            fg[start + int(solid_rows[-1]) + 1 :] = False
+            return
+        bottom = start
+    fg[top_limit:] = False
 
 
 def evaluate(metrics: dict[str, Any], look: Look) -> tuple[str, list[str]]:

@@ -1,0 +1,172 @@
+"""The stage functions end to end, without Prefect: bad items, idempotent reruns, crash recovery."""
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from lightbox.manifest import load_manifest
+from lightbox.pipeline import run_plain
+from lightbox.storage import Store
+from tests.conftest import ACME
+from tests.images import studio_photo, to_bytes
+
+CHANNELS = ("amazon_main", "shopify_square", "google_merchant")
+
+
+def make_catalog(root: Path, bad: dict[str, bytes] | None = None, n_good: int = 3) -> Path:
+    """A small catalog: n good studio photos plus the given bad image files (sku -> bytes)."""
+    img = root / "img"
+    img.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n_good):
+        im, _ = studio_photo(500, 600, seed=i)
+        (img / f"good-{i}.jpg").write_bytes(to_bytes(im, "JPEG", quality=92))
+        rows.append((f"GOOD-{i}", f"img/good-{i}.jpg"))
+    for sku, data in (bad or {}).items():
+        if data is not None:
+            (img / f"{sku}.bin").write_bytes(data)
+        rows.append((sku, f"img/{sku}.bin"))
+    frame = pd.DataFrame(
+        [{"sku": s, "title": "Mug", "category": "kitchen", "image": p, "color": "red", "material": "stoneware"} for s, p in rows]
+    )
+    path = root / "catalog.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _cmyk() -> bytes:
+    im, _ = studio_photo(400, 500, seed=9)
+    return to_bytes(im.convert("CMYK"), "JPEG", quality=92)
+
+
+def _gray16() -> bytes:
+    im, _ = studio_photo(400, 500, seed=8)
+    arr = np.asarray(im.convert("L"), np.uint16) * 257
+    return to_bytes(Image.fromarray(arr.astype("<u2")), "PNG")
+
+
+def _animated() -> bytes:
+    buf = io.BytesIO()
+    frames = [studio_photo(100, 100, seed=s)[0] for s in (1, 2)]
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    return buf.getvalue()
+
+
+BAD = {
+    "ZERO": (b"", "zero-byte image file"),
+    "CORRUPT": (b"\xff\xd8\xff\xe0garbage" * 10, "truncated or corrupt image data"),
+    "TRUNC": (None, "truncated or corrupt image data"),
+    "MISSING": (None, "source image not found"),
+    "ANIM": (None, "animated image with 2 frames"),
+    "BLANK": (to_bytes(Image.new("RGB", (400, 400), (236, 233, 228)), "PNG"), "no product found"),
+}
+
+
+def test_bad_images_fail_alone_and_every_other_product_publishes(tmp_path):
+    good_jpeg = to_bytes(studio_photo(400, 500)[0], "JPEG")
+    bad = {sku: data for sku, (data, _) in BAD.items()}
+    bad["TRUNC"] = good_jpeg[: len(good_jpeg) // 2]
+    bad["ANIM"] = _animated()
+    bad["MISSING"] = None
+    bad["CMYK"] = _cmyk()
+    bad["GRAY16"] = _gray16()
+    catalog = make_catalog(tmp_path / "cat", bad)
+    s = run_plain(str(catalog), ACME, str(tmp_path / "out"), chunk_size=4)
+    failures = {(f["sku"], f["channel"]): f["reason"] for f in s.failures}
+    for sku, (_, reason) in BAD.items():
+        for ch in CHANNELS:
+            assert reason in failures[(sku, ch)], (sku, failures.get((sku, ch)))
+    published = {(o.parent.name, o.stem) for o in (tmp_path / "out" / "acme-home").glob("*/*.jpg")}
+    expected = {(sku, ch) for sku in ["GOOD-0", "GOOD-1", "GOOD-2", "CMYK", "GRAY16"] for ch in CHANNELS}
+    assert published == expected
+    assert s.published == 15 and s.failed == len(BAD) * 3
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_mtime_ns, p.stat().st_size) for p in root.rglob("*.jpg")}
+
+
+def test_second_run_republishes_nothing_and_loses_nothing(tmp_path):
+    catalog = make_catalog(tmp_path / "cat")
+    out = tmp_path / "out"
+    first = run_plain(str(catalog), ACME, str(out))
+    before = _snapshot(out / "acme-home")
+    manifest_before = load_manifest(Store(str(out)), "acme-home")
+    second = run_plain(str(catalog), ACME, str(out))
+    assert (first.published, first.generated) == (9, 9)
+    assert (second.published, second.generated, second.unchanged) == (0, 0, 9)
+    assert _snapshot(out / "acme-home") == before
+    assert load_manifest(Store(str(out)), "acme-home") == manifest_before
+
+
+def test_crash_after_publish_before_manifest_writes_nothing_twice(tmp_path):
+    catalog = make_catalog(tmp_path / "cat")
+    out = tmp_path / "out"
+    run_plain(str(catalog), ACME, str(out))
+    before = _snapshot(out / "acme-home")
+    os.remove(out / "acme-home" / "manifest.json")  # the crash: images live, manifest never written
+    again = run_plain(str(catalog), ACME, str(out))
+    assert again.generated == 9 and again.published == 0  # re-rendered, byte-identical, not rewritten
+    assert _snapshot(out / "acme-home") == before
+    entries = load_manifest(Store(str(out)), "acme-home")
+    assert len(entries) == 9  # and the manifest is whole again
+
+
+def test_manifest_records_what_was_published(tmp_path):
+    import hashlib
+
+    catalog = make_catalog(tmp_path / "cat", n_good=1)
+    out = tmp_path / "out"
+    s = run_plain(str(catalog), ACME, str(out))
+    entries = load_manifest(Store(str(out)), "acme-home")
+    e = entries["GOOD-0/amazon_main"]
+    data = Path(e["uri"]).read_bytes()
+    assert e["sha256"] == hashlib.sha256(data).hexdigest() and e["bytes"] == len(data)
+    assert e["qc"] == "passed" and e["engine"] == "studio" and e["run_id"] == s.run_id
+    assert e["alt_text"] == "Mug in red" and e["seed"] > 0 and e["fingerprint"]
+    assert {"read_ms", "decode_ms", "render_ms", "encode_ms"} <= set(e["timings_ms"])
+    summary = json.loads((out / "acme-home" / "_runs" / s.run_id / "summary.json").read_text())
+    assert summary["published"] == 3
+
+
+def test_changed_source_photo_rerenders_only_that_product(tmp_path):
+    catalog = make_catalog(tmp_path / "cat")
+    out = tmp_path / "out"
+    run_plain(str(catalog), ACME, str(out))
+    im, _ = studio_photo(500, 600, seed=42)
+    (tmp_path / "cat" / "img" / "good-1.jpg").write_bytes(to_bytes(im, "JPEG", quality=92))
+    s = run_plain(str(catalog), ACME, str(out))
+    assert (s.generated, s.published, s.unchanged) == (3, 3, 6)
+    assert {e["sku"] for e in load_manifest(Store(str(out)), "acme-home").values() if e["run_id"] == s.run_id} == {"GOOD-1"}
+
+
+def test_changed_brand_background_rerenders_only_channels_it_reaches(tmp_path):
+    """Amazon locks a white background: a new brand gradient re-renders Shopify and Google only."""
+    catalog = make_catalog(tmp_path / "cat")
+    out = tmp_path / "out"
+    run_plain(str(catalog), ACME, str(out))
+    spec_text = Path(ACME).read_text().replace('top: "#FBF8F3"', 'top: "#FFFFFF"')
+    spec2 = tmp_path / "acme2.yaml"
+    spec2.write_text(spec_text)
+    s = run_plain(str(catalog), str(spec2), str(out))
+    rerendered = {e["channel"] for e in load_manifest(Store(str(out)), "acme-home").values() if e["run_id"] == s.run_id}
+    assert rerendered == {"shopify_square", "google_merchant"} and s.unchanged == 3
+
+
+def test_same_run_on_s3(tmp_path, s3_bucket):
+    catalog = make_catalog(tmp_path / "cat", n_good=2)
+    out = f"s3://{s3_bucket}/published"
+    first = run_plain(str(catalog), ACME, out)
+    second = run_plain(str(catalog), ACME, out)
+    store = Store(out)
+    keys = store.list("acme-home")
+    assert first.published == 6 and second.published == 0 and second.unchanged == 6
+    assert "acme-home/GOOD-0/amazon_main.jpg" in keys and "acme-home/manifest.json" in keys
+    assert not [k for k in keys if "/staging/" in k]
+    assert Image.open(io.BytesIO(store.read("acme-home/GOOD-1/shopify_square.jpg"))).size == (2048, 2048)

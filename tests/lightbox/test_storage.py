@@ -1,0 +1,74 @@
+import os
+import threading
+
+import pytest
+
+from lightbox.errors import StorageError
+from lightbox.storage import Store, resolve_relative
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path):
+    if request.param == "local":
+        return Store(str(tmp_path / "out"))
+    bucket = request.getfixturevalue("s3_bucket")
+    return Store(f"s3://{bucket}/lightbox")
+
+
+def test_write_read_copy_list(store):
+    store.write_atomic("b/sku/a.jpg", b"abc")
+    assert store.read("b/sku/a.jpg") == b"abc" and store.size("b/sku/a.jpg") == 3
+    store.copy_atomic("b/sku/a.jpg", "b/sku/c.jpg")
+    assert store.list("b") == ["b/sku/a.jpg", "b/sku/c.jpg"]
+    assert store.key_of(store.uri("b/sku/c.jpg")) == "b/sku/c.jpg"
+    store.delete_prefix("b/sku")
+    assert store.list("b") == [] and store.size("b/sku/a.jpg") is None
+    with pytest.raises(FileNotFoundError):
+        store.read("b/sku/a.jpg")
+
+
+def test_local_write_leaves_no_temporary_files_and_readers_never_see_partial_data(tmp_path):
+    store = Store(str(tmp_path))
+    big_a, big_b = b"a" * 4_000_000, b"b" * 4_000_000
+    store.write_atomic("k.bin", big_a)
+    seen = set()
+    stop = threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            data = (tmp_path / "k.bin").read_bytes()
+            seen.add((len(data), data[:1], data[-1:]))
+
+    t = threading.Thread(target=reader)
+    t.start()
+    for i in range(20):
+        store.write_atomic("k.bin", big_b if i % 2 == 0 else big_a)
+    stop.set()
+    t.join()
+    assert seen <= {(4_000_000, b"a", b"a"), (4_000_000, b"b", b"b")}
+    assert os.listdir(tmp_path) == ["k.bin"]
+
+
+def test_output_under_a_file_is_a_storage_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StorageError, match=r"file/out: output is not writable"):
+        Store(str(tmp_path / "file" / "out")).check_writable()
+
+
+def test_missing_bucket_is_a_storage_error(s3_bucket):
+    with pytest.raises(StorageError, match="s3://no-such-bucket/x: output is not writable"):
+        Store("s3://no-such-bucket/x").check_writable()
+
+
+@pytest.mark.parametrize(
+    "ref, base, expected",
+    [
+        ("img/a.jpg", "s3://b/feeds/cat.csv", "s3://b/feeds/img/a.jpg"),
+        ("../img/a.jpg", "s3://b/feeds/cat.csv", "s3://b/img/a.jpg"),
+        ("https://cdn.example.com/a.jpg", "/x/cat.csv", "https://cdn.example.com/a.jpg"),
+        ("/abs/a.jpg", "s3://b/cat.csv", "/abs/a.jpg"),
+        ("img/a.jpg", "file:///x/y/cat.csv", "/x/y/img/a.jpg"),
+    ],
+)
+def test_resolve_relative(ref, base, expected):
+    assert resolve_relative(ref, base) == expected
