@@ -12,7 +12,8 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from lightbox import progress
-from lightbox.records import RunContext
+from lightbox.errors import LightboxError
+from lightbox.records import Chunk, Output, RunContext
 from lightbox.report import RunSummary
 from tasks.report import artifact_key, report_run
 from tasks.stages import (
@@ -50,7 +51,7 @@ def catalog_run(
     """
     started = time.perf_counter()
     spec = load_spec(brand)
-    ctx = RunContext(run_id=new_run_id(), brand_uri=brand, out_uri=out, spec_digest=str(spec.version))
+    ctx = RunContext(run_id=new_run_id(), brand_uri=brand, out_uri=out)
 
     # 1. Ingest
     catalog_ref = ingest_catalog(catalog, spec, ctx)
@@ -65,26 +66,56 @@ def catalog_run(
     checked = quality_check_chunk.map(generated, spec=unmapped(spec), ctx=unmapped(ctx), chunk_index=indexes)
     # 6. Publish
     published = publish_chunk.map(checked, spec=unmapped(spec), ctx=unmapped(ctx), chunk_index=indexes)
-    outputs = _collect(published, plan.products)
+    outputs, chunk_errors = _collect(generated, checked, published, plan.chunks, spec)
     manifest_uri = commit(outputs, spec, ctx)
     # 7. Report
-    return report_run(
+    summary = report_run(
         outputs, spec, ctx, catalog=catalog, ingested=validated.ingested, quarantined=validated.quarantined,
         warnings=validated.warnings, skipped=plan.skipped, products=plan.products,
         wall_s=time.perf_counter() - started, manifest_uri=manifest_uri,
     )
+    if chunk_errors:
+        raise LightboxError(f"{len(chunk_errors)} of {len(plan.chunks)} chunks failed after retries; first: {chunk_errors[0]}")
+    return summary
 
 
-def _collect(published, total: int) -> list:  # noqa: ANN001 - futures from .map
-    """Wait for the publish futures, updating the progress artifact and any local listener."""
+def _first_failure(stages: dict) -> str:  # noqa: ANN001 - stage name -> future
+    """The earliest stage of a chunk that failed, and its error (later stages only say 'not ready')."""
+    for name, fut in stages.items():
+        if fut.state.is_failed():
+            exc = fut.state.result(raise_on_failure=False)
+            return f"{name} failed: {type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else f"{name} failed"
+    return "did not complete"
+
+
+def _collect(generated, checked, published, chunks: list[Chunk], spec) -> tuple[list[Output], list[str]]:  # noqa: ANN001
+    """Wait for the publish futures, updating the progress artifact and any local listener.
+
+    A chunk that still fails after its retries does not stop the others: its products become failed
+    outputs naming the error, and the run fails after the manifest and report are written.
+    """
+    total = sum(len(c.items) for c in chunks)
     artifact_id = create_progress_artifact(0.0, key=artifact_key("catalog-run", "progress"), description="products done")
     progress.report(0, total)
+    chunk_of = {fut.task_run_id: i for i, fut in enumerate(published)}
     done = 0
-    outputs = []
+    outputs: list[Output] = []
+    errors: list[str] = []
     for fut in as_completed(list(published)):
-        chunk_outputs = fut.result()
-        outputs.extend(chunk_outputs)
-        done += len({o.sku for o in chunk_outputs})  # every product yields one output per channel
+        i = chunk_of[fut.task_run_id]
+        chunk = chunks[i]
+        try:
+            outputs.extend(fut.result())
+        except Exception:  # noqa: BLE001 - recorded per product and re-raised after the report
+            stages = {"generate": generated[i], "quality-check": checked[i], "publish": published[i]}
+            reason = f"chunk {chunk.index}: {_first_failure(stages)}"
+            errors.append(reason)
+            outputs.extend(
+                Output(sku=i.product.sku, row=i.product.row, category=i.product.category, channel=ch,
+                       status="failed", seed=i.seed, error=reason)
+                for i in chunk.items for ch in spec.channels
+            )
+        done += len(chunk.items)
         update_progress_artifact(artifact_id, 100.0 * done / total if total else 100.0)
         progress.report(done, total)
-    return sorted(outputs, key=lambda o: (o.sku, o.channel))
+    return sorted(outputs, key=lambda o: (o.sku, o.channel)), errors

@@ -75,8 +75,8 @@ def generate_item(
         data = read_bytes(source)
     except FileNotFoundError:
         return failed(f"source image not found: {source}", list(looks))
-    except PermissionError:
-        return failed(f"source image not readable (permission denied): {source}", list(looks))
+    except PermissionError as e:
+        return failed(f"source image not readable: {e}", list(looks))
     timings["read_ms"] = (time.perf_counter() - t0) * 1000
     source_sha = hashlib.sha256(data).hexdigest()
 

@@ -28,7 +28,7 @@ def run_plain(catalog: str, brand: str, out: str, chunk_size: int = 8, run_id: s
     spec = load_brand_spec(brand)
     channels = spec_channels(spec)
     store = Store(out)
-    ctx = RunContext(run_id=run_id or f"plain-{uuid.uuid4().hex[:8]}", brand_uri=brand, out_uri=out, spec_digest=str(spec.version))
+    ctx = RunContext(run_id=run_id or f"plain-{uuid.uuid4().hex[:8]}", brand_uri=brand, out_uri=out)
     frame = read_catalog(catalog)
     result = validate_catalog(frame, spec)
     if result.invalid_share > spec.quality.max_invalid_share:

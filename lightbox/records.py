@@ -57,7 +57,6 @@ class RunContext(_Record):
     run_id: str
     brand_uri: str
     out_uri: str
-    spec_digest: str
 
 
 Status = Literal["rendered", "unchanged", "failed"]

@@ -61,7 +61,15 @@ def resolve_relative(ref: str, base_uri: str) -> str:
     return posixpath.normpath(join_uri(parent, ref)).replace(":/", "://", 1)
 
 
+SOURCE_SCHEMES = ("", "file", "s3", "s3a")
+
+
 def read_bytes(uri: str) -> bytes:
+    """Read a source file. Only local paths, file:// and s3:// are enabled; fetching over HTTP(S)
+    needs a fetch policy (allowed hosts, size limits, address checks) and is refused until then."""
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+    if scheme not in SOURCE_SCHEMES:
+        raise PermissionError(f"{uri}: scheme '{scheme}' is not enabled for sources (enabled: path, file://, s3://)")
     fs, path = filesystem(uri)
     try:
         return fs.cat_file(path)

@@ -85,8 +85,8 @@ def read_catalog(uri: str, fmt: str | None = None) -> pd.DataFrame:
         data = read_bytes(uri)
     except FileNotFoundError as e:
         raise CatalogError(str(e)) from None
-    except PermissionError:
-        raise CatalogError(f"{uri}: permission denied") from None
+    except PermissionError as e:
+        raise CatalogError(str(e) if str(e).startswith(uri) else f"{uri}: permission denied") from None
     except OSError as e:
         raise CatalogError(f"{uri}: cannot read ({e})") from None
     if not data.strip():

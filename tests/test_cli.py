@@ -1,0 +1,50 @@
+"""The ``lightbox`` command: early errors exit 2 with one line, before any server starts; a full
+run (under the session harness) prints the summary and exits 0; a failed run exits 1."""
+
+import subprocess
+import sys
+
+import pytest
+
+from flows.cli import main
+from tests.conftest import ACME, REPO
+from tests.lightbox.test_pipeline import make_catalog
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "examples/acme-home/catalog.csv", "--brand", "brand_specs/nope.yaml"], "brand_specs/nope.yaml: file not found"),
+        (["run", "nope.csv"], "nope.csv: file not found"),
+        (["run", "examples/acme-home/catalog.xlsx"], "unknown catalog format"),
+        (["run", "examples/acme-home/catalog.csv", "--out", "/proc/lightbox"], "/proc/lightbox: output is not writable"),
+        (["run", "examples/acme-home/catalog.csv", "--chunk-size", "0"], "--chunk-size must be >= 1, got 0"),
+    ],
+)
+def test_early_errors_are_one_line_and_exit_2(args, message):
+    r = _cli(*args)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lightbox: error: ") and message in lines[0]
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_full_run_prints_summary(tmp_path, capsys):
+    catalog = make_catalog(tmp_path / "cat", n_good=2)
+    assert main(["run", str(catalog), "--brand", ACME, "--out", str(tmp_path / "out"), "--chunk-size", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "acme-home: 2 rows, 0 quarantined, 0 skipped, 6 generated, 0 unchanged, 0 failed, 6 published" in out
+    assert "manifest: " in out
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_unknown_layout_fails_the_run_with_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,name\n1,x\n")
+    assert main(["run", str(bad), "--brand", ACME, "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("lightbox: error: ") and "unknown column layout: missing 'sku'" in err[-1]
