@@ -22,6 +22,7 @@ from tasks.stages import (
     ingest_catalog,
     load_spec,
     plan_run,
+    prepare_engine,
     publish_chunk,
     quality_check_chunk,
     validate_catalog,
@@ -51,7 +52,8 @@ def catalog_run(
     """
     started = time.perf_counter()
     spec = load_spec(brand)
-    ctx = RunContext(run_id=new_run_id(), brand_uri=brand, out_uri=out)
+    ai_fallback = prepare_engine(spec)
+    ctx = RunContext(run_id=new_run_id(), brand_uri=brand, out_uri=out, ai_fallback=ai_fallback)
 
     # 1. Ingest
     catalog_ref = ingest_catalog(catalog, spec, ctx)
@@ -112,7 +114,7 @@ def _collect(generated, checked, published, chunks: list[Chunk], spec) -> tuple[
             errors.append(reason)
             outputs.extend(
                 Output(sku=i.product.sku, row=i.product.row, category=i.product.category, channel=ch,
-                       status="failed", seed=i.seed, error=reason)
+                       status="failed", seed=i.seed, error=reason)  # one per channel (variants not expanded)
                 for i in chunk.items for ch in spec.channels
             )
         done += len(chunk.items)

@@ -41,7 +41,6 @@ def _prepare_env(verbose: bool) -> None:
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
         os.environ.setdefault("PREFECT_LOGGING_SERVER_LEVEL", "WARNING")
-        logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 
 def root_cause(exc: BaseException) -> str:
@@ -120,8 +119,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    verbose = getattr(args, "verbose", False)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not verbose:  # libraries that set their own loggers to INFO (Great Expectations) stay quiet too
+        for handler in logging.getLogger().handlers:
+            handler.setLevel(logging.WARNING)
     if args.command == "run":
         return cmd_run(args)
     return 2

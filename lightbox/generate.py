@@ -1,10 +1,12 @@
-"""Generate stage: render every channel of every product in a chunk into the run's staging area.
+"""Generate stage: render every (channel, variant) of every product in a chunk into the run's staging area.
 
-Per product: read the source once, fingerprint each channel's output (product fields used, source
-content hash, effective look, engine), skip channels whose fingerprint matches the manifest and whose
-object still exists, render the rest, encode, write to staging. A product that cannot be rendered
-(missing, corrupt, refused image) becomes failed outputs with a one-line reason; the chunk goes on.
-Transient storage errors propagate so the task's retry policy can act.
+Per product: read the source once, fingerprint each output (product fields used, source content
+hash, effective look, engine, variant, seed), skip outputs whose fingerprint matches the manifest and
+whose object still exists, cut the product out once, and hand the rest to the engines as jobs - the
+studio engine for plain backgrounds, the diffusers engine (batched across the chunk) for AI looks.
+Then encode (AI outputs get the IPTC label) and stage. A product that cannot be rendered (missing,
+corrupt, refused image; a template attribute it lacks) becomes failed outputs with a one-line reason;
+the chunk goes on. Transient storage errors propagate so the task's retry policy can act.
 """
 
 from __future__ import annotations
@@ -13,41 +15,53 @@ import hashlib
 import json
 import logging
 import time
+from dataclasses import dataclass, field
 
-from lightbox.engines import Engine, get_engine
+from lightbox.engines import Engine, RenderJob
 from lightbox.errors import ItemError
 from lightbox.imaging.compose import encode
+from lightbox.imaging.cutout import CutOut, cut_out
 from lightbox.imaging.decode import decode_image
-from lightbox.records import Chunk, Output, Product, RunContext, WorkItem
-from lightbox.specs.models import BrandSpec, ChannelPreset, Look, resolve_look
+from lightbox.records import Chunk, Output, Product, RunContext, WorkItem, seed_for
+from lightbox.specs.models import BrandSpec, ChannelPreset, Look, resolve_look, template_fields
 from lightbox.storage import Store, read_bytes
 
 log = logging.getLogger(__name__)
 
 
-def output_key(spec: BrandSpec, sku: str, channel: ChannelPreset) -> str:
-    return f"{spec.name}/{sku}/{channel.name}.{channel.extension}"
+def output_name(channel: str, variant: int) -> str:
+    """``shopify_square`` for the first variant, ``shopify_square-v2`` for the second, ..."""
+    return channel if variant == 0 else f"{channel}-v{variant + 1}"
 
 
-def staging_key(spec: BrandSpec, run_id: str, sku: str, channel: ChannelPreset) -> str:
-    return f"{spec.name}/_runs/{run_id}/staging/{sku}/{channel.name}.{channel.extension}"
+def output_key(spec: BrandSpec, sku: str, channel: ChannelPreset, variant: int = 0) -> str:
+    return f"{spec.name}/{sku}/{output_name(channel.name, variant)}.{channel.extension}"
 
 
-def fingerprint(product: Product, source_sha256: str, look: Look, spec: BrandSpec, engine: Engine) -> str:
+def staging_key(spec: BrandSpec, run_id: str, sku: str, channel: ChannelPreset, variant: int = 0) -> str:
+    return f"{spec.name}/_runs/{run_id}/staging/{sku}/{output_name(channel.name, variant)}.{channel.extension}"
+
+
+def engine_id(look: Look, engines: dict[str, Engine]) -> str:
+    e = engines[look.engine]
+    return f"{e.name}/{e.version}"
+
+
+def fingerprint(product: Product, source_sha256: str, look: Look, spec: BrandSpec, engine: str, variant: int = 0, seed: int = 0) -> str:
     """Everything an output depends on; equal fingerprints mean byte-identical outputs."""
     used = sorted(spec.fields_used(product.category) | {"category"})
     payload = {
         "fields": {name: product.field(name) for name in used},
         "source": source_sha256,
         "look": look.digest(),
-        "engine": f"{engine.name}/{engine.version}",
+        "engine": engine,
     }
+    if look.generation is not None:  # seeds and variants only change AI outputs
+        payload |= {"variant": variant, "seed": seed}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def fill_template(text: str, product: Product) -> str:
-    from lightbox.specs.models import template_fields
-
     values = {}
     for name in template_fields(text):
         value = product.field(name)
@@ -57,85 +71,149 @@ def fill_template(text: str, product: Product) -> str:
     return text.format(**values)
 
 
-def generate_item(
-    item: WorkItem, spec: BrandSpec, channels: list[ChannelPreset], ctx: RunContext, store: Store
-) -> list[Output]:
+@dataclass
+class _Pending:
+    """One product's outputs to render, with what they need."""
+
+    item: WorkItem
+    looks: dict[str, Look]
+    cut: CutOut | None
+    alt_text: str
+    timings: dict[str, float]
+    prompts: dict[str, str] = field(default_factory=dict)  # channel -> filled prompt (AI looks)
+    todo: list[tuple[ChannelPreset, int, str]] = field(default_factory=list)  # channel, variant, fingerprint
+
+
+def effective_look(spec: BrandSpec, category: str, channel: ChannelPreset, ctx: RunContext) -> Look:
+    look = resolve_look(spec, category, channel)
+    if look.generation is not None and ctx.ai_fallback:
+        return look.model_copy(update={"engine": "studio", "generation": None})
+    return look
+
+
+def _variants(look: Look) -> int:
+    return look.generation.diffusion.variants if look.generation is not None else 1
+
+
+def prepare_item(
+    item: WorkItem, spec: BrandSpec, channels: list[ChannelPreset], ctx: RunContext, store: Store, engines: dict[str, Engine]
+) -> tuple[list[Output], _Pending | None]:
+    """Read, fingerprint, skip what is unchanged, decode and cut out once. No rendering yet."""
     product = item.product
-    base = {"sku": product.sku, "row": product.row, "category": product.category, "seed": item.seed}
-    looks = {ch.name: resolve_look(spec, product.category, ch) for ch in channels}
-    engine = get_engine(next(iter(looks.values())).engine)
+    base = {"sku": product.sku, "row": product.row, "category": product.category}
+    looks = {ch.name: effective_look(spec, product.category, ch, ctx) for ch in channels}
+
+    def failed(reason: str) -> list[Output]:
+        return [
+            Output(**base, channel=ch.name, variant=v, status="failed", seed=seed_for(product.sku, v, spec.version),
+                   engine=looks[ch.name].engine, error=reason)
+            for ch in channels for v in range(_variants(looks[ch.name]))
+        ]
+
     timings: dict[str, float] = {}
-
-    def failed(reason: str, names: list[str]) -> list[Output]:
-        return [Output(**base, channel=n, status="failed", engine=engine.name, engine_version=engine.version, error=reason) for n in names]
-
     t0 = time.perf_counter()
-    source = product.images[0]
-    try:
-        data = read_bytes(source)
-    except FileNotFoundError:
-        return failed(f"source image not found: {source}", list(looks))
-    except PermissionError as e:
-        return failed(f"source image not readable: {e}", list(looks))
-    timings["read_ms"] = (time.perf_counter() - t0) * 1000
-    source_sha = hashlib.sha256(data).hexdigest()
+    data: bytes | None = None
+    if product.images:
+        source = product.images[0]
+        try:
+            data = read_bytes(source)
+        except FileNotFoundError:
+            return failed(f"source image not found: {source}"), None
+        except PermissionError as e:
+            return failed(f"source image not readable: {e}"), None
+        timings["read_ms"] = (time.perf_counter() - t0) * 1000
+    source_sha = hashlib.sha256(data).hexdigest() if data is not None else "no-photo"
 
     try:
         alt_text = fill_template(spec.template_for(product.category).alt_text, product)
+        prompts = {n: fill_template(lk.generation.prompt, product) for n, lk in looks.items() if lk.generation}
     except ItemError as e:
-        return failed(str(e), list(looks))
+        return failed(str(e)), None
 
     outputs: list[Output] = []
-    todo: dict[str, Look] = {}
-    fps: dict[str, str] = {}
+    pending = _Pending(item=item, looks=looks, cut=None, alt_text=alt_text, timings=timings, prompts=prompts)
     for ch in channels:
-        fp = fingerprint(product, source_sha, looks[ch.name], spec, engine)
-        fps[ch.name] = fp
-        key = output_key(spec, product.sku, ch)
-        if item.previous.get(ch.name) == fp and store.exists(key):
-            outputs.append(
-                Output(**base, channel=ch.name, status="unchanged", fingerprint=fp, uri=store.uri(key),
-                       engine=engine.name, engine_version=engine.version, alt_text=alt_text)
-            )
-        else:
-            todo[ch.name] = looks[ch.name]
-    if not todo:
-        return outputs
+        look = looks[ch.name]
+        for v in range(_variants(look)):
+            seed = seed_for(product.sku, v, spec.version)
+            fp = fingerprint(product, source_sha, look, spec, engine_id(look, engines), v, seed)
+            key = output_key(spec, product.sku, ch, v)
+            if item.previous.get(output_name(ch.name, v)) == fp and store.exists(key):
+                outputs.append(Output(**base, channel=ch.name, variant=v, status="unchanged", fingerprint=fp,
+                                      uri=store.uri(key), seed=seed, engine=look.engine, alt_text=alt_text,
+                                      ai_generated=look.generation is not None))
+            else:
+                pending.todo.append((ch, v, fp))
+    if not pending.todo:
+        return outputs, None
 
-    try:
-        t = time.perf_counter()
-        image = decode_image(data, max_pixels=spec.max_source_pixels)
-        timings["decode_ms"] = (time.perf_counter() - t) * 1000
-        t = time.perf_counter()
-        rendered = engine.render_product(image, todo, product, item.seed)
-        timings["render_ms"] = (time.perf_counter() - t) * 1000
-    except ItemError as e:
-        return outputs + failed(str(e), list(todo))
-
-    by_name = {ch.name: ch for ch in channels}
-    for name, im in rendered.items():
-        ch = by_name[name]
-        t = time.perf_counter()
-        blob = encode(im, ch)
-        enc_ms = (time.perf_counter() - t) * 1000
-        skey = staging_key(spec, ctx.run_id, product.sku, ch)
-        store.write_atomic(skey, blob)
-        outputs.append(
-            Output(
-                **base, channel=name, status="rendered", fingerprint=fps[name], staged_uri=store.uri(skey),
-                uri=store.uri(output_key(spec, product.sku, ch)), sha256=hashlib.sha256(blob).hexdigest(),
-                bytes=len(blob), width=im.width, height=im.height, engine=engine.name,
-                engine_version=engine.version, alt_text=alt_text,
-                timings_ms={**{k: round(v, 1) for k, v in timings.items()}, "encode_ms": round(enc_ms, 1)},
-            )
-        )
-    return outputs
+    if data is not None:
+        try:
+            t = time.perf_counter()
+            image = decode_image(data, max_pixels=spec.max_source_pixels)
+            timings["decode_ms"] = (time.perf_counter() - t) * 1000
+            t = time.perf_counter()
+            pending.cut = cut_out(image, spec.cutout)
+            timings["cutout_ms"] = (time.perf_counter() - t) * 1000
+        except ItemError as e:
+            fails = {(o.channel, o.variant) for o in outputs}
+            return outputs + [o for o in failed(str(e)) if (o.channel, o.variant) not in fails], None
+    return outputs, pending
 
 
-def generate_chunk(chunk: Chunk, spec: BrandSpec, channels: list[ChannelPreset], ctx: RunContext, store: Store) -> list[Output]:
+def generate_chunk(
+    chunk: Chunk, spec: BrandSpec, channels: list[ChannelPreset], ctx: RunContext, store: Store, engines: dict[str, Engine]
+) -> list[Output]:
     outputs: list[Output] = []
+    jobs: list[tuple[RenderJob, _Pending, ChannelPreset, str]] = []
     for item in chunk.items:
-        outputs.extend(generate_item(item, spec, channels, ctx, store))
+        done, pending = prepare_item(item, spec, channels, ctx, store, engines)
+        outputs.extend(done)
+        if pending is None:
+            continue
+        tpl = spec.template_for(item.product.category)
+        for ch, v, fp in pending.todo:
+            look = pending.looks[ch.name]
+            job = RenderJob(
+                product=item.product, look=look, variant=v, seed=seed_for(item.product.sku, v, spec.version),
+                cut=pending.cut, prompt=pending.prompts.get(ch.name),
+                negative_prompt=tpl.negative_prompt if look.generation else None,
+            )
+            jobs.append((job, pending, ch, fp))
+
+    by_engine: dict[str, list[int]] = {}
+    for i, (job, *_rest) in enumerate(jobs):
+        by_engine.setdefault(job.look.engine, []).append(i)
+    for engine_name, idxs in by_engine.items():
+        engine = engines[engine_name]
+        t = time.perf_counter()
+        results = engine.render([jobs[i][0] for i in idxs])
+        per_job_ms = (time.perf_counter() - t) * 1000 / max(1, len(idxs))
+        for i, res in zip(idxs, results, strict=True):
+            job, pending, ch, fp = jobs[i]
+            outputs.append(_stage(job, pending, ch, fp, res, engine, per_job_ms, spec, ctx, store))
     n_failed = sum(o.status == "failed" for o in outputs)
     log.info("chunk %d: %d outputs, %d failed", chunk.index, len(outputs), n_failed)
     return outputs
+
+
+def _stage(job, pending: _Pending, ch: ChannelPreset, fp: str, res, engine: Engine, render_ms: float,  # noqa: ANN001
+           spec: BrandSpec, ctx: RunContext, store: Store) -> Output:
+    product = job.product
+    base = dict(sku=product.sku, row=product.row, category=product.category, channel=ch.name, variant=job.variant,
+                seed=job.seed, engine=engine.name, engine_version=engine.version, alt_text=pending.alt_text)
+    if res.error or res.image is None:
+        return Output(**base, status="failed", fingerprint=fp, error=res.error or "engine returned no image")
+    ai = res.generation is not None
+    t = time.perf_counter()
+    blob = encode(res.image, ch, ai_generated=ai)
+    enc_ms = (time.perf_counter() - t) * 1000
+    skey = staging_key(spec, ctx.run_id, product.sku, ch, job.variant)
+    store.write_atomic(skey, blob)
+    timings = {**{k: round(v, 1) for k, v in pending.timings.items()}, "render_ms": round(render_ms, 1), "encode_ms": round(enc_ms, 1)}
+    return Output(
+        **base, status="rendered", fingerprint=fp, staged_uri=store.uri(skey),
+        uri=store.uri(output_key(spec, product.sku, ch, job.variant)), sha256=hashlib.sha256(blob).hexdigest(),
+        bytes=len(blob), width=res.image.width, height=res.image.height, timings_ms=timings,
+        ai_generated=ai, generation=res.generation, metrics=dict(res.metrics),
+    )

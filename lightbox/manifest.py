@@ -36,6 +36,7 @@ def entry_for(o: Output, run_id: str, now: str) -> dict[str, Any]:
     return {
         "sku": o.sku,
         "channel": o.channel,
+        "variant": o.variant,
         "uri": o.uri,
         "sha256": o.sha256,
         "bytes": o.bytes,
@@ -48,6 +49,8 @@ def entry_for(o: Output, run_id: str, now: str) -> dict[str, Any]:
         "engine_version": o.engine_version,
         "seed": o.seed,
         "alt_text": o.alt_text,
+        "ai_generated": o.ai_generated,
+        "generation": o.generation,
         "timings_ms": o.timings_ms,
         "run_id": run_id,
         "published_at": now,
@@ -61,7 +64,7 @@ def commit_manifest(store: Store, brand: str, outputs: list[Output], run_id: str
     changed = 0
     for o in outputs:
         if o.published == "written" or (o.published == "unchanged" and o.status == "rendered"):
-            entries[f"{o.sku}/{o.channel}"] = entry_for(o, run_id, now)
+            entries[f"{o.sku}/{o.name}"] = entry_for(o, run_id, now)
             changed += 1
     doc = {"version": MANIFEST_VERSION, "brand": brand, "updated_at": now, "entries": dict(sorted(entries.items()))}
     if changed or not store.exists(manifest_key(brand)):

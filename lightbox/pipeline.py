@@ -11,6 +11,7 @@ import uuid
 
 from lightbox.catalog.ingest import read_catalog, to_products
 from lightbox.catalog.validate import validate_catalog
+from lightbox.engines import build_engines, prepare_ai
 from lightbox.errors import ValidationThresholdError
 from lightbox.generate import generate_chunk
 from lightbox.manifest import commit_manifest, load_manifest, manifest_key
@@ -18,7 +19,7 @@ from lightbox.plan import plan_run
 from lightbox.publish import publish_chunk
 from lightbox.quality import check_chunk
 from lightbox.records import RunContext
-from lightbox.report import RunSummary, summarise, write_summary
+from lightbox.report import RunSummary, engine_note, summarise, write_summary
 from lightbox.specs import load_brand_spec, spec_channels
 from lightbox.storage import Store
 
@@ -28,7 +29,8 @@ def run_plain(catalog: str, brand: str, out: str, chunk_size: int = 8, run_id: s
     spec = load_brand_spec(brand)
     channels = spec_channels(spec)
     store = Store(out)
-    ctx = RunContext(run_id=run_id or f"plain-{uuid.uuid4().hex[:8]}", brand_uri=brand, out_uri=out)
+    ctx = RunContext(run_id=run_id or f"plain-{uuid.uuid4().hex[:8]}", brand_uri=brand, out_uri=out, ai_fallback=prepare_ai(spec))
+    engines = build_engines(spec, ctx.ai_fallback)
     frame = read_catalog(catalog)
     result = validate_catalog(frame, spec)
     if result.invalid_share > spec.quality.max_invalid_share:
@@ -36,7 +38,7 @@ def run_plain(catalog: str, brand: str, out: str, chunk_size: int = 8, run_id: s
     plan = plan_run(to_products(result.valid), spec, load_manifest(store, spec.name), chunk_size)
     outputs = []
     for chunk in plan.chunks:
-        generated = generate_chunk(chunk, spec, channels, ctx, store)
+        generated = generate_chunk(chunk, spec, channels, ctx, store, engines)
         checked = check_chunk(generated, spec, channels, store)
         outputs.extend(publish_chunk(checked, store, spec.name, ctx.run_id, load_manifest(store, spec.name)))
     commit_manifest(store, spec.name, outputs, ctx.run_id)
@@ -44,7 +46,7 @@ def run_plain(catalog: str, brand: str, out: str, chunk_size: int = 8, run_id: s
         run_id=ctx.run_id, brand=spec.name, spec_version=spec.version, catalog=catalog, store=store,
         ingested=result.total, quarantine=result.quarantined, warnings=result.warnings, skipped=plan.skipped,
         products=plan.products, outputs=outputs, wall_s=time.perf_counter() - started,
-        manifest_uri=store.uri(manifest_key(spec.name)),
+        manifest_uri=store.uri(manifest_key(spec.name)), engine_note=engine_note(spec, ctx.ai_fallback),
     )
     write_summary(store, summary)
     store.delete_prefix(f"{spec.name}/_runs/{ctx.run_id}/staging")

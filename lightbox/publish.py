@@ -30,7 +30,7 @@ def publish_output(o: Output, store: Store, brand: str, run_id: str, manifest: d
         return o.model_copy(update={"published": "review", "uri": store.uri(dest)})
     final = store.key_of(o.uri or "")
     if store.size(final) == o.bytes:
-        known = manifest.get(f"{o.sku}/{o.channel}", {}).get("sha256")
+        known = manifest.get(f"{o.sku}/{o.name}", {}).get("sha256")
         if known == o.sha256 or store.sha256(final) == o.sha256:
             return o.model_copy(update={"published": "unchanged"})
     store.copy_atomic(staged, final)

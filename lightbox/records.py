@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -57,6 +57,7 @@ class RunContext(_Record):
     run_id: str
     brand_uri: str
     out_uri: str
+    ai_fallback: str | None = Field(None, description="why AI looks render with the studio engine this run")
 
 
 Status = Literal["rendered", "unchanged", "failed"]
@@ -70,6 +71,7 @@ class Output(_Record):
     row: int
     category: str
     channel: str
+    variant: int = 0
     status: Status
     fingerprint: str = ""
     staged_uri: str | None = None
@@ -82,12 +84,19 @@ class Output(_Record):
     engine_version: str = ""
     seed: int = 0
     alt_text: str = ""
+    ai_generated: bool = False
+    generation: dict[str, Any] | None = None
     timings_ms: dict[str, float] = Field(default_factory=dict)
     error: str | None = None
     qc: QCStatus = "not_run"
     qc_reasons: list[str] = Field(default_factory=list)
     metrics: dict[str, float | int | str | bool] = Field(default_factory=dict)
     published: Literal["written", "unchanged", "review", "no"] = "no"
+
+    @property
+    def name(self) -> str:
+        """Output name: the channel, with ``-vN`` for variants after the first."""
+        return self.channel if self.variant == 0 else f"{self.channel}-v{self.variant + 1}"
 
 
 def seed_for(sku: str, variant: int, spec_version: int) -> int:

@@ -38,6 +38,7 @@ class RunSummary(BaseModel):
     failed_share: float
     manifest_uri: str
     summary_uri: str
+    engine: str = "studio"
     quarantine: list[QuarantinedRow]
     skipped_rows: list[QuarantinedRow]
     warnings: list[QuarantinedRow]
@@ -60,6 +61,7 @@ class RunSummary(BaseModel):
             f"- **{self.passed}** passed quality checks, **{self.failed}** failed "
             f"({self.failed_share:.1%}); **{self.to_review}** sent to review",
             f"- **{self.published}** published in {self.wall_s:.1f} s ({self.images_per_s:.2f} images/s)",
+            f"- engine: {self.engine}",
             f"- manifest: `{self.manifest_uri}`",
         ]
         if self.failures:
@@ -93,9 +95,9 @@ def failures_of(outputs: list[Output]) -> list[dict[str, Any]]:
     rows = []
     for o in outputs:
         if o.status == "failed":
-            rows.append({"row": o.row, "sku": o.sku, "channel": o.channel, "stage": "generate", "reason": o.error or ""})
+            rows.append({"row": o.row, "sku": o.sku, "channel": o.name, "stage": "generate", "reason": o.error or ""})
         elif o.qc == "failed":
-            rows.append({"row": o.row, "sku": o.sku, "channel": o.channel, "stage": "quality",
+            rows.append({"row": o.row, "sku": o.sku, "channel": o.name, "stage": "quality",
                          "reason": "; ".join(o.qc_reasons), "uri": o.uri})
     return rows
 
@@ -103,7 +105,7 @@ def failures_of(outputs: list[Output]) -> list[dict[str, Any]]:
 def summarise(
     *, run_id: str, brand: str, spec_version: int, catalog: str, store: Store, ingested: int,
     quarantine: list[QuarantinedRow], warnings: list[QuarantinedRow], skipped: list[QuarantinedRow],
-    products: int, outputs: list[Output], wall_s: float, manifest_uri: str,
+    products: int, outputs: list[Output], wall_s: float, manifest_uri: str, engine_note: str = "studio",
 ) -> RunSummary:
     generated = sum(o.status == "rendered" for o in outputs)
     failed = sum(o.status == "failed" or o.qc == "failed" for o in outputs)
@@ -118,9 +120,21 @@ def summarise(
         images_per_s=round(generated / wall_s, 3) if wall_s > 0 else 0.0,
         invalid_share=round(len(quarantine) / ingested, 4) if ingested else 0.0,
         failed_share=round(failed / attempted, 4) if attempted else 0.0,
-        manifest_uri=manifest_uri, summary_uri=store.uri(run_key(brand, run_id, "summary.json")),
+        manifest_uri=manifest_uri, engine=engine_note, summary_uri=store.uri(run_key(brand, run_id, "summary.json")),
         quarantine=quarantine, skipped_rows=skipped, warnings=warnings, failures=failures_of(outputs),
     )
+
+
+def engine_note(spec, ai_fallback: str | None) -> str:  # noqa: ANN001 - BrandSpec
+    """One line for the report: which engines rendered this run, and any fallback."""
+    from lightbox.engines import uses_ai
+
+    if not uses_ai(spec):
+        return "studio"
+    if ai_fallback:
+        return f"studio (AI fallback: {ai_fallback})"
+    d = spec.diffusion
+    return f"diffusers {d.model}@{d.revision or 'default'} ({d.steps} steps, batch {d.batch_size}) + studio for locked backgrounds"
 
 
 def quarantine_csv(rows: list[QuarantinedRow]) -> bytes:

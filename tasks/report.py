@@ -6,7 +6,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from lightbox.records import Output, QuarantinedRow
-from lightbox.report import RunSummary, summarise, write_summary
+from lightbox.report import RunSummary, engine_note, summarise, write_summary
 from lightbox.specs import BrandSpec
 from lightbox.storage import Store
 from lightbox.records import RunContext
@@ -28,7 +28,7 @@ def report_run(
     summary = summarise(
         run_id=ctx.run_id, brand=spec.name, spec_version=spec.version, catalog=catalog, store=store,
         ingested=ingested, quarantine=quarantined, warnings=warnings, skipped=skipped, products=products,
-        outputs=outputs, wall_s=wall_s, manifest_uri=manifest_uri,
+        outputs=outputs, wall_s=wall_s, manifest_uri=manifest_uri, engine_note=engine_note(spec, ctx.ai_fallback),
     )
     write_summary(store, summary)
     store.delete_prefix(f"{spec.name}/_runs/{ctx.run_id}/staging")

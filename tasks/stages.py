@@ -20,8 +20,11 @@ from lightbox.records import Chunk, Output, QuarantinedRow, RunContext
 from lightbox.report import run_key
 from lightbox.specs import BrandSpec, load_brand_spec, spec_channels
 from lightbox.storage import Store
+from prefect.concurrency.sync import concurrency
 from pydantic import BaseModel
-from tasks._policy import RETRY_DELAYS, retry_transient
+
+from lightbox.engines import build_engines, prepare_ai, uses_ai
+from tasks._policy import RETRY_DELAYS, ensure_concurrency_limit, retry_transient
 
 RETRIES = dict(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
 
@@ -45,6 +48,20 @@ def load_spec(brand_uri: str) -> BrandSpec:
     spec = load_brand_spec(brand_uri)
     get_run_logger().info("brand spec %s v%d: channels %s", spec.name, spec.version, ", ".join(spec.channels))
     return spec
+
+
+@task(name="prepare-engine")
+def prepare_engine(spec: BrandSpec) -> str | None:
+    """Load the AI pipelines once (fails the run at start when the model cannot load and the spec's
+    fallback is 'fail'); make sure the GPU concurrency limit exists. Returns a fallback reason or None."""
+    logger = get_run_logger()
+    reason = prepare_ai(spec)
+    if reason:
+        logger.warning("AI engine unavailable: %s", reason)
+    elif uses_ai(spec):
+        ensure_concurrency_limit(spec.diffusion.concurrency_limit, spec.diffusion.concurrency_slots)
+        logger.info("AI engine ready: %s", spec.diffusion.model)
+    return reason
 
 
 @task(name="ingest", **RETRIES)
@@ -86,11 +103,16 @@ def plan_run(validated: Validated, spec: BrandSpec, ctx: RunContext, chunk_size:
 
 @task(name="generate", task_run_name="generate-chunk-{chunk.index}", **RETRIES)
 def generate_chunk(chunk: Chunk, spec: BrandSpec, ctx: RunContext) -> list[Output]:
-    outputs = _generate_chunk(chunk, spec, spec_channels(spec), ctx, Store(ctx.out_uri))
+    engines = build_engines(spec, ctx.ai_fallback)
+    if "diffusers" in engines:  # AI work holds a slot of the shared accelerator limit
+        with concurrency(spec.diffusion.concurrency_limit, occupy=1, strict=True):
+            outputs = _generate_chunk(chunk, spec, spec_channels(spec), ctx, Store(ctx.out_uri), engines)
+    else:
+        outputs = _generate_chunk(chunk, spec, spec_channels(spec), ctx, Store(ctx.out_uri), engines)
     logger = get_run_logger()
     for o in outputs:
         if o.status == "failed":
-            logger.warning("%s/%s failed: %s", o.sku, o.channel, o.error)
+            logger.warning("%s/%s failed: %s", o.sku, o.name, o.error)
     return outputs
 
 
@@ -100,7 +122,7 @@ def quality_check_chunk(outputs: list[Output], spec: BrandSpec, ctx: RunContext,
     logger = get_run_logger()
     for o in checked:
         if o.qc == "failed":
-            logger.warning("%s/%s failed quality: %s", o.sku, o.channel, "; ".join(o.qc_reasons))
+            logger.warning("%s/%s failed quality: %s", o.sku, o.name, "; ".join(o.qc_reasons))
     return checked
 
 

@@ -42,18 +42,24 @@ class CatalogFrame(pa.DataFrameModel):
     def _sku_filename_safe(cls, s: Series[str]) -> Series[bool]:
         return s.str.fullmatch(SKU_PATTERN) & ~s.str.contains("..", regex=False)
 
-    @pa.dataframe_check(name="image_required")
-    def _image_unless_hero(cls, df: pd.DataFrame) -> Series[bool]:
-        return (df["images"] != "") | df["hero"].str.lower().isin(_TRUE)
-
     class Config:
         strict = False  # attr_* columns vary by catalog
 
 
 def _schema_for(spec: BrandSpec) -> pa.DataFrameSchema:
-    schema = CatalogFrame.to_schema()
+    """The model plus what depends on the spec: known categories, and which rows may lack a photo
+    (heroes; and categories rendered text-to-image when the spec enables it)."""
     known = sorted(spec.categories)
-    return schema.update_column("category", checks=[pa.Check.isin(known, name="known_category")])
+    schema = CatalogFrame.to_schema().update_column("category", checks=[pa.Check.isin(known, name="known_category")])
+    photo_free = set()
+    if spec.diffusion is not None and spec.diffusion.text_to_image:
+        photo_free = {c for c in spec.categories if spec.engine_for(c) == "diffusers"}
+
+    def image_unless_exempt(df: pd.DataFrame) -> pd.Series:
+        return (df["images"] != "") | df["hero"].str.lower().isin(_TRUE) | df["category"].isin(photo_free)
+
+    schema.checks = [*schema.checks, pa.Check(image_unless_exempt, name="image_required")]
+    return schema
 
 
 def _reason(column: str | None, check: str, value: object, spec: BrandSpec, frame: pd.DataFrame, index: int) -> str:

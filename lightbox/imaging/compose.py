@@ -10,7 +10,7 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, PngImagePlugin
 
 from lightbox.imaging.cutout import CutOut
 from lightbox.imaging.decode import SRGB_ICC
@@ -26,17 +26,20 @@ class Placement:
     scale: float
 
 
-def place(bbox_size: tuple[int, int], look: Look) -> Placement:
-    """Where the product goes: longest side at ``fill`` of the frame, centred or standing on a floor line."""
-    ch = look.channel
+def place(bbox_size: tuple[int, int], look: Look, frame: tuple[int, int] | None = None) -> Placement:
+    """Where the product goes: longest side at ``fill`` of the frame, centred or standing on a floor line.
+
+    ``frame`` defaults to the channel's size; the AI engine passes its smaller working size.
+    """
+    fw, fh = frame or (look.channel.width, look.channel.height)
     bw, bh = bbox_size
-    scale = look.fill * min(ch.width / bw, ch.height / bh)
+    scale = look.fill * min(fw / bw, fh / bh)
     w, h = max(1, round(bw * scale)), max(1, round(bh * scale))
-    x = (ch.width - w) // 2
+    x = (fw - w) // 2
     if look.placement == "bottom":
-        y = ch.height - h - round((1 - look.fill) / 2 * ch.height)
+        y = fh - h - round((1 - look.fill) / 2 * fh)
     else:
-        y = (ch.height - h) // 2
+        y = (fh - h) // 2
     return Placement(x=x, y=y, width=w, height=h, scale=scale)
 
 
@@ -94,8 +97,12 @@ def shadow_mask(look: Look, p: Placement) -> tuple[np.ndarray, tuple[int, int]] 
     return mask, (lx0, ly0)
 
 
-def render(cut: CutOut, look: Look) -> tuple[Image.Image, Placement]:
-    """Compose one channel. Returns the image (RGB, or RGBA for a transparent channel) and the placement."""
+def render(cut: CutOut, look: Look, background: np.ndarray | None = None) -> tuple[Image.Image, Placement]:
+    """Compose one channel. Returns the image (RGB, or RGBA for a transparent channel) and the placement.
+
+    ``background``: an H x W x 3 uint8 canvas at the channel's size (an AI-generated scene) instead of
+    the look's solid or gradient background.
+    """
     product = cut.product
     p = place((product.shape[1], product.shape[0]), look)
     prod = resample_product(product, (p.width, p.height))
@@ -105,7 +112,12 @@ def render(cut: CutOut, look: Look) -> tuple[Image.Image, Placement]:
         canvas[p.y : p.y + p.height, p.x : p.x + p.width] = prod
         return Image.fromarray(canvas, "RGBA"), p
 
-    canvas = background_canvas(look)
+    if background is not None:
+        if background.shape != (ch.height, ch.width, 3) or background.dtype != np.uint8:
+            raise ValueError(f"background must be {ch.height}x{ch.width}x3 uint8, got {background.shape} {background.dtype}")
+        canvas = background.copy()
+    else:
+        canvas = background_canvas(look)
     shade = shadow_mask(look, p)
     if shade is not None:
         mask, (sx, sy) = shade
@@ -122,13 +134,46 @@ def render(cut: CutOut, look: Look) -> tuple[Image.Image, Placement]:
     return Image.fromarray(canvas, "RGB"), p
 
 
-def encode(im: Image.Image, channel: ChannelPreset) -> bytes:
-    """Deterministic encoding: same pixels and preset -> same bytes. sRGB profile embedded, no EXIF."""
+AI_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+
+
+def ai_xmp() -> bytes:
+    """XMP packet with IPTC DigitalSourceType = trainedAlgorithmicMedia (Google Merchant Center reads it)."""
+    return (
+        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/">'
+        f"<Iptc4xmpExt:DigitalSourceType>{AI_SOURCE_TYPE}</Iptc4xmpExt:DigitalSourceType>"
+        '</rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
+    ).encode("utf-8")
+
+
+def encode(im: Image.Image, channel: ChannelPreset, *, ai_generated: bool = False) -> bytes:
+    """Deterministic encoding: same pixels and preset -> same bytes. sRGB profile embedded, no EXIF.
+
+    AI-generated outputs carry the IPTC DigitalSourceType label in XMP; other outputs carry no XMP.
+    """
     buf = io.BytesIO()
+    extra = {"xmp": ai_xmp()} if ai_generated else {}
     if channel.format == "jpeg":
-        im.convert("RGB").save(buf, "JPEG", quality=channel.quality, subsampling=0, icc_profile=SRGB_ICC)
+        im.convert("RGB").save(buf, "JPEG", quality=channel.quality, subsampling=0, icc_profile=SRGB_ICC, **extra)
     elif channel.format == "png":
-        im.save(buf, "PNG", compress_level=6, icc_profile=SRGB_ICC)
+        info = None
+        if ai_generated:
+            info = PngImagePlugin.PngInfo()
+            info.add_itxt("XML:com.adobe.xmp", ai_xmp().decode("utf-8"))
+        im.save(buf, "PNG", compress_level=6, icc_profile=SRGB_ICC, pnginfo=info)
     else:
-        im.save(buf, "WEBP", quality=channel.quality, method=4, icc_profile=SRGB_ICC)
+        im.save(buf, "WEBP", quality=channel.quality, method=4, icc_profile=SRGB_ICC, **extra)
     return buf.getvalue()
+
+
+def digital_source_type(data: bytes) -> str | None:
+    """Read the IPTC DigitalSourceType back from an encoded image's XMP, if any."""
+    import re
+
+    with Image.open(io.BytesIO(data)) as im:
+        xmp = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp") or b""
+    text = xmp.decode("utf-8", "replace") if isinstance(xmp, bytes) else str(xmp)
+    m = re.search(r"DigitalSourceType>([^<]+)<", text)
+    return m.group(1) if m else None

@@ -40,6 +40,8 @@ def measure(data: bytes, look: Look) -> dict[str, Any]:
         "has_alpha": im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info,
         "file_bytes": len(data),
     }
+    if look.generation is not None:
+        return m  # an AI scene has no plain background: fill comes from the placement (see check_output)
     if look.background == "transparent":
         alpha = np.asarray(im.getchannel("A")) if m["has_alpha"] else np.full((h, w), 255, np.uint8)
         fg = alpha > 0
@@ -114,7 +116,7 @@ def evaluate(metrics: dict[str, Any], look: Look) -> tuple[str, list[str]]:
 
 
 def check_output(output: Output, data: bytes, look: Look) -> Output:
-    metrics = measure(data, look)
+    metrics = {**output.metrics, **measure(data, look)}  # measured values win over recorded ones
     status, reasons = evaluate(metrics, look)
     if output.sha256 and output.sha256 != hashlib.sha256(data).hexdigest():
         status, reasons = "failed", [*reasons, "staged bytes differ from what generate wrote"]

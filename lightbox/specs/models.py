@@ -96,6 +96,51 @@ class Cutout(_Model):
     min_object_share: float = Field(0.002, ge=0.0, le=0.2, description="drop specks smaller than this share")
 
 
+class Lora(_Model):
+    path: str = Field(description="local directory or file of LoRA weights (diffusers/peft format)")
+    scale: float = Field(0.8, ge=0.0, le=2.0)
+
+
+class Diffusion(_Model):
+    """The AI engine: which diffusers model, how it runs, what to do when it cannot."""
+
+    model: str = Field(description="inpainting pipeline: local directory or Hugging Face id")
+    revision: str | None = Field(None, description="Hub revision (commit, tag or branch)")
+    text_to_image_model: str | None = Field(None, description="pipeline for products without a photo; default: model")
+    text_to_image: bool = Field(False, description="render products without a source photo from their attributes")
+    scheduler: str | None = Field(None, description="diffusers scheduler class, e.g. DPMSolverMultistepScheduler")
+    steps: int = Field(25, ge=1, le=200)
+    guidance: float = Field(7.0, ge=0.0, le=30.0)
+    strength: float = Field(1.0, gt=0.0, le=1.0)
+    resolution: int = Field(512, ge=64, le=2048, description="working size of the longer side (multiple of 8)")
+    batch_size: int = Field(4, ge=1, le=64)
+    variants: int = Field(1, ge=1, le=8, description="scenes per product and channel, each with its own seed")
+    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
+    require: Literal["any", "accelerator"] = Field("any", description="'accelerator': CPU alone does not meet the spec")
+    attention_slicing: bool = False
+    vae_tiling: bool = False
+    cpu_offload: bool = False
+    lora: Lora | None = None
+    fallback: Literal["studio", "fail"] = Field("studio", description="when the model cannot load or no device meets 'require'")
+    concurrency_limit: str = Field("gpu", description="Prefect global concurrency limit held while generating")
+    concurrency_slots: int = Field(1, ge=1, le=64, description="slots the limit gets when Lightbox creates it")
+
+    @field_validator("resolution")
+    @classmethod
+    def _multiple_of_8(cls, v: int) -> int:
+        if v % 8:
+            raise ValueError(f"must be a multiple of 8, got {v}")
+        return v
+
+    def identity(self) -> dict[str, Any]:
+        """What decides the pixels (not how fast they come): part of every AI output's fingerprint."""
+        return self.model_dump(
+            mode="json",
+            include={"model", "revision", "text_to_image_model", "scheduler", "steps", "guidance", "strength", "resolution", "lora"},
+        )
+
+
 class Template(_Model):
     """Per-category look. Unset fields inherit from the spec's top level."""
 
@@ -127,6 +172,7 @@ class BrandSpec(_Model):
     version: int = Field(ge=1)
     description: str = ""
     engine: Literal["studio", "diffusers"] = "studio"
+    diffusion: Diffusion | None = None
     background: Background = SolidBackground(color=(255, 255, 255))
     shadow: Shadow = Shadow()
     framing: Framing = Framing()
@@ -157,7 +203,16 @@ class BrandSpec(_Model):
                 )
         if len(set(self.channels)) != len(self.channels):
             raise ValueError(f"channels: listed twice: {self.channels!r}")
+        uses_ai = self.engine == "diffusers" or any(t.engine == "diffusers" for t in self.templates.values())
+        if uses_ai and self.diffusion is None:
+            raise ValueError("engine 'diffusers' needs a 'diffusion' section (model, steps, ...)")
+        for name, tpl in self.templates.items():
+            if (tpl.engine or self.engine) == "diffusers" and not tpl.prompt:
+                raise ValueError(f"templates.{name}: engine 'diffusers' needs a prompt")
         return self
+
+    def engine_for(self, category: str) -> str:
+        return self.template_for(category).engine or self.engine
 
     def template_for(self, category: str) -> Template:
         return self.templates[self.categories[category]]
@@ -226,10 +281,19 @@ class ChannelPreset(_Model):
         return {"jpeg": "jpg", "png": "png", "webp": "webp"}[self.format]
 
 
+class Generation(_Model):
+    """The AI part of a look: model identity and the prompt templates (filled per product later)."""
+
+    diffusion: Diffusion
+    prompt: str
+    negative_prompt: str = ""
+
+
 class Look(_Model):
     """Everything that decides one channel's pixels for one category: hashed into fingerprints."""
 
     engine: str
+    generation: Generation | None = None
     background: Background | Literal["transparent"]
     shadow: Shadow
     fill: float
@@ -238,7 +302,11 @@ class Look(_Model):
     channel: ChannelPreset
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+        """Hash of what decides the pixels: batch size, device or memory options do not count."""
+        doc = self.model_dump(mode="json")
+        if self.generation is not None:
+            doc["generation"]["diffusion"] = self.generation.diffusion.identity()
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
 def resolve_look(spec: BrandSpec, category: str, channel: ChannelPreset) -> Look:
@@ -254,8 +322,16 @@ def resolve_look(spec: BrandSpec, category: str, channel: ChannelPreset) -> Look
     if not channel.shadow or background == "transparent":
         shadow = shadow.model_copy(update={"enabled": False})
     framing = tpl.framing or spec.framing
+    engine = tpl.engine or spec.engine
+    generation = None
+    # A channel that locks its background (Amazon's pure white) gets no AI scene: studio render there.
+    if engine == "diffusers" and channel.background is None and spec.diffusion is not None:
+        generation = Generation(diffusion=spec.diffusion, prompt=tpl.prompt or "", negative_prompt=tpl.negative_prompt or "")
+    else:
+        engine = "studio"
     return Look(
-        engine=tpl.engine or spec.engine,
+        engine=engine,
+        generation=generation,
         background=background,
         shadow=shadow,
         fill=framing.fill if framing.fill is not None else channel.fill,
