@@ -74,3 +74,22 @@ def s3_bucket(s3_server):
     boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket="lightbox-test")
     yield "lightbox-test"
     s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """Tiny random diffusers pipelines (inpainting, text-to-image), saved with save_pretrained."""
+    from lightbox.testing.tiny_diffusion import build_all
+
+    return build_all(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def ai_spec_path(tiny_models, tmp_path_factory):
+    """brand_specs/acme-home-ai.yaml pointed at the tiny pipelines."""
+    inpaint, txt2img = tiny_models
+    text = (REPO / "brand_specs" / "acme-home-ai.yaml").read_text()
+    text = text.replace("models/tiny-sd-inpaint", str(inpaint)).replace("models/tiny-sd", str(txt2img))
+    path = tmp_path_factory.mktemp("specs") / "acme-ai.yaml"
+    path.write_text(text)
+    return path

@@ -98,7 +98,7 @@ def load_pipeline(model: str, revision: str | None, kind: str, device: str, dtyp
     where = _where(model)
     try:
         pipe = auto.from_pretrained(
-            model, revision=revision, torch_dtype=getattr(torch, dtype),
+            model, revision=revision, dtype=getattr(torch, dtype),
             local_files_only=os.path.isdir(model) or os.environ.get("HF_HUB_OFFLINE") == "1",
             safety_checker=None, requires_safety_checker=False,
         )

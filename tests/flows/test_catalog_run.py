@@ -137,3 +137,16 @@ def test_a_chunk_that_keeps_failing_fails_the_run_after_the_others_publish(tmp_p
     assert {e["sku"] for e in manifest["entries"].values()} == {"GOOD-0", "GOOD-2"}
     summary = json.loads(next((out / "acme-home" / "_runs").glob("*/summary.json")).read_text())
     assert {(f["sku"], f["stage"]) for f in summary["failures"]} == {("GOOD-1", "generate")}
+
+
+def test_ai_spec_runs_under_the_gpu_concurrency_limit(tmp_path, ai_spec_path):
+    from prefect.client.orchestration import get_client as client_for
+
+    catalog = make_catalog(tmp_path / "cat", n_good=2)
+    s = catalog_run(str(catalog), brand=str(ai_spec_path), out=str(tmp_path / "out"), chunk_size=1)
+    assert s.published == 6 and s.engine.startswith("diffusers ")
+    with client_for(sync_client=True) as client:
+        limit = client.read_global_concurrency_limit_by_name("gpu")
+    assert limit.limit == 1 and limit.active_slots == 0  # created by the run, every slot released
+    manifest = json.loads((tmp_path / "out" / "acme-home" / "manifest.json").read_text())
+    assert sum(e["ai_generated"] for e in manifest["entries"].values()) == 4

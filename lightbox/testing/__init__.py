@@ -1,0 +1,1 @@
+"""Helpers for testing Lightbox and projects built on it (small, offline, deterministic)."""
