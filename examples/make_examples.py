@@ -167,6 +167,9 @@ def product_photo(shape: str, colour: str, size: tuple[int, int], rng: np.random
         ly0, ly1 = int(y0 + 0.55 * (y1 - y0)), int(y0 + 0.75 * (y1 - y0))
         body[ly0:ly1, :, :] = body[ly0:ly1, :, :] * 0.25 + np.array([244, 240, 228]) * 0.75
         body[ly0 + (ly1 - ly0) // 3 : ly0 + (ly1 - ly0) // 3 + max(2, h // 200), :, :] = 40
+    if shape == "candle":  # a wick is dark, whatever the wax colour
+        wick_rows = slice(max(0, y0), int(y0 + 0.085 * (y1 - y0)))
+        body[wick_rows, :, :] = np.array([38, 30, 26], np.float32)
     body = np.clip(body, 0, 255).astype(np.uint8)
     alpha = np.asarray(mask)
     if transparent:

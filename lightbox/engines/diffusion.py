@@ -30,7 +30,7 @@ from scipy import ndimage
 
 from lightbox.engines.jobs import Rendered, RenderJob
 from lightbox.errors import LightboxError
-from lightbox.imaging.compose import place, render, resample_product
+from lightbox.imaging.compose import layout, paste_window, render, resample_product
 from lightbox.specs.models import Diffusion
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,10 @@ def load_pipeline(model: str, revision: str | None, kind: str, device: str, dtyp
     """Load a diffusers pipeline once per process (the arguments are the cache key)."""
     import diffusers
     import torch
+    import transformers
 
+    diffusers.utils.logging.disable_progress_bar()  # loading bars are noise in a pipeline's logs
+    transformers.utils.logging.disable_progress_bar()
     auto = diffusers.AutoPipelineForInpainting if kind == "inpaint" else diffusers.AutoPipelineForText2Image
     where = _where(model)
     try:
@@ -183,15 +186,15 @@ class DiffusersEngine:
     def _inputs(self, job: RenderJob) -> tuple[Image.Image, Image.Image, tuple[int, int]]:
         ch = job.look.channel
         ww, wh = working_size(ch.width, ch.height, self.cfg.resolution)
-        product = job.cut.product
-        p = place((product.shape[1], product.shape[0]), job.look, frame=(ww, wh))
-        small = resample_product(product, (p.width, p.height))
+        p, _ = layout(job.cut, job.look, frame=(ww, wh))
+        rows, cols, prows, pcols = paste_window((ww, wh), p)
+        small = resample_product(job.cut.product, (p.width, p.height))[prows, pcols]
         canvas = np.full((wh, ww, 3), 127, np.uint8)
-        region = canvas[p.y : p.y + p.height, p.x : p.x + p.width]
+        region = canvas[rows, cols]
         a = small[..., 3:4].astype(np.float32) / 255.0
         region[:] = np.rint(small[..., :3] * a + region * (1 - a)).astype(np.uint8)
         keep = np.zeros((wh, ww), bool)
-        keep[p.y : p.y + p.height, p.x : p.x + p.width] = small[..., 3] > 0
+        keep[rows, cols] = small[..., 3] > 0
         keep = ndimage.binary_dilation(keep, iterations=1)
         mask = np.where(keep, 0, 255).astype(np.uint8)  # white = repaint
         return Image.fromarray(canvas, "RGB"), Image.fromarray(mask, "L"), (ww, wh)

@@ -43,6 +43,28 @@ def place(bbox_size: tuple[int, int], look: Look, frame: tuple[int, int] | None 
     return Placement(x=x, y=y, width=w, height=h, scale=scale)
 
 
+def layout(cut: CutOut, look: Look, frame: tuple[int, int] | None = None) -> tuple[Placement, Placement]:
+    """(where the cropped cut-out goes, where its solid part goes): the solid part (alpha >= 128) is
+    framed at the look's fill; faint edge pixels around it come along at the same scale."""
+    x0, y0, x1, y1 = cut.bbox
+    sx0, sy0, sx1, sy1 = cut.solid_bbox
+    solid = place((sx1 - sx0, sy1 - sy0), look, frame)
+    s = solid.scale
+    w, h = max(1, round((x1 - x0) * s)), max(1, round((y1 - y0) * s))
+    if (x0, y0, x1, y1) == (sx0, sy0, sx1, sy1):
+        return solid, solid
+    crop = Placement(x=solid.x - round((sx0 - x0) * s), y=solid.y - round((sy0 - y0) * s), width=w, height=h, scale=s)
+    return crop, solid
+
+
+def paste_window(canvas_size: tuple[int, int], p: Placement) -> tuple[slice, slice, slice, slice]:
+    """(canvas rows, canvas cols, product rows, product cols) of the part of ``p`` inside the canvas."""
+    cw, ch = canvas_size
+    cx0, cy0 = max(p.x, 0), max(p.y, 0)
+    cx1, cy1 = min(p.x + p.width, cw), min(p.y + p.height, ch)
+    return (slice(cy0, cy1), slice(cx0, cx1), slice(cy0 - p.y, cy1 - p.y), slice(cx0 - p.x, cx1 - p.x))
+
+
 def resample_product(rgba: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Premultiplied Lanczos resize (no colour fringes from transparent pixels); identity at scale 1."""
     if (rgba.shape[1], rgba.shape[0]) == size:
@@ -98,19 +120,21 @@ def shadow_mask(look: Look, p: Placement) -> tuple[np.ndarray, tuple[int, int]] 
 
 
 def render(cut: CutOut, look: Look, background: np.ndarray | None = None) -> tuple[Image.Image, Placement]:
-    """Compose one channel. Returns the image (RGB, or RGBA for a transparent channel) and the placement.
+    """Compose one channel. Returns the image (RGB, or RGBA for a transparent channel) and the solid
+    part's placement.
 
     ``background``: an H x W x 3 uint8 canvas at the channel's size (an AI-generated scene) instead of
     the look's solid or gradient background.
     """
-    product = cut.product
-    p = place((product.shape[1], product.shape[0]), look)
-    prod = resample_product(product, (p.width, p.height))
+    p, solid = layout(cut, look)
+    prod = resample_product(cut.product, (p.width, p.height))
     ch = look.channel
+    rows, cols, prows, pcols = paste_window((ch.width, ch.height), p)
+    prod = prod[prows, pcols]
     if look.background == "transparent":
         canvas = np.zeros((ch.height, ch.width, 4), dtype=np.uint8)
-        canvas[p.y : p.y + p.height, p.x : p.x + p.width] = prod
-        return Image.fromarray(canvas, "RGBA"), p
+        canvas[rows, cols] = prod
+        return Image.fromarray(canvas, "RGBA"), solid
 
     if background is not None:
         if background.shape != (ch.height, ch.width, 3) or background.dtype != np.uint8:
@@ -118,12 +142,12 @@ def render(cut: CutOut, look: Look, background: np.ndarray | None = None) -> tup
         canvas = background.copy()
     else:
         canvas = background_canvas(look)
-    shade = shadow_mask(look, p)
+    shade = shadow_mask(look, solid)
     if shade is not None:
         mask, (sx, sy) = shade
         area = canvas[sy : sy + mask.shape[0], sx : sx + mask.shape[1]]
         area[:] = np.rint(area * (1.0 - mask[..., None]))
-    region = canvas[p.y : p.y + p.height, p.x : p.x + p.width]
+    region = canvas[rows, cols]
     alpha = prod[..., 3]
     opaque = alpha == 255
     region[opaque] = prod[..., :3][opaque]  # the product's own pixels, copied
@@ -131,7 +155,7 @@ def render(cut: CutOut, look: Look, background: np.ndarray | None = None) -> tup
     if edge.any():
         a = alpha[edge].astype(np.float32)[:, None] / 255.0
         region[edge] = np.rint(prod[..., :3][edge] * a + region[edge] * (1.0 - a)).astype(np.uint8)
-    return Image.fromarray(canvas, "RGB"), p
+    return Image.fromarray(canvas, "RGB"), solid
 
 
 AI_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"

@@ -13,7 +13,13 @@ Studio method, in steps:
    ``shadow_depth``), that are connected to the frame border - so a white label inside a product
    stays product;
 4. drop specks smaller than ``min_object_share`` of the frame (dust), keep everything else;
-5. soft alpha in a thin band at the edge from the same distance (anti-aliasing, no halo).
+5. soft alpha in a thin band at the edge from the same distance (anti-aliasing), and the colour of
+   those mixed edge pixels recovered from the backdrop model (no studio-paper fringe on a new
+   background). Opaque product pixels keep the source's values exactly.
+
+``holes: backdrop`` also clears enclosed regions (a mug handle's hole) larger than ``min_hole_share``
+of the frame whose median distance to the backdrop is within half the threshold; the default ``keep``
+never removes an enclosed region, because a white label inside a product can look like paper.
 """
 
 from __future__ import annotations
@@ -33,8 +39,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CutOut:
-    rgba: np.ndarray  # H x W x 4 uint8: the source RGB untouched, plus the product mask as alpha
-    bbox: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive) of alpha > 0
+    rgba: np.ndarray  # H x W x 4 uint8: source RGB (opaque pixels untouched, edge pixels decontaminated) + alpha
+    bbox: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive) of alpha > 0: what is cropped and kept
+    solid_bbox: tuple[int, int, int, int]  # of alpha >= 128: what is framed (faint wisps do not count)
     method: str  # "alpha" (transparent source) or "studio" (backdrop separation)
     edge_confidence: float  # share of the mask edge with strong contrast to the backdrop, 0..1
     touches_edge: bool  # the product runs into the source frame (cropped product?)
@@ -64,7 +71,8 @@ def _from_alpha(arr: np.ndarray) -> CutOut:
     bbox = _bbox(alpha > 0)
     h, w = alpha.shape
     touches = bbox[0] == 0 or bbox[1] == 0 or bbox[2] == w or bbox[3] == h
-    return CutOut(rgba=np.ascontiguousarray(arr), bbox=bbox, method="alpha", edge_confidence=1.0, touches_edge=touches)
+    solid = _bbox(alpha >= 128) if (alpha >= 128).any() else bbox
+    return CutOut(rgba=np.ascontiguousarray(arr), bbox=bbox, solid_bbox=solid, method="alpha", edge_confidence=1.0, touches_edge=touches)
 
 
 def backdrop_model(rgb: np.ndarray, ring: int) -> np.ndarray:
@@ -125,6 +133,20 @@ def _studio(rgb: np.ndarray, params: CutoutParams) -> CutOut:
     border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
     border = border[border > 0]
     fg = ~np.isin(labels, border)
+    if params.holes == "backdrop":
+        # enclosed backdrop (a mug handle's hole) is backdrop too, when large enough to matter
+        enclosed = near & fg
+        hl, hn = ndimage.label(enclosed)
+        if hn:
+            hsizes = np.bincount(hl.ravel())
+            hsizes[0] = 0
+            big = hsizes >= max(16, int(params.min_hole_share * h * w))
+            # paper seen through a hole matches the fitted backdrop closely; a white product that is
+            # merely near it (a white candle, a label) does not - keep those
+            medians = np.zeros(hn + 1)
+            medians[1:] = ndimage.median(dist, hl, index=np.arange(1, hn + 1))
+            clear = big & (medians <= 0.5 * t)
+            fg &= ~clear[hl]
 
     labels, n = ndimage.label(fg)
     if n == 0:
@@ -140,25 +162,68 @@ def _studio(rgb: np.ndarray, params: CutoutParams) -> CutOut:
     if share > 0.97:
         raise ItemError(f"cannot separate product from backdrop: foreground covers {share:.0%} of the frame")
 
-    # Soft edge: a band of `feather` px on each side of the mask edge gets alpha from the distance.
-    band = max(1, int(np.ceil(params.feather)))
-    inner = ndimage.binary_erosion(fg, iterations=band, border_value=0)
-    outer = ndimage.binary_dilation(fg, iterations=band)
-    alpha = np.zeros((h, w), dtype=np.float32)
-    edge = outer & ~inner
-    alpha[edge] = np.clip((dist[edge] - 0.5 * t) / t, 0.0, 1.0)
-    alpha[inner] = 1.0
-    alpha8 = np.rint(alpha * 255).astype(np.uint8)
+    alpha8, rgb_out = _soft_edge(rgb, model, dist, fg, t, params.feather)
     if not (alpha8 > 0).any():
         raise ItemError("no product found after edge refinement")
 
     boundary = fg & ~ndimage.binary_erosion(fg, border_value=0)
     confidence = float((dist[boundary] >= 2 * t).mean()) if boundary.any() else 0.0
-    rgba = np.dstack([rgb, alpha8])
+    rgba = np.dstack([rgb_out, alpha8])
     bbox = _bbox(alpha8 > 0)
     touches = bool(fg[0].any() or fg[-1].any() or fg[:, 0].any() or fg[:, -1].any())
     log.debug("studio cut-out: %.1f%% of frame, threshold %.1f, edge confidence %.2f", 100 * share, t, confidence)
-    return CutOut(rgba=rgba, bbox=bbox, method="studio", edge_confidence=confidence, touches_edge=touches)
+    solid = _bbox(alpha8 >= 128) if (alpha8 >= 128).any() else bbox
+    return CutOut(rgba=rgba, bbox=bbox, solid_bbox=solid, method="studio", edge_confidence=confidence, touches_edge=touches)
+
+
+def _soft_edge(rgb: np.ndarray, model: np.ndarray, dist: np.ndarray, fg: np.ndarray, t: float, feather: float) -> tuple[np.ndarray, np.ndarray]:
+    """Alpha and colour for the band of ``feather`` px on each side of the mask edge.
+
+    Each band pixel is modelled as I = a*F + (1-a)*B, with B the fitted backdrop and F the nearest
+    fully inside product pixel: a is the projection of I-B on F-B, and the pixel's colour becomes
+    F_est = (I - (1-a)*B) / a, so a new background shows no studio-paper fringe. Where the product's
+    colour is too close to the backdrop for that (white on white), a comes from the distance alone.
+    Pixels inside the band's inner edge are the source's, untouched.
+    """
+    h, w = fg.shape
+    band = max(1, int(np.ceil(feather)))
+    inner = ndimage.binary_erosion(fg, iterations=band, border_value=0)
+    outer = ndimage.binary_dilation(fg, iterations=band)
+    alpha = np.zeros((h, w), dtype=np.float32)
+    alpha[inner] = 1.0
+    rgb_out = rgb.copy()
+    if not inner.any():
+        edge = outer
+        alpha[edge] = np.clip((dist[edge] - 0.5 * t) / t, 0.0, 1.0)
+        return np.rint(alpha * 255).astype(np.uint8), rgb_out
+    bx0, by0, bx1, by1 = _bbox(outer)  # work in the product's box only: the transform is not cheap
+    y0, x0 = max(by0 - band - 1, 0), max(bx0 - band - 1, 0)
+    y1, x1 = min(by1 + band + 1, h), min(bx1 + band + 1, w)
+    sub_inner = inner[y0:y1, x0:x1]
+    edge = outer[y0:y1, x0:x1] & ~sub_inner
+    _, (iy, ix) = ndimage.distance_transform_edt(~sub_inner, return_indices=True)
+    ey, ex = np.nonzero(edge)
+    I = rgb[y0:y1, x0:x1][ey, ex].astype(np.float32)
+    B = model[y0:y1, x0:x1][ey, ex]
+    F = rgb[y0:y1, x0:x1][iy[ey, ex], ix[ey, ex]].astype(np.float32)
+    fb = F - B
+    norm = (fb * fb).sum(axis=1)
+    a = np.clip(((I - B) * fb).sum(axis=1) / np.maximum(norm, 1e-6), 0.0, 1.0)
+    weak = norm < (3 * t) ** 2  # product colour too close to the backdrop to project on
+    d = dist[y0:y1, x0:x1][ey, ex]
+    a[weak] = np.clip((d[weak] - 0.5 * t) / t, 0.0, 1.0)
+    a[a < 0.02] = 0.0  # sensor noise projected on F-B, not product
+    alpha[y0 + ey, x0 + ex] = a
+    a8 = np.rint(a * 255)
+    mixed = (a8 > 0) & (a8 < 255)
+    am = a8[mixed][:, None] / 255.0
+    est = (I[mixed] - (1.0 - am) * B[mixed]) / am
+    # the division amplifies noise where a is small: lean on the nearest inside colour there
+    trust = np.clip((am - 0.1) / 0.4, 0.0, 1.0)
+    est = trust * est + (1.0 - trust) * F[mixed]
+    colour = rgb_out[y0:y1, x0:x1]
+    colour[ey[mixed], ex[mixed]] = np.clip(np.rint(est), 0, 255).astype(np.uint8)
+    return np.rint(alpha * 255).astype(np.uint8), rgb_out
 
 
 def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:

@@ -92,8 +92,10 @@ class Cutout(_Model):
     min_threshold: float = Field(8.0, ge=2.0, le=64.0, description="floor of the adaptive threshold")
     noise_factor: float = Field(6.0, ge=1.0, le=20.0, description="threshold = noise_factor x backdrop noise")
     shadow_depth: float = Field(0.2, ge=0.0, le=0.6, description="hue-neutral darkening treated as backdrop shadow")
-    feather: float = Field(1.0, ge=0.0, le=8.0, description="edge softening, in source pixels")
+    feather: float = Field(2.0, ge=0.0, le=8.0, description="edge band on each side of the mask, in source pixels")
     min_object_share: float = Field(0.002, ge=0.0, le=0.2, description="drop specks smaller than this share")
+    holes: Literal["keep", "backdrop"] = Field("keep", description="enclosed backdrop regions: keep, or clear them")
+    min_hole_share: float = Field(0.001, ge=0.0, le=0.2, description="smallest enclosed region cleared as a hole")
 
 
 class Lora(_Model):

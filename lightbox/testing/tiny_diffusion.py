@@ -30,7 +30,7 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(bs, [chr(c) for c in cs], strict=True))
 
 
-def tiny_tokenizer(directory: Path, max_length: int = 32):  # noqa: ANN201 - CLIPTokenizer
+def tiny_tokenizer(directory: Path, max_length: int = 77):  # noqa: ANN201 - CLIPTokenizer
     from transformers import CLIPTokenizer
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -72,7 +72,7 @@ def build(out_dir: str | Path, inpainting: bool = True, seed: int = 0) -> Path:
     )
     text_encoder = CLIPTextModel(CLIPTextConfig(
         bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=32, intermediate_size=37, layer_norm_eps=1e-5,
-        num_attention_heads=4, num_hidden_layers=2, vocab_size=len(tokenizer), max_position_embeddings=32,
+        num_attention_heads=4, num_hidden_layers=2, vocab_size=len(tokenizer), max_position_embeddings=77,
     ))
     cls = StableDiffusionInpaintPipeline if inpainting else StableDiffusionPipeline
     pipe = cls(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,

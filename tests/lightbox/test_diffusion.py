@@ -17,7 +17,7 @@ from lightbox.engines.diffusion import DiffusersEngine, ModelLoadError, Runtime,
 from lightbox.engines.jobs import RenderJob
 from lightbox.errors import ItemError
 from lightbox.generate import fill_template
-from lightbox.imaging.compose import digital_source_type, encode, resample_product, place
+from lightbox.imaging.compose import digital_source_type, encode, layout, resample_product
 from lightbox.imaging.cutout import cut_out
 from lightbox.manifest import load_manifest
 from lightbox.pipeline import run_plain
@@ -80,19 +80,24 @@ def test_same_seed_gives_identical_bytes(tiny_models, ai_spec):
 
 
 def test_batch_of_n_equals_n_singles(tiny_models, ai_spec):
-    batched = DiffusersEngine(_cfg(tiny_models, batch_size=3), runtime=CPU).render(_jobs(ai_spec, 3))
-    single = DiffusersEngine(_cfg(tiny_models, batch_size=1), runtime=CPU).render(_jobs(ai_spec, 3))
+    jobs = _jobs(ai_spec, 3)
+    batched_raw = DiffusersEngine(_cfg(tiny_models, batch_size=3), runtime=CPU)._generate(jobs)
+    single_raw = [DiffusersEngine(_cfg(tiny_models, batch_size=1), runtime=CPU)._generate([j])[0] for j in jobs]
+    for b, s in zip(batched_raw, single_raw, strict=True):
+        # the model's output: equal up to float32 rounding of batched vs single matmuls (~1e-6)
+        assert np.abs(b - s).max() < 1e-4
+    batched = DiffusersEngine(_cfg(tiny_models, batch_size=3), runtime=CPU).render(jobs)
+    single = DiffusersEngine(_cfg(tiny_models, batch_size=1), runtime=CPU).render(jobs)
     for b, s in zip(batched, single, strict=True):
         diff = np.abs(np.asarray(b.image, np.int16) - np.asarray(s.image, np.int16))
-        # float32 batched matmuls differ from single ones by ~1e-6; after rounding to 8 bits at most
-        # a few pixels sitting on a rounding boundary move by one level
-        assert diff.max() <= 1 and (diff > 0).mean() < 0.001
+        # after 8-bit rounding and a 16x Lanczos upscale, a few pixels on a rounding boundary move
+        assert diff.max() <= 3 and (diff > 0).mean() < 0.001
 
 
 def test_product_region_is_pixel_identical_to_the_studio_cutout(tiny_models, ai_spec):
     job = _jobs(ai_spec, 1)[0]
     res = DiffusersEngine(_cfg(tiny_models), runtime=CPU).render([job])[0]
-    p = place((job.cut.product.shape[1], job.cut.product.shape[0]), job.look)
+    p, _ = layout(job.cut, job.look)
     expected = resample_product(job.cut.product, (p.width, p.height))
     region = np.asarray(res.image)[p.y : p.y + p.height, p.x : p.x + p.width]
     opaque = expected[..., 3] == 255
@@ -125,7 +130,7 @@ def test_out_of_memory_halves_the_batch_until_it_fits(tiny_models, ai_spec):
     results = DiffusersEngine(cfg, pipelines={"inpaint": wrapped}, runtime=CPU).render(_jobs(ai_spec, 3))
     assert wrapped.calls == [3, 1, 2, 1, 1] and all(r.error is None for r in results)
     single = DiffusersEngine(_cfg(tiny_models, batch_size=1), runtime=CPU).render(_jobs(ai_spec, 3))
-    assert all(np.abs(np.asarray(a.image, np.int16) - np.asarray(b.image, np.int16)).max() <= 1 for a, b in zip(results, single))
+    assert all(np.abs(np.asarray(a.image, np.int16) - np.asarray(b.image, np.int16)).max() <= 3 for a, b in zip(results, single))
 
 
 def test_out_of_memory_at_batch_size_one_fails_the_item(tiny_models, ai_spec):

@@ -6,7 +6,7 @@ from PIL import Image
 from scipy import ndimage
 
 from lightbox.errors import ItemError
-from lightbox.imaging.compose import encode, place, render, resample_product
+from lightbox.imaging.compose import encode, layout, place, render, resample_product
 from lightbox.imaging.cutout import cut_out
 from lightbox.specs import load_brand_spec, load_channel_presets, resolve_look
 from lightbox.specs.models import ChannelPreset, Cutout, SolidBackground
@@ -22,16 +22,18 @@ def test_studio_cutout_recovers_the_product_mask(seed):
     cut = cut_out(im, PARAMS)
     alpha = cut.rgba[..., 3]
     assert cut.method == "studio"
-    # interior fully opaque, backdrop fully transparent, disagreement only in a 2 px edge band
-    inner = ndimage.binary_erosion(truth, iterations=2)
-    outer = ndimage.binary_dilation(truth, iterations=2)
+    # interior fully opaque, backdrop fully transparent, disagreement only in the edge band
+    # (feather = 2 px each side, plus 1 px of the 3x3 noise filter)
+    inner = ndimage.binary_erosion(truth, iterations=3)
+    outer = ndimage.binary_dilation(truth, iterations=3)
     assert (alpha[inner] == 255).all()
     assert (alpha[~outer] == 0).all()
-    # the RGB planes are the source pixels, untouched
-    assert np.array_equal(cut.rgba[..., :3], np.asarray(im))
+    # opaque pixels keep the source's values; only partially transparent edge pixels are decontaminated
+    opaque = alpha == 255
+    assert np.array_equal(cut.rgba[..., :3][opaque], np.asarray(im)[opaque])
     ys, xs = np.nonzero(truth)
     x0, y0, x1, y1 = cut.bbox
-    assert abs(x0 - xs.min()) <= 2 and abs(x1 - xs.max() - 1) <= 2 and abs(y0 - ys.min()) <= 2 and abs(y1 - ys.max() - 1) <= 2
+    assert abs(x0 - xs.min()) <= 3 and abs(x1 - xs.max() - 1) <= 3 and abs(y0 - ys.min()) <= 3 and abs(y1 - ys.max() - 1) <= 3
 
 
 def test_transparent_png_uses_its_own_alpha():
@@ -66,7 +68,8 @@ def test_product_pixels_identical_to_resampled_cutout():
     cut = cut_out(im, spec.cutout)
     for channel in (load_channel_presets()["shopify_square"], _png_channel()):
         look = resolve_look(spec, "kitchen", channel)
-        out, p = render(cut, look)
+        out, _ = render(cut, look)
+        p, _ = layout(cut, look)
         expected = resample_product(cut.product, (p.width, p.height))
         region = np.asarray(out)[p.y : p.y + p.height, p.x : p.x + p.width]
         opaque = expected[..., 3] == 255
@@ -78,18 +81,19 @@ def test_at_scale_one_the_product_is_bit_identical_to_the_source():
     spec = load_brand_spec(ACME)
     im, truth = studio_photo(400, 400, box=(100, 60, 300, 340))
     cut = cut_out(im, spec.cutout)
+    sx0, sy0, sx1, sy1 = cut.solid_bbox
+    side = 2 * max(sx1 - sx0, sy1 - sy0)
+    # fill 0.5 on a canvas twice the product's longest side: scale exactly 1
+    look = resolve_look(spec, "kitchen", _png_channel(width=side, height=side, fill=0.5))
+    out, _ = render(cut, look)
+    p, _ = layout(cut, look)
+    assert p.scale == 1.0
     bw, bh = cut.product.shape[1], cut.product.shape[0]
-    # a canvas where the product's longest side at this fill is exactly its own size
-    channel = _png_channel(width=round(bh / 0.8), height=round(bh / 0.8), fill=0.8)
-    look = resolve_look(spec, "kitchen", channel)
-    out, p = render(cut, look)
-    if (p.width, p.height) != (bw, bh):
-        pytest.skip("rounding put the canvas one pixel off scale 1")
+    assert (p.width, p.height) == (bw, bh)
     region = np.asarray(out)[p.y : p.y + bh, p.x : p.x + bw]
     opaque = cut.product[..., 3] == 255
-    assert np.array_equal(region[opaque], cut.product[..., :3][opaque])
     src = np.asarray(im)[cut.bbox[1] : cut.bbox[3], cut.bbox[0] : cut.bbox[2]]
-    assert np.array_equal(region[opaque], src[opaque])
+    assert opaque.mean() > 0.5 and np.array_equal(region[opaque], src[opaque])
 
 
 def test_amazon_render_is_pure_white_at_the_border_and_fills_the_frame():
@@ -104,6 +108,21 @@ def test_amazon_render_is_pure_white_at_the_border_and_fills_the_frame():
     assert max(p.width, p.height) == round(0.88 * 2000)
 
 
+def test_faint_wisps_do_not_count_for_framing_but_are_kept():
+    """A 1-px, low-alpha wick above a candle: framing uses the solid body, the wick still shows."""
+    spec = load_brand_spec(ACME)
+    rgba = np.zeros((400, 300, 4), np.uint8)
+    rgba[150:350, 100:200] = (200, 40, 40, 255)
+    rgba[50:150, 149] = (20, 20, 20, 90)
+    cut = cut_out(Image.fromarray(rgba, "RGBA"), spec.cutout)
+    assert cut.bbox == (100, 50, 200, 350) and cut.solid_bbox == (100, 150, 200, 350)
+    look = resolve_look(spec, "kitchen", _png_channel(fill=0.8))
+    out, solid = render(cut, look)
+    assert solid.height == 800  # the body fills 80 %, not body + wick
+    arr = np.asarray(out)
+    assert (arr[solid.y - 50 : solid.y - 10].min(axis=(0, 2)) < 200).any()  # the wick is still drawn
+
+
 def test_shadow_darkens_only_below_the_product():
     spec = load_brand_spec(ACME)
     look = resolve_look(spec, "kitchen", _png_channel(background="#FFFFFF"))
@@ -114,8 +133,10 @@ def test_shadow_darkens_only_below_the_product():
     above = arr[max(0, p.y - 20) : p.y, p.x + p.width // 2]
     assert below.min() < 250 and (above == 255).all()
     no_shadow = look.model_copy(update={"shadow": look.shadow.model_copy(update={"enabled": False})})
-    plain = np.asarray(render(cut_out(im, spec.cutout), no_shadow)[0]).astype(int)
-    assert (plain[p.y + p.height :] == 255).all()
+    cut = cut_out(im, spec.cutout)
+    plain = np.asarray(render(cut, no_shadow)[0]).astype(int)
+    crop, _ = layout(cut, no_shadow)
+    assert (plain[crop.y + crop.height :] == 255).all()  # below the product's edge band: untouched background
 
 
 def test_placement_bottom_stands_the_product_on_a_floor_line():
@@ -152,3 +173,31 @@ def test_solid_brand_background_is_exact():
     im, _ = studio_photo(300, 400)
     out, _ = render(cut_out(im, spec.cutout), look)
     assert out.getpixel((5, 5)) == (0xE9, 0xEC, 0xEF)
+
+
+def test_edge_pixels_lose_the_backdrop_tint():
+    """Anti-aliased edges mix product and paper; after the cut-out they carry the product's colour."""
+    im, truth = studio_photo(600, 800)
+    soft = ndimage.gaussian_filter(truth.astype(np.float32), 1.5)[..., None]
+    paper = np.asarray(studio_photo(600, 800, box=(0, 0, 1, 1))[0], np.float32)  # backdrop only
+    blended = Image.fromarray(np.rint(np.asarray(im, np.float32) * soft + paper * (1 - soft)).astype(np.uint8))
+    cut = cut_out(blended, Cutout(feather=2.0))
+    a = cut.rgba[..., 3]
+    mixed = (a > 0) & (a < 255)
+    assert mixed.sum() > 500
+    raw = np.asarray(blended)[mixed].astype(float).mean()
+    clean = cut.rgba[..., :3][mixed].astype(float).mean()
+    assert clean < raw - 20  # towards the blue product, away from paper-white
+
+
+def test_holes_option_clears_enclosed_backdrop():
+    im, _ = studio_photo(600, 600, box=(100, 100, 500, 500))
+    paper = np.asarray(studio_photo(600, 600, box=(0, 0, 1, 1))[0])
+    arr = np.asarray(im).copy()
+    arr[250:350, 250:350] = paper[250:350, 250:350]  # a window through the product onto the paper
+    holed = Image.fromarray(arr)
+    kept = cut_out(holed, Cutout())
+    cleared = cut_out(holed, Cutout(holes="backdrop"))
+    assert (kept.rgba[290:310, 290:310, 3] == 255).all()
+    assert (cleared.rgba[290:310, 290:310, 3] == 0).all()
+    assert (cleared.rgba[150:200, 150:200, 3] == 255).all()
