@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 
 from lightbox.engines import Engine, RenderJob
 from lightbox.errors import ItemError
-from lightbox.imaging.compose import encode
+from lightbox.imaging.compose import encode, layout, resample_product
 from lightbox.imaging.cutout import CutOut, cut_out
 from lightbox.imaging.decode import decode_image
+from lightbox.quality.checks import fidelity
 from lightbox.records import Chunk, Output, Product, RunContext, WorkItem, seed_for
 from lightbox.specs.models import BrandSpec, ChannelPreset, Look, resolve_look, template_fields
 from lightbox.storage import Store, read_bytes
@@ -197,6 +198,19 @@ def generate_chunk(
     return outputs
 
 
+def construction_metrics(cut: CutOut, look: Look, blob: bytes) -> dict:
+    """What QC cannot measure without the cut-out: where the product went, how much it was enlarged,
+    how sure the cut-out was, and how faithful the encoded product region is to the product."""
+    crop, solid = layout(cut, look)
+    reference = resample_product(cut.product, (crop.width, crop.height))
+    return {
+        "product_box": [solid.x, solid.y, solid.x + solid.width, solid.y + solid.height],
+        "upscale": round(solid.scale, 4),
+        "edge_confidence": round(cut.edge_confidence, 4),
+        "fidelity": fidelity(blob, reference, crop.x, crop.y),
+    }
+
+
 def _stage(job, pending: _Pending, ch: ChannelPreset, fp: str, res, engine: Engine, render_ms: float,  # noqa: ANN001
            spec: BrandSpec, ctx: RunContext, store: Store) -> Output:
     product = job.product
@@ -208,6 +222,9 @@ def _stage(job, pending: _Pending, ch: ChannelPreset, fp: str, res, engine: Engi
     t = time.perf_counter()
     blob = encode(res.image, ch, ai_generated=ai)
     enc_ms = (time.perf_counter() - t) * 1000
+    metrics = dict(res.metrics)
+    if job.cut is not None:
+        metrics.update(construction_metrics(job.cut, job.look, blob))
     skey = staging_key(spec, ctx.run_id, product.sku, ch, job.variant)
     store.write_atomic(skey, blob)
     timings = {**{k: round(v, 1) for k, v in pending.timings.items()}, "render_ms": round(render_ms, 1), "encode_ms": round(enc_ms, 1)}
@@ -215,5 +232,5 @@ def _stage(job, pending: _Pending, ch: ChannelPreset, fp: str, res, engine: Engi
         **base, status="rendered", fingerprint=fp, staged_uri=store.uri(skey),
         uri=store.uri(output_key(spec, product.sku, ch, job.variant)), sha256=hashlib.sha256(blob).hexdigest(),
         bytes=len(blob), width=res.image.width, height=res.image.height, timings_ms=timings,
-        ai_generated=ai, generation=res.generation, metrics=dict(res.metrics),
+        ai_generated=ai, generation=res.generation, metrics=metrics,
     )

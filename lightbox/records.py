@@ -90,7 +90,7 @@ class Output(_Record):
     error: str | None = None
     qc: QCStatus = "not_run"
     qc_reasons: list[str] = Field(default_factory=list)
-    metrics: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
     published: Literal["written", "unchanged", "review", "no"] = "no"
 
     @property

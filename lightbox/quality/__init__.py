@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from lightbox.quality.checks import check_output, evaluate, measure
+from lightbox.quality.checks import check_output, evaluate, fidelity, measure
 from lightbox.records import Output
 from lightbox.specs.models import BrandSpec, ChannelPreset, resolve_look
 from lightbox.storage import Store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["check_chunk", "check_output", "evaluate", "measure"]
+__all__ = ["check_chunk", "check_output", "evaluate", "fidelity", "measure"]
 
 
 def check_chunk(outputs: list[Output], spec: BrandSpec, channels: list[ChannelPreset], store: Store) -> list[Output]:

@@ -1,13 +1,30 @@
-"""Measure an encoded output and gate it by its channel's rules (rules are data: presets/channels.yaml).
+"""Measure an encoded output and gate it by its channel's rules (rules are data: presets/rules/*.yaml).
 
 Metrics are measured on the bytes that would be published, not on the in-memory image:
-- width, height, longest_side, format, mode, has_alpha, file_bytes;
-- border_purity: share of pixels in the outer border strip (0.5 % of the short side, >= 2 px) exactly
-  equal to the channel's forced background colour (only for channels that force one);
-- fill_longest: product bounding box / frame, by the longer ratio of the two sides; fill_area: bbox
-  area / frame area. The product is every pixel that differs from the expected background by more
-  than 4 levels; rows at the bottom that hold only hue-neutral darkening (the contact shadow) are
-  trimmed, so the shadow does not count as product.
+
+| metric | what |
+|---|---|
+| width, height, longest_side, shortest_side, aspect, megapixels | size and shape (aspect = width / height) |
+| format, mode, has_alpha, file_bytes | container and colour mode as encoded |
+| luma_std | spread of luminance; ~0 for a blank image |
+| border_purity | share of the outer border strip (0.5 % of the short side, >= 2 px) exactly at the channel's forced colour |
+| border_match | share of that strip within 3 levels of the expected background (any solid/gradient background) |
+| fill_longest | product bounding box / frame by the longer ratio of the two sides |
+| fill_area | product bounding box area / frame area |
+| product_present | the product covers at least 1 % of the frame |
+| touches_frame | the product reaches the border strip |
+| background_detail | share of pixels away from the product (its placed box + 2 % margin; the contact-shadow zone below it excluded) that differ from the expected background by > 10 levels: text, borders, watermarks |
+| sharpness | variance of the Laplacian of the product region's luminance |
+| clipped_highlights, clipped_shadows | share of product pixels at >= 254 on all channels / <= 1 on all channels |
+| phash | 64-bit difference hash (hex) for near-duplicate detection across the catalog |
+
+Recorded by the generate stage, because they need the cut-out: ``fidelity`` (mean absolute difference,
+in levels, between the product's own resampled pixels and the encoded output's product region, over
+opaque product pixels), ``upscale`` (resampling factor of the product), ``edge_confidence`` (cut-out).
+
+The product is found as the pixels differing from the expected background by more than 4 levels;
+rows at the bottom that hold only hue-neutral darkening (the contact shadow) are trimmed. AI scenes
+have no plain background: their product box comes from the placement (``fill_source: placement``).
 """
 
 from __future__ import annotations
@@ -18,59 +35,114 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
 from lightbox.imaging.compose import background_rows
 from lightbox.records import Output
 from lightbox.specs.models import Look
 
-PRODUCT_DELTA = 4.0
+PRODUCT_DELTA = 4
+DETAIL_DELTA = 10
 
 
-def measure(data: bytes, look: Look) -> dict[str, Any]:
+def _box_of(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    rows = np.flatnonzero(mask.any(axis=1))
+    if not rows.size:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def dhash(luma: np.ndarray) -> str:
+    small = np.asarray(Image.fromarray(luma.astype(np.uint8)).resize((9, 8), Image.Resampling.BILINEAR), np.int16)
+    bits = (small[:, 1:] > small[:, :-1]).ravel()
+    return f"{int(''.join('1' if b else '0' for b in bits), 2):016x}"
+
+
+def hamming(a: str, b: str) -> int:
+    return bin(int(a, 16) ^ int(b, 16)).count("1")
+
+
+def measure(data: bytes, look: Look, product_box: tuple[int, int, int, int] | None = None) -> dict[str, Any]:
+    """Metrics of an encoded output. ``product_box`` (x0, y0, x1, y1): where the product was placed,
+    used for AI scenes, which have no plain background to find the product against."""
     im = Image.open(io.BytesIO(data))
     im.load()
     ch = look.channel
     w, h = im.size
     m: dict[str, Any] = {
-        "width": w,
-        "height": h,
-        "longest_side": max(w, h),
-        "format": im.format,
-        "mode": im.mode,
+        "width": w, "height": h, "longest_side": max(w, h), "shortest_side": min(w, h),
+        "aspect": round(w / h, 4), "megapixels": round(w * h / 1e6, 3),
+        "format": im.format, "mode": im.mode,
         "has_alpha": im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info,
         "file_bytes": len(data),
     }
+    rgb = np.asarray(im.convert("RGB"))
+    luma = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+    m["luma_std"] = round(float(luma.std()), 3)
+    m["phash"] = dhash(luma)
+    strip = max(2, round(0.005 * min(w, h)))
+    border = np.ones((h, w), dtype=bool)
+    border[strip:-strip, strip:-strip] = False
+
     if look.generation is not None:
-        return m  # an AI scene has no plain background: fill comes from the placement (see check_output)
-    if look.background == "transparent":
+        box = product_box
+        fg = None
+    elif look.background == "transparent":
         alpha = np.asarray(im.getchannel("A")) if m["has_alpha"] else np.full((h, w), 255, np.uint8)
         fg = alpha > 0
+        box = _box_of(fg)
     else:
-        rgb = np.asarray(im.convert("RGB"))
         if (w, h) == (ch.width, ch.height):
             expected = background_rows(look).astype(np.int16)  # H x 1 x 3
         else:
             expected = np.median(rgb[[0, -1]].reshape(-1, 3), axis=0).astype(np.int16)[None, None, :]
-        fg = np.zeros((h, w), dtype=bool)
+        diff = np.zeros((h, w), dtype=np.int16)
         for k in range(3):  # per plane: far faster than reducing over the colour axis
-            fg |= np.abs(rgb[..., k].astype(np.int16) - expected[..., k]) > PRODUCT_DELTA
+            np.maximum(diff, np.abs(rgb[..., k].astype(np.int16) - expected[..., k]), out=diff)
+        fg = diff > PRODUCT_DELTA
         rows = np.flatnonzero(fg.any(axis=1))
         if rows.size:
             _trim_shadow_rows(fg, rgb, expected, rows, look)
+        box = _box_of(fg)
         if isinstance(ch.background, tuple):
-            strip = max(2, round(0.005 * min(w, h)))
-            border = np.ones((h, w), dtype=bool)
-            border[strip:-strip, strip:-strip] = False
             m["border_purity"] = float((rgb[border] == np.array(ch.background, np.uint8)).all(axis=1).mean())
-    if fg.any():
-        rows = np.flatnonzero(fg.any(axis=1))
-        cols = np.flatnonzero(fg.any(axis=0))
-        bw, bh = cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1
-        m["fill_longest"] = float(max(bw / w, bh / h))
-        m["fill_area"] = float(bw * bh / (w * h))
+        m["border_match"] = float((diff[border] <= 3).mean())
+        away = np.ones((h, w), dtype=bool)
+        placed = product_box or box  # where the product was put; text drawn beside it is not product
+        if placed is not None:
+            mx, my = round(0.02 * w), round(0.02 * h)
+            x0, y0, x1, y1 = placed
+            away[max(0, y0 - my) : y1 + my, max(0, x0 - mx) : x1 + mx] = False
+            away[y1 : y1 + round(0.15 * (y1 - y0)) + my, x0:x1] = False  # the contact shadow's zone
+        away[border] = True  # a border is never part of the product or its shadow
+        m["background_detail"] = float((diff[away] > DETAIL_DELTA).mean()) if away.any() else 0.0
+
+    if box is not None:
+        x0, y0, x1, y1 = box
+        bw, bh = x1 - x0, y1 - y0
+        if "fill_longest" not in m and look.generation is None:
+            m["fill_longest"] = float(max(bw / w, bh / h))
+            m["fill_area"] = float(bw * bh / (w * h))
+        m["product_present"] = bw * bh >= 0.01 * w * h
+        touch = np.zeros((h, w), dtype=bool)
+        touch[y0:y1, x0:x1] = True if fg is None else fg[y0:y1, x0:x1]
+        m["touches_frame"] = bool((touch & border).any())
+        region = luma[y0:y1, x0:x1].astype(np.float32)
+        m["sharpness"] = round(float(ndimage.laplace(region).var()), 3) if region.size > 9 else 0.0
+        sel = np.ones((bh, bw), bool) if fg is None else fg[y0:y1, x0:x1]
+        px = rgb[y0:y1, x0:x1][sel]
+        m["clipped_highlights"] = round(float((px.min(axis=1) >= 254).mean()), 4) if px.size else 0.0
+        m["clipped_shadows"] = round(float((px.max(axis=1) <= 1).mean()), 4) if px.size else 0.0
     else:
-        m["fill_longest"] = 0.0
-        m["fill_area"] = 0.0
+        if look.generation is None:
+            m["fill_longest"] = 0.0
+            m["fill_area"] = 0.0
+        m["product_present"] = False
+        m["touches_frame"] = False
+        m["sharpness"] = 0.0
+        m["clipped_highlights"] = 0.0
+        m["clipped_shadows"] = 0.0
     return m
 
 
@@ -97,27 +169,51 @@ def _trim_shadow_rows(fg: np.ndarray, rgb: np.ndarray, expected: np.ndarray, row
     fg[top_limit:] = False
 
 
-def evaluate(metrics: dict[str, Any], look: Look) -> tuple[str, list[str]]:
-    """('passed' | 'warned' | 'failed', reasons). A metric a rule names but nobody measured fails."""
+def fidelity(data: bytes, reference: np.ndarray, x: int, y: int) -> float:
+    """Mean absolute difference (levels) between the opaque pixels of ``reference`` (the resampled
+    cut-out, RGBA) and the encoded output at (x, y). 0 = untouched; JPEG alone gives ~1-3."""
+    with Image.open(io.BytesIO(data)) as im:
+        out = np.asarray(im.convert("RGB"), np.int16)
+    h, w = reference.shape[:2]
+    oy0, ox0 = max(y, 0), max(x, 0)
+    oy1, ox1 = min(y + h, out.shape[0]), min(x + w, out.shape[1])
+    ref = reference[oy0 - y : oy1 - y, ox0 - x : ox1 - x]
+    opaque = ref[..., 3] == 255
+    if not opaque.any():
+        return 0.0
+    region = out[oy0:oy1, ox0:ox1][opaque]
+    return round(float(np.abs(region - ref[..., :3][opaque].astype(np.int16)).mean()), 3)
+
+
+def evaluate(metrics: dict[str, Any], look: Look, ai_generated: bool = False) -> tuple[str, list[str], list[str]]:
+    """('passed' | 'warned' | 'failed', reasons, ids of failed rules). A rule that applies to this
+    output but whose metric nobody measured fails: a gate that cannot see does not pass."""
     reasons: list[str] = []
+    failed_ids: list[str] = []
     worst = "passed"
     for rule in look.channel.rules:
+        if not rule.applies(ai_generated):
+            continue
         if rule.metric not in metrics:
-            reasons.append(f"{rule.metric}: not measured for this channel")
+            reasons.append(f"[fail] {rule.id}: {rule.metric} not measured")
+            failed_ids.append(rule.id)
             worst = "failed"
             continue
         if not rule.check(metrics[rule.metric]):
             reasons.append(f"[{rule.severity}] {rule.describe(metrics[rule.metric])}")
+            failed_ids.append(rule.id)
             if rule.severity == "fail":
                 worst = "failed"
             elif worst == "passed":
                 worst = "warned"
-    return worst, reasons
+    return worst, reasons, failed_ids
 
 
 def check_output(output: Output, data: bytes, look: Look) -> Output:
-    metrics = {**output.metrics, **measure(data, look)}  # measured values win over recorded ones
-    status, reasons = evaluate(metrics, look)
+    box = output.metrics.get("product_box")
+    measured = measure(data, look, product_box=tuple(box) if box else None)  # type: ignore[arg-type]
+    metrics = {**output.metrics, **measured}  # measured values win over recorded ones
+    status, reasons, _ = evaluate(metrics, look, output.ai_generated)
     if output.sha256 and output.sha256 != hashlib.sha256(data).hexdigest():
-        status, reasons = "failed", [*reasons, "staged bytes differ from what generate wrote"]
+        status, reasons = "failed", [*reasons, "[fail] integrity: staged bytes differ from what generate wrote"]
     return output.model_copy(update={"qc": status, "qc_reasons": reasons, "metrics": metrics})

@@ -12,7 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from lightbox.errors import SpecError
-from lightbox.specs.models import BrandSpec, ChannelPreset
+from lightbox.specs.models import BrandSpec, ChannelPreset, RulePack
 
 log = logging.getLogger(__name__)
 
@@ -46,17 +46,44 @@ def _read_yaml(uri: str) -> Any:
         raise SpecError(f"{uri}: cannot read ({e.strerror or e})") from None
 
 
+HOUSE_PACK = "lightbox"
+
+
+@lru_cache(maxsize=1)
+def load_rule_packs() -> dict[str, RulePack]:
+    """The shipped marketplace rule packs (lightbox/presets/rules/*.yaml)."""
+    packs: dict[str, RulePack] = {}
+    for entry in sorted(resources.files("lightbox.presets.rules").iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".yaml"):
+            continue
+        try:
+            pack = RulePack(**yaml.safe_load(entry.read_text(encoding="utf-8")))
+        except ValidationError as e:
+            raise SpecError(_format_errors(f"lightbox/presets/rules/{entry.name}", e)) from None
+        packs[pack.name] = pack
+    return packs
+
+
 @lru_cache(maxsize=1)
 def load_channel_presets() -> dict[str, ChannelPreset]:
-    """The shipped channel presets (lightbox/presets/channels.yaml)."""
+    """The shipped channel presets (lightbox/presets/channels.yaml), with their rule packs resolved:
+    each preset's ``rules`` become house rules + its packs' rules + its own rules."""
     text = resources.files("lightbox.presets").joinpath("channels.yaml").read_text(encoding="utf-8")
     data = yaml.safe_load(text)
+    packs = load_rule_packs()
     out: dict[str, ChannelPreset] = {}
     for name, body in data["channels"].items():
+        where = f"lightbox/presets/channels.yaml: channels.{name}"
         try:
-            out[name] = ChannelPreset(name=name, **body)
+            preset = ChannelPreset(name=name, **body)
         except ValidationError as e:
-            raise SpecError(_format_errors(f"lightbox/presets/channels.yaml: channels.{name}", e)) from None
+            raise SpecError(_format_errors(where, e)) from None
+        rules = list(packs[HOUSE_PACK].rules)
+        for pack in preset.rule_packs:
+            if pack not in packs:
+                raise SpecError(f"{where}: rule_packs: unknown pack {pack!r} (known: {', '.join(sorted(packs))})")
+            rules += packs[pack].rules
+        out[name] = preset.model_copy(update={"rules": rules + list(preset.rules)})
     return out
 
 

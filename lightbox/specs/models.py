@@ -230,11 +230,16 @@ class BrandSpec(_Model):
 
 
 class Rule(_Model):
+    id: str
     metric: str
     op: Literal[">=", "<=", "==", "!=", "in"]
     value: Any
     severity: Literal["fail", "warn"] = "fail"
-    source: str = ""
+    when: Literal["any", "studio", "ai"] = Field("any", description="which outputs the rule applies to")
+    source: str = Field(description="where the number comes from (a marketplace's page, or 'house: ...')")
+
+    def applies(self, ai_generated: bool) -> bool:
+        return self.when == "any" or (self.when == "ai") == ai_generated
 
     def check(self, measured: Any) -> bool:
         v = self.value
@@ -250,7 +255,13 @@ class Rule(_Model):
 
     def describe(self, measured: Any) -> str:
         shown = round(measured, 4) if isinstance(measured, float) else measured
-        return f"{self.metric} {shown!r} fails {self.op} {self.value!r}"
+        return f"{self.id}: {self.metric} {shown!r} fails {self.op} {self.value!r}"
+
+
+class RulePack(_Model):
+    name: str
+    title: str
+    rules: list[Rule]
 
 
 class ChannelPreset(_Model):
@@ -263,7 +274,8 @@ class ChannelPreset(_Model):
     background: Color | Literal["transparent"] | None = None
     fill: float = Field(gt=0.3, le=1.0)
     shadow: bool = True
-    rules: list[Rule] = Field(default_factory=list)
+    rule_packs: list[str] = Field(default_factory=list, description="packs from lightbox/presets/rules/")
+    rules: list[Rule] = Field(default_factory=list, description="the channel's own extra rules")
 
     @field_validator("background", mode="before")
     @classmethod
@@ -306,6 +318,8 @@ class Look(_Model):
     def digest(self) -> str:
         """Hash of what decides the pixels: batch size, device or memory options do not count."""
         doc = self.model_dump(mode="json")
+        for key in ("rules", "rule_packs", "title"):  # rules judge pixels, they do not make them
+            doc["channel"].pop(key, None)
         if self.generation is not None:
             doc["generation"]["diffusion"] = self.generation.diffusion.identity()
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,1 @@
+"""Marketplace rule packs (YAML data)."""

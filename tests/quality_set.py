@@ -1,0 +1,176 @@
+"""A labelled set of good and bad outputs for the quality gate, made from scratch.
+
+    python -m tests.quality_set OUT_DIR     # writes the images and labels.json, to look at
+
+Good outputs are real renders of several products on every channel. Bad outputs are the mistakes the
+gate must catch, each labelled with the rule that must catch it: a blank image, an all-background
+output (failed cut-out), a product touching the frame edge, off-white or grey backgrounds on
+white-only channels, CMYK and alpha JPEG/PNG mix-ups, an upscaled thumbnail, text / border /
+watermark overlays, a repainted product, wrong sizes and fills.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from lightbox.generate import construction_metrics
+from lightbox.imaging.compose import background_canvas, encode, render
+from lightbox.imaging.cutout import CutOut, cut_out
+from lightbox.quality.checks import check_output
+from lightbox.records import Output
+from lightbox.specs import load_brand_spec, load_channel_presets, resolve_look
+from lightbox.specs.models import Look, SolidBackground
+from tests.images import studio_photo
+
+REPO = Path(__file__).resolve().parents[1]
+CHANNELS = ["amazon_main", "walmart_main", "shopify_square", "google_merchant", "ebay_listing", "etsy_listing"]
+
+
+@dataclass
+class Case:
+    name: str
+    channel: str
+    data: bytes
+    metrics: dict
+    look: Look
+    expect: str | None  # None: good; else the id of the rule that must fail it
+
+    def judge(self) -> Output:
+        out = Output(sku=self.name, row=1, category="kitchen", channel=self.channel, status="rendered", metrics=self.metrics)
+        return check_output(out, self.data, self.look)
+
+
+def _spec():
+    return load_brand_spec(str(REPO / "brand_specs" / "acme-home.yaml"))
+
+
+def _look(channel: str, **update) -> Look:
+    look = resolve_look(_spec(), "kitchen", load_channel_presets()[channel])
+    return look.model_copy(update=update) if update else look
+
+
+def _products() -> list[CutOut]:
+    spec = _spec()
+    shapes = [((600, 800), (150, 160, 450, 640), 0), ((900, 600), (120, 150, 780, 450), 1),
+              ((700, 700), (200, 100, 500, 600), 2), ((500, 900), (180, 120, 320, 800), 3)]
+    return [cut_out(studio_photo(w, h, seed=seed, box=box)[0], spec.cutout) for (w, h), box, seed in shapes]
+
+
+def _encode_jpeg(im: Image.Image, mode: str = "RGB") -> bytes:
+    buf = io.BytesIO()
+    im.convert(mode).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _make(name: str, cut: CutOut, look: Look, expect: str | None, edit: Callable[[Image.Image], Image.Image] | None = None,
+          encoder: Callable[[Image.Image], bytes] | None = None, judge_look: Look | None = None) -> Case:
+    im, _ = render(cut, look)
+    if edit is not None:
+        im = edit(im)
+    data = encoder(im) if encoder else encode(im, look.channel)
+    return Case(name, look.channel.name, data, construction_metrics(cut, look, data), judge_look or look, expect)
+
+
+def _text(im: Image.Image, xy, size: int, fill, text="SALE -50%") -> Image.Image:
+    im = im.convert("RGBA")
+    layer = Image.new("RGBA", im.size, (0, 0, 0, 0))
+    ImageDraw.Draw(layer).text(xy, text, fill=fill, font=ImageFont.load_default(size=size))
+    return Image.alpha_composite(im, layer).convert("RGB")
+
+
+def _border(im: Image.Image, width: int = 24, colour=(90, 90, 90)) -> Image.Image:
+    im = im.copy()
+    ImageDraw.Draw(im).rectangle([0, 0, im.width - 1, im.height - 1], outline=colour, width=width)
+    return im
+
+
+def _recolour(im: Image.Image) -> Image.Image:
+    arr = np.asarray(im).copy()
+    arr = arr[..., [2, 0, 1]]  # channels swapped: a template mistake that repaints the product
+    return Image.fromarray(arr)
+
+
+def build_cases() -> list[Case]:
+    products = _products()
+    cases = [
+        _make(f"good-{i}-{ch}", cut, _look(ch), None)
+        for i, cut in enumerate(products) for ch in CHANNELS
+    ]
+    p = products[0]
+    spec = _spec()
+    blank_white = Image.new("RGB", (2000, 2000), (255, 255, 255))
+    thumb = cut_out(studio_photo(60, 80, seed=7, box=(15, 16, 45, 64))[0], spec.cutout)
+    off_white = _look("amazon_main", background=SolidBackground(color=(250, 250, 250)))
+    grey = _look("walmart_main", background=SolidBackground(color=(236, 236, 236)))
+    ch_small = load_channel_presets()["ebay_listing"].model_copy(update={"width": 400, "height": 400})
+    etsy_narrow = load_channel_presets()["etsy_listing"].model_copy(update={"width": 500, "height": 375})
+    walmart_wide = load_channel_presets()["walmart_main"].model_copy(update={"width": 2000, "height": 1500})
+    amazon_small = load_channel_presets()["amazon_main"].model_copy(update={"width": 1200, "height": 1200})
+    bg_only = cut_out(studio_photo(600, 800, seed=9)[0], spec.cutout)
+    bg_only_look = _look("shopify_square")
+    cases += [
+        Case("blank-white-amazon", "amazon_main", encode(blank_white, _look("amazon_main").channel), {}, _look("amazon_main"), "blank-image"),
+        Case("blank-brand-shopify", "shopify_square", encode(Image.new("RGB", (2048, 2048), (244, 240, 233)), _look("shopify_square").channel),
+             {}, _look("shopify_square"), "blank-image"),
+        _make("all-background-shopify", bg_only, bg_only_look, "product-present",
+              edit=lambda im: Image.fromarray(background_canvas(bg_only_look))),
+        _make("touching-edge-amazon", p, _look("amazon_main", fill=1.0), "product-inside-frame"),
+        _make("touching-edge-shopify", products[1], _look("shopify_square", fill=1.0), "product-inside-frame"),
+        _make("off-white-amazon", p, off_white, "amazon-pure-white", judge_look=_look("amazon_main")),
+        _make("grey-walmart", products[2], grey, "walmart-white", judge_look=_look("walmart_main")),
+        _make("cmyk-jpeg-amazon", p, _look("amazon_main"), "amazon-colour-mode", encoder=lambda im: _encode_jpeg(im, "CMYK")),
+        _make("png-alpha-amazon", p, _look("amazon_main"), "amazon-no-alpha",
+              encoder=lambda im: _png(im.convert("RGBA"))),
+        _make("upscaled-thumbnail-amazon", thumb, _look("amazon_main"), "upscale-limit"),
+        _make("upscaled-thumbnail-google", thumb, _look("google_merchant"), "upscale-limit"),
+        _make("text-overlay-amazon", p, _look("amazon_main"), "no-overlays", edit=lambda im: _text(im, (60, 60), 90, (200, 0, 0, 255))),
+        _make("text-overlay-google", products[3], _look("google_merchant"), "no-overlays", edit=lambda im: _text(im, (40, 1450), 70, (20, 20, 20, 255))),
+        _make("border-shopify", products[1], _look("shopify_square"), "no-overlays", edit=_border),
+        _make("border-amazon", products[2], _look("amazon_main"), "amazon-pure-white", edit=_border),
+        _make("watermark-shopify", p, _look("shopify_square"), "no-overlays",
+              edit=lambda im: _text(im, (150, 1700), 160, (0, 0, 0, 70), "(c) ACME STOCK")),
+        _make("repainted-product-google", p, _look("google_merchant"), "product-fidelity", edit=_recolour),
+        _make("small-product-amazon", p, _look("amazon_main", fill=0.5), "amazon-fill"),
+        _make("too-large-product-google", products[1], _look("google_merchant", fill=0.96), "google-fill-max"),
+        _make("too-small-ebay", p, _look("ebay_listing").model_copy(update={"channel": ch_small}), "ebay-min-size"),
+        _make("too-narrow-etsy", p, _look("etsy_listing").model_copy(update={"channel": etsy_narrow}), "etsy-min-width"),
+        _make("not-square-walmart", p, _look("walmart_main").model_copy(update={"channel": walmart_wide}), "walmart-square"),
+        _make("no-zoom-amazon", p, _look("amazon_main").model_copy(update={"channel": amazon_small}), "amazon-zoom-size"),
+        _make("tiff-shopify", p, _look("shopify_square"), "shopify-format", encoder=lambda im: _tiff(im)),
+    ]
+    return cases
+
+
+def _png(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _tiff(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "TIFF", compression="tiff_deflate")
+    return buf.getvalue()
+
+
+def main(out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    labels = []
+    for c in build_cases():
+        ext = Image.open(io.BytesIO(c.data)).format.lower()
+        (out_dir / f"{c.name}.{ext}").write_bytes(c.data)
+        judged = c.judge()
+        labels.append({"file": f"{c.name}.{ext}", "channel": c.channel, "expect": c.expect, "qc": judged.qc, "reasons": judged.qc_reasons})
+    (out_dir / "labels.json").write_text(json.dumps(labels, indent=1))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "quality-set"))
