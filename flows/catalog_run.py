@@ -9,6 +9,7 @@ from prefect import flow, unmapped
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
 from prefect.runtime import flow_run
+from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from lightbox import progress
@@ -29,6 +30,7 @@ from tasks.stages import (
 )
 
 DEFAULT_WORKERS = 4
+QUALITY_ALARM = "QualityAlarm"  # final state name when the failed share exceeds quality.max_failed_share
 
 
 def new_run_id() -> str:
@@ -42,13 +44,17 @@ def catalog_run(
     brand: str = "brand_specs/acme-home.yaml",
     out: str = "out",
     chunk_size: int = 8,
-) -> RunSummary:
+) -> RunSummary | State:
     """Render a catalog for one brand spec and publish what passes.
 
     catalog: catalog URI (CSV, JSON Lines or Parquet; local path, file:// or s3://)
     brand: brand spec YAML
     out: output root (local directory or s3://bucket/prefix)
     chunk_size: products per generate task
+
+    Ends Completed with the RunSummary; Failed when a stage fails; Failed named "QualityAlarm" when
+    more outputs failed quality checks than the spec's quality.max_failed_share (the report, review
+    gallery and manifest are written first, and the spec's alert block is notified).
     """
     started = time.perf_counter()
     spec = load_spec(brand)
@@ -78,6 +84,12 @@ def catalog_run(
     )
     if chunk_errors:
         raise LightboxError(f"{len(chunk_errors)} of {len(plan.chunks)} chunks failed after retries; first: {chunk_errors[0]}")
+    if summary.alarm:  # a distinct final state operators can filter and automate on
+        return Failed(
+            name=QUALITY_ALARM,
+            message=(f"{summary.failed_share:.0%} of outputs failed quality checks (limit {spec.quality.max_failed_share:.0%}); "
+                     f"published {summary.published}, to review {summary.to_review}: {summary.review_uri}"),
+        )
     return summary
 
 

@@ -3,7 +3,8 @@
     lightbox run CATALOG [--brand SPEC] [--out URI] [--chunk-size N] [--workers N] [-v]
 
 Exits 0 when the run completed, 1 when the run failed, 2 for bad arguments or inputs found before the
-run starts; on failure it prints one line naming the file and the problem.
+run starts, 3 for a quality alarm (more outputs failed quality checks than the spec allows; what
+passed is published); on failure it prints one line naming the file and the problem.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _fail(f"--chunk-size must be >= 1, got {args.chunk_size}", 2)
     workers = args.workers or max(2, min(8, os.cpu_count() or 2))
     try:
-        load_brand_spec(args.brand)  # a bad spec fails here, before any server starts
+        spec = load_brand_spec(args.brand)  # a bad spec fails here, before any server starts
         detect_format(args.catalog)
         fs, path = filesystem(args.catalog)
         if not fs.exists(path):
@@ -96,11 +97,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         progress.set_listener(None)
         bar.close()
+    if state.name == "QualityAlarm":
+        _print_summary(_latest_summary(args.out, spec.name))
+        return _fail(f"quality alarm: {state.message}", 3)
     if not state.is_completed():
         result = state.result(raise_on_failure=False)
         reason = root_cause(result) if isinstance(result, BaseException) else (state.message or state.name)
         return _fail(reason, 1)
-    s = state.result()
+    _print_summary(state.result())
+    return 0
+
+
+def _latest_summary(out: str, brand: str):  # noqa: ANN202 - RunSummary
+    import json
+
+    from lightbox.report import RunSummary
+    from lightbox.storage import Store
+
+    store = Store(out)
+    pointer = json.loads(store.read(f"{brand}/latest-run.json"))
+    return RunSummary.model_validate_json(store.read(store.key_of(pointer["summary"])))
+
+
+def _print_summary(s) -> None:  # noqa: ANN001 - RunSummary
     sys.stdout.write(
         f"{s.brand}: {s.ingested} rows, {s.invalid} quarantined, {s.skipped} skipped, {s.generated} generated, "
         f"{s.unchanged} unchanged, {s.failed} failed, {s.published} published "
@@ -114,7 +133,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     more = max(0, len(s.quarantine) - 10) + max(0, len(s.failures) - 10)
     if more:
         sys.stdout.write(f"... {more} more in the summary\n")
-    return 0
+    if s.consistency and s.consistency.get("score") is not None:
+        sys.stdout.write(f"catalog consistency: {s.consistency['score']:.3f}\n")
+    if s.review_uri and s.to_review:
+        sys.stdout.write(f"review: {s.review_uri}\n")
 
 
 def main(argv: list[str] | None = None) -> int:

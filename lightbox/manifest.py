@@ -18,6 +18,8 @@ from lightbox.storage import Store
 log = logging.getLogger(__name__)
 
 MANIFEST_VERSION = 1
+# kept per image for catalog-level checks (consistency, near-duplicates) across runs
+SUMMARY_METRICS = ("fill_longest", "border_mean", "clipped", "phash", "sharpness", "fidelity", "upscale")
 
 
 def manifest_key(brand: str) -> str:
@@ -36,6 +38,7 @@ def entry_for(o: Output, run_id: str, now: str) -> dict[str, Any]:
     return {
         "sku": o.sku,
         "channel": o.channel,
+        "category": o.category,
         "variant": o.variant,
         "uri": o.uri,
         "sha256": o.sha256,
@@ -49,6 +52,7 @@ def entry_for(o: Output, run_id: str, now: str) -> dict[str, Any]:
         "engine_version": o.engine_version,
         "seed": o.seed,
         "alt_text": o.alt_text,
+        "metrics": {k: o.metrics[k] for k in SUMMARY_METRICS if k in o.metrics},
         "ai_generated": o.ai_generated,
         "generation": o.generation,
         "timings_ms": o.timings_ms,

@@ -19,7 +19,7 @@ from lightbox.plan import plan_run
 from lightbox.publish import publish_chunk
 from lightbox.quality import check_chunk
 from lightbox.records import RunContext
-from lightbox.report import RunSummary, engine_note, summarise, write_summary
+from lightbox.report import RunSummary, catalog_checks, engine_note, summarise, write_summary
 from lightbox.specs import load_brand_spec, spec_channels
 from lightbox.storage import Store
 
@@ -42,11 +42,14 @@ def run_plain(catalog: str, brand: str, out: str, chunk_size: int = 8, run_id: s
         checked = check_chunk(generated, spec, channels, store)
         outputs.extend(publish_chunk(checked, store, spec.name, ctx.run_id, load_manifest(store, spec.name)))
     commit_manifest(store, spec.name, outputs, ctx.run_id)
+    cons, previous, review_uri = catalog_checks(store, spec.name, ctx.run_id, outputs)
     summary = summarise(
         run_id=ctx.run_id, brand=spec.name, spec_version=spec.version, catalog=catalog, store=store,
         ingested=result.total, quarantine=result.quarantined, warnings=result.warnings, skipped=plan.skipped,
         products=plan.products, outputs=outputs, wall_s=time.perf_counter() - started,
         manifest_uri=store.uri(manifest_key(spec.name)), engine_note=engine_note(spec, ctx.ai_fallback),
+        consistency=cons, consistency_previous=previous, review_uri=review_uri,
+        max_failed_share=spec.quality.max_failed_share,
     )
     write_summary(store, summary)
     store.delete_prefix(f"{spec.name}/_runs/{ctx.run_id}/staging")

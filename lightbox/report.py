@@ -39,6 +39,11 @@ class RunSummary(BaseModel):
     manifest_uri: str
     summary_uri: str
     engine: str = "studio"
+    consistency: dict[str, Any] | None = None
+    consistency_previous: float | None = None
+    review_uri: str | None = None
+    alarm: bool = False
+    alert: str | None = None  # "sent" or "failed: ..." when an alert block is configured
     quarantine: list[QuarantinedRow]
     skipped_rows: list[QuarantinedRow]
     warnings: list[QuarantinedRow]
@@ -46,13 +51,31 @@ class RunSummary(BaseModel):
 
     def table(self) -> list[dict[str, Any]]:
         keys = ["ingested", "invalid", "skipped", "products", "generated", "unchanged", "passed", "failed",
-                "published", "to_review", "wall_s", "images_per_s"]
-        return [{"metric": k, "value": getattr(self, k)} for k in keys]
+                "published", "to_review", "wall_s", "images_per_s", "failed_share", "alarm"]
+        score = (self.consistency or {}).get("score")
+        return [{"metric": k, "value": getattr(self, k)} for k in keys] + [{"metric": "consistency", "value": score}]
+
+    def _consistency_lines(self) -> list[str]:
+        c = self.consistency or {}
+        if c.get("score") is None:
+            return ["- catalog consistency: not enough images yet"]
+        delta = ""
+        if self.consistency_previous is not None:
+            delta = f" ({c['score'] - self.consistency_previous:+.3f} since the previous run)"
+        lines = [f"- **catalog consistency {c['score']:.3f}**{delta} (1.0 = every image backed, framed and lit alike)"]
+        for ch, v in c["channels"].items():
+            parts = ", ".join(f"{k} {p['score']:.2f} (spread {p['spread']})" for k, p in v["parts"].items())
+            lines.append(f"  - {ch}: {v['score']:.3f} over {v['images']} images - {parts}")
+        if c.get("near_duplicates"):
+            lines.append(f"  - near-duplicates: {len(c['near_duplicates'])} pairs (see the summary JSON)")
+        return lines
 
     def markdown(self) -> str:
         lines = [
             f"# Catalog run `{self.run_id}` - {self.brand} (spec v{self.spec_version})",
             "",
+            *([f"**QUALITY ALARM**: {self.failed_share:.0%} of outputs failed quality checks "
+               f"(alert: {self.alert or 'no alert block configured'})", ""] if self.alarm else []),
             f"Catalog `{self.catalog}` -> `{self.out}`",
             "",
             f"- **{self.ingested}** rows ingested, **{self.invalid}** quarantined ({self.invalid_share:.1%}), "
@@ -62,6 +85,8 @@ class RunSummary(BaseModel):
             f"({self.failed_share:.1%}); **{self.to_review}** sent to review",
             f"- **{self.published}** published in {self.wall_s:.1f} s ({self.images_per_s:.2f} images/s)",
             f"- engine: {self.engine}",
+            *self._consistency_lines(),
+            f"- review gallery: `{self.review_uri}`" if self.review_uri else "- review gallery: none",
             f"- manifest: `{self.manifest_uri}`",
         ]
         if self.failures:
@@ -87,6 +112,27 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def catalog_checks(store: Store, brand: str, run_id: str, outputs: list[Output]) -> tuple[dict[str, Any], float | None, str]:
+    """Consistency of the live catalog (from the manifest, compared with the previous run's score)
+    and this run's review gallery. Returns (consistency, previous score, gallery URI)."""
+    from lightbox.manifest import load_manifest
+    from lightbox.quality.consistency import consistency
+    from lightbox.quality.gallery import build_gallery
+
+    current = consistency(load_manifest(store, brand))
+    try:
+        previous = json.loads(store.read(f"{brand}/consistency.json")).get("score")
+    except FileNotFoundError:
+        previous = None
+    doc = json.dumps({**current, "run_id": run_id, "previous_score": previous}, indent=1).encode()
+    store.write_atomic(run_key(brand, run_id, "consistency.json"), doc)
+    store.write_atomic(f"{brand}/consistency.json", doc)
+    page = build_gallery(outputs, store, f"Lightbox review - {brand} - run {run_id}", current)
+    key = run_key(brand, run_id, "review.html")
+    store.write_atomic(key, page.encode("utf-8"))
+    return current, previous, store.uri(key)
+
+
 def run_key(brand: str, run_id: str, name: str) -> str:
     return f"{brand}/_runs/{run_id}/{name}"
 
@@ -106,11 +152,14 @@ def summarise(
     *, run_id: str, brand: str, spec_version: int, catalog: str, store: Store, ingested: int,
     quarantine: list[QuarantinedRow], warnings: list[QuarantinedRow], skipped: list[QuarantinedRow],
     products: int, outputs: list[Output], wall_s: float, manifest_uri: str, engine_note: str = "studio",
+    consistency: dict[str, Any] | None = None, consistency_previous: float | None = None,
+    review_uri: str | None = None, max_failed_share: float = 1.0,
 ) -> RunSummary:
     generated = sum(o.status == "rendered" for o in outputs)
     failed = sum(o.status == "failed" or o.qc == "failed" for o in outputs)
     attempted = generated + sum(o.status == "failed" for o in outputs)
     published = sum(o.published == "written" for o in outputs)
+    failed_share = round(failed / attempted, 4) if attempted else 0.0
     return RunSummary(
         run_id=run_id, brand=brand, spec_version=spec_version, catalog=catalog, out=store.root_uri,
         ingested=ingested, invalid=len(quarantine), skipped=len(skipped), products=products,
@@ -119,7 +168,8 @@ def summarise(
         to_review=sum(o.published == "review" for o in outputs), wall_s=round(wall_s, 2),
         images_per_s=round(generated / wall_s, 3) if wall_s > 0 else 0.0,
         invalid_share=round(len(quarantine) / ingested, 4) if ingested else 0.0,
-        failed_share=round(failed / attempted, 4) if attempted else 0.0,
+        failed_share=failed_share, alarm=failed_share > max_failed_share,
+        consistency=consistency, consistency_previous=consistency_previous, review_uri=review_uri,
         manifest_uri=manifest_uri, engine=engine_note, summary_uri=store.uri(run_key(brand, run_id, "summary.json")),
         quarantine=quarantine, skipped_rows=skipped, warnings=warnings, failures=failures_of(outputs),
     )

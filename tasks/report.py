@@ -1,21 +1,42 @@
-"""Report task: Prefect artifacts (summary table, quarantine table, markdown) and the summary JSON."""
+"""Report task: catalog checks (consistency, review gallery), Prefect artifacts (summary table,
+quarantine table, markdown report, gallery link), the summary JSON, and the quality alarm's
+notification through a Prefect notification block."""
 
 from __future__ import annotations
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from lightbox.records import Output, QuarantinedRow
-from lightbox.report import RunSummary, engine_note, summarise, write_summary
+from lightbox.records import Output, QuarantinedRow, RunContext
+from lightbox.report import RunSummary, catalog_checks, engine_note, summarise, write_summary
 from lightbox.specs import BrandSpec
 from lightbox.storage import Store
-from lightbox.records import RunContext
 from tasks._policy import RETRY_DELAYS, retry_transient
 
 
 def artifact_key(brand: str, what: str) -> str:
     """Artifact keys: lowercase letters, digits and dashes."""
     return "".join(c if c.isalnum() else "-" for c in f"{brand}-{what}".lower())
+
+
+def browser_link(uri: str) -> str:
+    return uri if "://" in uri else f"file://{uri}"
+
+
+def send_alert(block_name: str, summary: RunSummary) -> str:
+    """Tell the spec's notification block about the alarm; never raises (the report is written anyway)."""
+    from prefect.blocks.core import Block
+
+    try:
+        block = Block.load(block_name)
+        block.notify(
+            body=(f"{summary.brand}: {summary.failed} outputs failed ({summary.failed_share:.0%} of those attempted) "
+                  f"in run {summary.run_id}; {summary.published} published. Review: {summary.review_uri}"),
+            subject=f"Lightbox quality alarm: {summary.brand}",
+        )
+        return "sent"
+    except Exception as e:  # noqa: BLE001 - a broken alert channel must not hide the alarm itself
+        return f"failed: {type(e).__name__}: {e}"
 
 
 @task(name="report", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
@@ -25,11 +46,21 @@ def report_run(
     products: int, wall_s: float, manifest_uri: str,
 ) -> RunSummary:
     store = Store(ctx.out_uri)
+    cons, previous, review_uri = catalog_checks(store, spec.name, ctx.run_id, outputs)
     summary = summarise(
         run_id=ctx.run_id, brand=spec.name, spec_version=spec.version, catalog=catalog, store=store,
         ingested=ingested, quarantine=quarantined, warnings=warnings, skipped=skipped, products=products,
         outputs=outputs, wall_s=wall_s, manifest_uri=manifest_uri, engine_note=engine_note(spec, ctx.ai_fallback),
+        consistency=cons, consistency_previous=previous, review_uri=review_uri,
+        max_failed_share=spec.quality.max_failed_share,
     )
+    logger = get_run_logger()
+    if summary.alarm:
+        logger.error("quality alarm: failed share %.1f%% is over the spec's %.1f%%",
+                     100 * summary.failed_share, 100 * spec.quality.max_failed_share)
+        if spec.quality.alert_block:
+            summary.alert = send_alert(spec.quality.alert_block, summary)
+            logger.warning("alert via %s: %s", spec.quality.alert_block, summary.alert)
     write_summary(store, summary)
     store.delete_prefix(f"{spec.name}/_runs/{ctx.run_id}/staging")
     create_table_artifact(key=artifact_key(spec.name, "run-summary"), table=summary.table(),
@@ -41,12 +72,11 @@ def report_run(
     )
     create_markdown_artifact(key=artifact_key(spec.name, "run-report"), markdown=summary.markdown(),
                              description=f"Catalog run {ctx.run_id}")
-    logger = get_run_logger()
+    create_link_artifact(key=artifact_key(spec.name, "review"), link=browser_link(review_uri),
+                         link_text=f"Review gallery: {summary.to_review} to review", description="Outputs the gate failed or warned about")
     logger.info(
-        "run %s: %d ingested, %d invalid, %d generated, %d failed, %d published (%.2f images/s)",
+        "run %s: %d ingested, %d invalid, %d generated, %d failed, %d published (%.2f images/s), consistency %s",
         ctx.run_id, summary.ingested, summary.invalid, summary.generated, summary.failed, summary.published,
-        summary.images_per_s,
+        summary.images_per_s, (cons or {}).get("score"),
     )
-    if summary.failed_share > spec.quality.max_failed_share:
-        logger.warning("failed share %.1f%% is over the spec's %.1f%%", 100 * summary.failed_share, 100 * spec.quality.max_failed_share)
     return summary

@@ -16,7 +16,9 @@ Metrics are measured on the bytes that would be published, not on the in-memory 
 | background_detail | share of pixels away from the product (its placed box + 2 % margin; the contact-shadow zone below it excluded) that differ from the expected background by > 10 levels: text, borders, watermarks |
 | sharpness | variance of the Laplacian of the product region's luminance |
 | clipped_highlights, clipped_shadows | share of product pixels at >= 254 on all channels / <= 1 on all channels |
-| phash | 64-bit difference hash (hex) for near-duplicate detection across the catalog |
+| phash | difference hash of the product region, 16 x 16 bits per colour plane (hex): near-duplicates across the catalog |
+| border_mean | mean colour of the border strip (catalog consistency of backgrounds) |
+| clipped | clipped_highlights + clipped_shadows (catalog consistency of exposure) |
 
 Recorded by the generate stage, because they need the cut-out: ``fidelity`` (mean absolute difference,
 in levels, between the product's own resampled pixels and the encoded output's product region, over
@@ -53,10 +55,16 @@ def _box_of(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
-def dhash(luma: np.ndarray) -> str:
-    small = np.asarray(Image.fromarray(luma.astype(np.uint8)).resize((9, 8), Image.Resampling.BILINEAR), np.int16)
-    bits = (small[:, 1:] > small[:, :-1]).ravel()
-    return f"{int(''.join('1' if b else '0' for b in bits), 2):016x}"
+def dhash(pixels: np.ndarray, size: int = 16) -> str:
+    """Difference hash: size x size bits per plane (a grey image: one plane; RGB: three, so colour
+    variants of one shape do not collide), as hex."""
+    planes = [pixels] if pixels.ndim == 2 else [pixels[..., k] for k in range(pixels.shape[2])]
+    bits = []
+    for plane in planes:
+        small = np.asarray(Image.fromarray(plane.astype(np.uint8)).resize((size + 1, size), Image.Resampling.BILINEAR), np.int16)
+        bits.append((small[:, 1:] > small[:, :-1]).ravel())
+    flat = np.concatenate(bits)
+    return f"{int(''.join('1' if b else '0' for b in flat), 2):0{len(flat) // 4}x}"
 
 
 def hamming(a: str, b: str) -> int:
@@ -80,7 +88,6 @@ def measure(data: bytes, look: Look, product_box: tuple[int, int, int, int] | No
     rgb = np.asarray(im.convert("RGB"))
     luma = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
     m["luma_std"] = round(float(luma.std()), 3)
-    m["phash"] = dhash(luma)
     strip = max(2, round(0.005 * min(w, h)))
     border = np.ones((h, w), dtype=bool)
     border[strip:-strip, strip:-strip] = False
@@ -108,6 +115,7 @@ def measure(data: bytes, look: Look, product_box: tuple[int, int, int, int] | No
         if isinstance(ch.background, tuple):
             m["border_purity"] = float((rgb[border] == np.array(ch.background, np.uint8)).all(axis=1).mean())
         m["border_match"] = float((diff[border] <= 3).mean())
+        m["border_mean"] = [round(float(v), 2) for v in rgb[border].mean(axis=0)]
         away = np.ones((h, w), dtype=bool)
         placed = product_box or box  # where the product was put; text drawn beside it is not product
         if placed is not None:
@@ -134,6 +142,8 @@ def measure(data: bytes, look: Look, product_box: tuple[int, int, int, int] | No
         px = rgb[y0:y1, x0:x1][sel]
         m["clipped_highlights"] = round(float((px.min(axis=1) >= 254).mean()), 4) if px.size else 0.0
         m["clipped_shadows"] = round(float((px.max(axis=1) <= 1).mean()), 4) if px.size else 0.0
+        m["clipped"] = round(m["clipped_highlights"] + m["clipped_shadows"], 4)
+        m["phash"] = dhash(rgb[y0:y1, x0:x1])
     else:
         if look.generation is None:
             m["fill_longest"] = 0.0
@@ -143,6 +153,7 @@ def measure(data: bytes, look: Look, product_box: tuple[int, int, int, int] | No
         m["sharpness"] = 0.0
         m["clipped_highlights"] = 0.0
         m["clipped_shadows"] = 0.0
+        m["phash"] = dhash(rgb)
     return m
 
 

@@ -167,6 +167,9 @@ class Template(_Model):
 class QualityPolicy(_Model):
     max_invalid_share: float = Field(0.2, ge=0.0, le=1.0, description="fail the run above this share of invalid rows")
     max_failed_share: float = Field(0.2, ge=0.0, le=1.0, description="alarm above this share of failed outputs")
+    alert_block: str | None = Field(
+        None, description="Prefect notification block told about an alarm, as 'block-type-slug/name', e.g. 'custom-webhook/lightbox-alerts'"
+    )
 
 
 class BrandSpec(_Model):

@@ -1,0 +1,80 @@
+"""Catalog consistency: how alike the live catalog's images are, as one score with its parts.
+
+Computed over the manifest after a run (every live image, not only this run's), per channel:
+
+| part | spread measured | a score of 0 at |
+|---|---|---|
+| background | std of the border's mean colour (max over R, G, B), within each category (templates may give a category its own background on purpose) | 8 levels |
+| fill | std of fill_longest | 0.05 (5 % of the frame) |
+| exposure | std of the share of product pixels clipped to white or black | 0.05 |
+
+part score = 1 - min(1, spread / tolerance); channel score = mean of its parts; catalog score = mean
+over channels. 1.0 = every image framed, lit and backed alike. Near-duplicates: images of different
+SKUs on the same channel whose perceptual hashes (768 bits) differ in at most 2 % of their bits (a re-used photo differs in a handful).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+TOLERANCES = {"background": 8.0, "fill": 0.05, "exposure": 0.05}
+NEAR_DUPLICATE_SHARE = 0.02
+
+
+def _score(spread: float, tol: float) -> float:
+    return round(1.0 - min(1.0, spread / tol), 4)
+
+
+def consistency(entries: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    by_channel: dict[str, list[dict[str, Any]]] = {}
+    for e in entries.values():
+        if e.get("metrics"):
+            by_channel.setdefault(e["channel"], []).append(e)
+    channels: dict[str, Any] = {}
+    for ch, rows in sorted(by_channel.items()):
+        parts: dict[str, Any] = {}
+        groups: dict[str, list[list[float]]] = {}
+        for r in rows:
+            if "border_mean" in r["metrics"]:
+                groups.setdefault(r.get("category", ""), []).append(r["metrics"]["border_mean"])
+        spreads = [(float(np.std(np.array(g, dtype=float), axis=0).max()), len(g)) for g in groups.values() if len(g) >= 2]
+        if spreads:
+            spread = sum(s * n for s, n in spreads) / sum(n for _, n in spreads)
+            parts["background"] = {"spread": round(spread, 3), "score": _score(spread, TOLERANCES["background"])}
+        fill = [r["metrics"]["fill_longest"] for r in rows if "fill_longest" in r["metrics"]]
+        if len(fill) >= 2:
+            spread = float(np.std(fill))
+            parts["fill"] = {"spread": round(spread, 4), "score": _score(spread, TOLERANCES["fill"])}
+        exp = [r["metrics"]["clipped"] for r in rows if "clipped" in r["metrics"]]
+        if len(exp) >= 2:
+            spread = float(np.std(exp))
+            parts["exposure"] = {"spread": round(spread, 4), "score": _score(spread, TOLERANCES["exposure"])}
+        score = round(float(np.mean([p["score"] for p in parts.values()])), 4) if parts else None
+        channels[ch] = {"images": len(rows), "score": score, "parts": parts}
+    scored = [c["score"] for c in channels.values() if c["score"] is not None]
+    return {
+        "score": round(float(np.mean(scored)), 4) if scored else None,
+        "channels": channels,
+        "near_duplicates": near_duplicates(by_channel),
+        "tolerances": TOLERANCES,
+    }
+
+
+def near_duplicates(by_channel: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    pairs = []
+    for ch, rows in sorted(by_channel.items()):
+        rows = [r for r in rows if r["metrics"].get("phash")]
+        if len(rows) < 2:
+            continue
+        width = max(len(r["metrics"]["phash"]) for r in rows) * 4
+        bits = np.array([[c == "1" for c in bin(int(r["metrics"]["phash"], 16))[2:].zfill(width)] for r in rows])
+        limit = int(NEAR_DUPLICATE_SHARE * width)
+        for i in range(len(rows) - 1):
+            dist = (bits[i + 1 :] != bits[i]).sum(axis=1)
+            for j in np.flatnonzero(dist <= limit):
+                other = rows[i + 1 + int(j)]
+                if other["sku"] != rows[i]["sku"]:
+                    pairs.append({"channel": ch, "a": rows[i]["sku"], "b": other["sku"], "bits": int(dist[j])})
+    return pairs
