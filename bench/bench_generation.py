@@ -38,7 +38,7 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from lightbox.engines.diffusion import DiffusersEngine, resolve_runtime, working_size
+    from lightbox.engines.diffusion import DiffusersEngine, working_size
     from lightbox.engines.jobs import RenderJob
     from lightbox.generate import fill_template
     from lightbox.imaging.cutout import cut_out

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from lightbox.engines import Engine, RenderJob
 from lightbox.errors import ItemError
-from lightbox.imaging.compose import encode, layout, resample_product
+from lightbox.imaging.compose import encode, layout, resampled
 from lightbox.imaging.cutout import CutOut, cut_out
 from lightbox.imaging.decode import decode_image
 from lightbox.quality.checks import fidelity
@@ -202,7 +202,7 @@ def construction_metrics(cut: CutOut, look: Look, blob: bytes) -> dict:
     """What QC cannot measure without the cut-out: where the product went, how much it was enlarged,
     how sure the cut-out was, and how faithful the encoded product region is to the product."""
     crop, solid = layout(cut, look)
-    reference = resample_product(cut.product, (crop.width, crop.height))
+    reference = resampled(cut, (crop.width, crop.height))
     return {
         "product_box": [solid.x, solid.y, solid.x + solid.width, solid.y + solid.height],
         "upscale": round(solid.scale, 4),

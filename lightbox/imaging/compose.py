@@ -65,6 +65,13 @@ def paste_window(canvas_size: tuple[int, int], p: Placement) -> tuple[slice, sli
     return (slice(cy0, cy1), slice(cx0, cx1), slice(cy0 - p.y, cy1 - p.y), slice(cx0 - p.x, cx1 - p.x))
 
 
+def resampled(cut: CutOut, size: tuple[int, int]) -> np.ndarray:
+    """``resample_product`` of the cut-out, memoised on it: render and the fidelity check share one."""
+    if size not in cut.cache:
+        cut.cache[size] = resample_product(cut.product, size)
+    return cut.cache[size]
+
+
 def resample_product(rgba: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Premultiplied Lanczos resize (no colour fringes from transparent pixels); identity at scale 1."""
     if (rgba.shape[1], rgba.shape[0]) == size:
@@ -127,7 +134,7 @@ def render(cut: CutOut, look: Look, background: np.ndarray | None = None) -> tup
     the look's solid or gradient background.
     """
     p, solid = layout(cut, look)
-    prod = resample_product(cut.product, (p.width, p.height))
+    prod = resampled(cut, (p.width, p.height))
     ch = look.channel
     rows, cols, prows, pcols = paste_window((ch.width, ch.height), p)
     prod = prod[prows, pcols]
@@ -149,9 +156,8 @@ def render(cut: CutOut, look: Look, background: np.ndarray | None = None) -> tup
         area[:] = np.rint(area * (1.0 - mask[..., None]))
     region = canvas[rows, cols]
     alpha = prod[..., 3]
-    opaque = alpha == 255
-    region[opaque] = prod[..., :3][opaque]  # the product's own pixels, copied
-    edge = (alpha > 0) & ~opaque
+    np.copyto(region, prod[..., :3], where=(alpha == 255)[..., None])  # the product's own pixels, copied
+    edge = (alpha > 0) & (alpha < 255)
     if edge.any():
         a = alpha[edge].astype(np.float32)[:, None] / 255.0
         region[edge] = np.rint(prod[..., :3][edge] * a + region[edge] * (1.0 - a)).astype(np.uint8)

@@ -25,7 +25,7 @@ never removes an enclosed region, because a white label inside a product can loo
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
@@ -45,6 +45,7 @@ class CutOut:
     method: str  # "alpha" (transparent source) or "studio" (backdrop separation)
     edge_confidence: float  # share of the mask edge with strong contrast to the backdrop, 0..1
     touches_edge: bool  # the product runs into the source frame (cropped product?)
+    cache: dict = field(default_factory=dict, compare=False, repr=False)  # resampled sizes (compose.resampled)
 
     @property
     def product(self) -> np.ndarray:
