@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import datetime, timezone
 
@@ -14,6 +15,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from lightbox import progress
 from lightbox.errors import LightboxError
+from lightbox.fetch import load_fetch_policy
 from lightbox.records import Chunk, Output, RunContext
 from lightbox.report import RunSummary
 from tasks.report import artifact_key, report_run
@@ -44,6 +46,8 @@ def catalog_run(
     brand: str = "brand_specs/acme-home.yaml",
     out: str = "out",
     chunk_size: int = 8,
+    layout: str | None = None,
+    fetch_policy: str | None = None,
 ) -> RunSummary | State:
     """Render a catalog for one brand spec and publish what passes.
 
@@ -51,6 +55,8 @@ def catalog_run(
     brand: brand spec YAML
     out: output root (local directory or s3://bucket/prefix)
     chunk_size: products per generate task
+    layout: lightbox, shopify, woocommerce or google-merchant (default: detected from the header)
+    fetch_policy: fetch policy YAML for source images (default: $LIGHTBOX_FETCH_POLICY, else https + s3)
 
     Ends Completed with the RunSummary; Failed when a stage fails; Failed named "QualityAlarm" when
     more outputs failed quality checks than the spec's quality.max_failed_share (the report, review
@@ -59,10 +65,11 @@ def catalog_run(
     started = time.perf_counter()
     spec = load_spec(brand)
     ai_fallback = prepare_engine(spec)
-    ctx = RunContext(run_id=new_run_id(), brand_uri=brand, out_uri=out, ai_fallback=ai_fallback)
+    policy = load_fetch_policy(fetch_policy or os.environ.get("LIGHTBOX_FETCH_POLICY")).for_catalog(catalog)
+    ctx = RunContext(run_id=new_run_id(), brand_uri=brand, out_uri=out, ai_fallback=ai_fallback, fetch=policy)
 
     # 1. Ingest
-    catalog_ref = ingest_catalog(catalog, spec, ctx)
+    catalog_ref = ingest_catalog(catalog, spec, ctx, layout)
     # 2. Validate
     validated = validate_catalog(catalog_ref, spec, ctx)
     # 3. Plan
@@ -79,7 +86,7 @@ def catalog_run(
     # 7. Report
     summary = report_run(
         outputs, spec, ctx, catalog=catalog, ingested=validated.ingested, quarantined=validated.quarantined,
-        warnings=validated.warnings, skipped=plan.skipped, products=plan.products,
+        warnings=validated.warnings, skipped=validated.skipped + plan.skipped, products=plan.products,
         wall_s=time.perf_counter() - started, manifest_uri=manifest_uri,
     )
     if chunk_errors:

@@ -21,9 +21,14 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lightbox", description="Catalog-scale product imagery as a Prefect pipeline.")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="ingest, validate, render, check and publish a catalog")
-    run.add_argument("catalog", help="catalog URI: .csv, .jsonl or .parquet; local path, file:// or s3://")
+    run.add_argument("catalog", help="catalog URI (.csv, .tsv, .jsonl, .parquet, .xml; local path, file:// or s3://): "
+                     "Lightbox layout or a Shopify / WooCommerce / Google Merchant export")
     run.add_argument("--brand", default=DEFAULT_BRAND, help=f"brand spec YAML (default: {DEFAULT_BRAND})")
     run.add_argument("--out", default="out", help="output root: a directory or s3://bucket/prefix (default: out)")
+    run.add_argument("--layout", choices=["auto", "lightbox", "shopify", "woocommerce", "google-merchant"], default="auto",
+                     help="catalog layout (default: detected from the header)")
+    run.add_argument("--fetch-policy", default=None,
+                     help="fetch policy YAML for source images (default: $LIGHTBOX_FETCH_POLICY, else https + s3 only)")
     run.add_argument("--chunk-size", type=int, default=8, help="products per generate task (default: 8)")
     run.add_argument("--workers", type=int, default=None, help="concurrent tasks (default: CPU count, 2..8)")
     run.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs")
@@ -60,6 +65,7 @@ def root_cause(exc: BaseException) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from lightbox.catalog.ingest import detect_format
     from lightbox.errors import LightboxError
+    from lightbox.fetch import load_fetch_policy
     from lightbox.specs import load_brand_spec
     from lightbox.storage import Store, filesystem
 
@@ -69,6 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         spec = load_brand_spec(args.brand)  # a bad spec fails here, before any server starts
         detect_format(args.catalog)
+        load_fetch_policy(args.fetch_policy or os.environ.get("LIGHTBOX_FETCH_POLICY"))
         fs, path = filesystem(args.catalog)
         if not fs.exists(path):
             return _fail(f"{args.catalog}: file not found", 2)
@@ -93,7 +100,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     progress.set_listener(on_progress)
     try:
         flow = catalog_run.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
-        state = flow(catalog=args.catalog, brand=args.brand, out=args.out, chunk_size=args.chunk_size, return_state=True)
+        state = flow(catalog=args.catalog, brand=args.brand, out=args.out, chunk_size=args.chunk_size,
+                     layout=None if args.layout == "auto" else args.layout, fetch_policy=args.fetch_policy, return_state=True)
     finally:
         progress.set_listener(None)
         bar.close()

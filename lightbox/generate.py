@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 
 from lightbox.engines import Engine, RenderJob
 from lightbox.errors import ItemError
+from lightbox.fetch import SourceFetcher
 from lightbox.imaging.compose import encode, layout, resampled
 from lightbox.imaging.cutout import CutOut, cut_out
 from lightbox.imaging.decode import decode_image
 from lightbox.quality.checks import fidelity
 from lightbox.records import Chunk, Output, Product, RunContext, WorkItem, seed_for
 from lightbox.specs.models import BrandSpec, ChannelPreset, Look, resolve_look, template_fields
-from lightbox.storage import Store, read_bytes
+from lightbox.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,8 @@ def _variants(look: Look) -> int:
 
 
 def prepare_item(
-    item: WorkItem, spec: BrandSpec, channels: list[ChannelPreset], ctx: RunContext, store: Store, engines: dict[str, Engine]
+    item: WorkItem, spec: BrandSpec, channels: list[ChannelPreset], ctx: RunContext, store: Store, engines: dict[str, Engine],
+    sources: SourceFetcher,
 ) -> tuple[list[Output], _Pending | None]:
     """Read, fingerprint, skip what is unchanged, decode and cut out once. No rendering yet."""
     product = item.product
@@ -117,11 +119,15 @@ def prepare_item(
     if product.images:
         source = product.images[0]
         try:
-            data = read_bytes(source)
+            data = sources.read(source)
         except FileNotFoundError:
             return failed(f"source image not found: {source}"), None
+        except ItemError as e:  # refused by the fetch policy, too large, not an image, timed out...
+            return failed(f"source image not fetched: {e}"), None
         except PermissionError as e:
             return failed(f"source image not readable: {e}"), None
+        except OSError as e:
+            return failed(f"source image not readable: {source}: {e}"), None
         timings["read_ms"] = (time.perf_counter() - t0) * 1000
     source_sha = hashlib.sha256(data).hexdigest() if data is not None else "no-photo"
 
@@ -163,12 +169,15 @@ def prepare_item(
 
 
 def generate_chunk(
-    chunk: Chunk, spec: BrandSpec, channels: list[ChannelPreset], ctx: RunContext, store: Store, engines: dict[str, Engine]
+    chunk: Chunk, spec: BrandSpec, channels: list[ChannelPreset], ctx: RunContext, store: Store, engines: dict[str, Engine],
+    sources: SourceFetcher | None = None,
 ) -> list[Output]:
     outputs: list[Output] = []
     jobs: list[tuple[RenderJob, _Pending, ChannelPreset, str]] = []
+    sources = sources or SourceFetcher(ctx.fetch, run_id=ctx.run_id)
+    sources.prefetch([item.product.images[0] for item in chunk.items if item.product.images])
     for item in chunk.items:
-        done, pending = prepare_item(item, spec, channels, ctx, store, engines)
+        done, pending = prepare_item(item, spec, channels, ctx, store, engines, sources)
         outputs.extend(done)
         if pending is None:
             continue
@@ -194,7 +203,7 @@ def generate_chunk(
             job, pending, ch, fp = jobs[i]
             outputs.append(_stage(job, pending, ch, fp, res, engine, per_job_ms, spec, ctx, store))
     n_failed = sum(o.status == "failed" for o in outputs)
-    log.info("chunk %d: %d outputs, %d failed", chunk.index, len(outputs), n_failed)
+    log.info("chunk %d: %d outputs, %d failed; sources: %s", chunk.index, len(outputs), n_failed, sources.stats.as_dict())
     return outputs
 
 

@@ -11,6 +11,7 @@ import uuid
 
 from lightbox.catalog.ingest import read_catalog, to_products
 from lightbox.catalog.validate import validate_catalog
+from lightbox.fetch import FetchPolicy
 from lightbox.engines import build_engines, prepare_ai
 from lightbox.errors import ValidationThresholdError
 from lightbox.generate import generate_chunk
@@ -24,14 +25,18 @@ from lightbox.specs import load_brand_spec, spec_channels
 from lightbox.storage import Store
 
 
-def run_plain(catalog: str, brand: str, out: str, chunk_size: int = 8, run_id: str | None = None) -> RunSummary:
+def run_plain(
+    catalog: str, brand: str, out: str, chunk_size: int = 8, run_id: str | None = None,
+    layout: str | None = None, fetch_policy: FetchPolicy | None = None,
+) -> RunSummary:
     started = time.perf_counter()
     spec = load_brand_spec(brand)
     channels = spec_channels(spec)
     store = Store(out)
-    ctx = RunContext(run_id=run_id or f"plain-{uuid.uuid4().hex[:8]}", brand_uri=brand, out_uri=out, ai_fallback=prepare_ai(spec))
+    ctx = RunContext(run_id=run_id or f"plain-{uuid.uuid4().hex[:8]}", brand_uri=brand, out_uri=out, ai_fallback=prepare_ai(spec),
+                     fetch=(fetch_policy or FetchPolicy()).for_catalog(catalog))
     engines = build_engines(spec, ctx.ai_fallback)
-    frame = read_catalog(catalog)
+    frame = read_catalog(catalog, layout=layout)
     result = validate_catalog(frame, spec)
     if result.invalid_share > spec.quality.max_invalid_share:
         raise ValidationThresholdError(f"{len(result.quarantined)} of {result.total} catalog rows are invalid")
@@ -45,7 +50,7 @@ def run_plain(catalog: str, brand: str, out: str, chunk_size: int = 8, run_id: s
     cons, previous, review_uri = catalog_checks(store, spec.name, ctx.run_id, outputs)
     summary = summarise(
         run_id=ctx.run_id, brand=spec.name, spec_version=spec.version, catalog=catalog, store=store,
-        ingested=result.total, quarantine=result.quarantined, warnings=result.warnings, skipped=plan.skipped,
+        ingested=result.total, quarantine=result.quarantined, warnings=result.warnings, skipped=result.skipped + plan.skipped,
         products=plan.products, outputs=outputs, wall_s=time.perf_counter() - started,
         manifest_uri=store.uri(manifest_key(spec.name)), engine_note=engine_note(spec, ctx.ai_fallback),
         consistency=cons, consistency_previous=previous, review_uri=review_uri,

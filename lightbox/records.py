@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lightbox.fetch import FetchPolicy
+
 
 class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -33,9 +35,12 @@ class Product(_Record):
 
 
 class QuarantinedRow(_Record):
-    row: int
+    """A row that is not rendered (or rendered with a warning): where it is and why."""
+
+    row: int = Field(description="1-based data row in the source file (XML: item number)")
     sku: str
     reason: str
+    column: str = Field("", description="the source column(s) the reason is about")
 
 
 class WorkItem(_Record):
@@ -58,6 +63,7 @@ class RunContext(_Record):
     brand_uri: str
     out_uri: str
     ai_fallback: str | None = Field(None, description="why AI looks render with the studio engine this run")
+    fetch: FetchPolicy = Field(default_factory=FetchPolicy, description="how source images are fetched")
 
 
 Status = Literal["rendered", "unchanged", "failed"]

@@ -96,15 +96,17 @@ class RunSummary(BaseModel):
             if len(self.failures) > 50:
                 lines.append(f"| ... | | {len(self.failures) - 50} more in the summary JSON |")
         if self.quarantine:
-            lines += ["", "## Quarantined rows", "", "| row | sku | reason |", "|---|---|---|"]
+            lines += ["", "## Quarantined rows", "", "| row | sku | column | reason |", "|---|---|---|---|"]
             for q in self.quarantine[:50]:
-                lines.append(f"| {q.row} | {_md(q.sku)} | {_md(q.reason)} |")
+                lines.append(f"| {q.row} | {_md(q.sku)} | {_md(q.column)} | {_md(q.reason)} |")
         if self.skipped_rows:
-            lines += ["", "## Skipped", ""] + [f"- row {q.row} `{q.sku}`: {q.reason}" for q in self.skipped_rows]
+            lines += ["", "## Skipped", ""] + [
+                f"- row {q.row} `{q.sku}`{f' ({q.column})' if q.column else ''}: {q.reason}" for q in self.skipped_rows
+            ]
         if self.warnings:
-            lines += ["", "## Data-quality warnings", "", "| row | sku | warning |", "|---|---|---|"]
+            lines += ["", "## Data-quality warnings", "", "| row | sku | column | warning |", "|---|---|---|---|"]
             for q in self.warnings[:50]:
-                lines.append(f"| {q.row} | {_md(q.sku)} | {_md(q.reason)} |")
+                lines.append(f"| {q.row} | {_md(q.sku)} | {_md(q.column)} | {_md(q.reason)} |")
         return "\n".join(lines) + "\n"
 
 
@@ -190,9 +192,9 @@ def engine_note(spec, ai_fallback: str | None) -> str:  # noqa: ANN001 - BrandSp
 def quarantine_csv(rows: list[QuarantinedRow]) -> bytes:
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["row", "sku", "reason"])
+    w.writerow(["row", "sku", "column", "reason"])
     for q in rows:
-        w.writerow([q.row, q.sku, q.reason])
+        w.writerow([q.row, q.sku, q.column, q.reason])
     return buf.getvalue().encode()
 
 

@@ -34,6 +34,7 @@ class Validated(BaseModel):
     ingested: int
     quarantined: list[QuarantinedRow]
     warnings: list[QuarantinedRow]
+    skipped: list[QuarantinedRow] = []
 
 
 def _write_frame(store: Store, key: str, frame: pd.DataFrame) -> str:
@@ -65,11 +66,14 @@ def prepare_engine(spec: BrandSpec) -> str | None:
 
 
 @task(name="ingest", **RETRIES)
-def ingest_catalog(catalog_uri: str, spec: BrandSpec, ctx: RunContext) -> str:
-    """Read the catalog into the run folder as a normalised Parquet file; returns its URI."""
-    frame = read_catalog(catalog_uri)
+def ingest_catalog(catalog_uri: str, spec: BrandSpec, ctx: RunContext, layout: str | None = None) -> str:
+    """Read the catalog (any supported export) into the run folder as a normalised Parquet file; returns its URI."""
+    frame = read_catalog(catalog_uri, layout=layout)
     uri = _write_frame(Store(ctx.out_uri), run_key(spec.name, ctx.run_id, "catalog.parquet"), frame)
-    get_run_logger().info("ingested %d rows from %s", len(frame), catalog_uri)
+    notes = frame.attrs.get("notes") or []
+    get_run_logger().info("ingested %d products from %s (%s layout; %d rows skipped or invalid there)",
+                          len(frame), catalog_uri, frame.attrs.get("layout", "lightbox"),
+                          sum(n["kind"] != "warning" for n in notes))
     return uri
 
 
@@ -89,7 +93,10 @@ def validate_catalog(catalog_ref: str, spec: BrandSpec, ctx: RunContext) -> Vali
             f"{len(result.quarantined)} of {result.total} catalog rows are invalid ({result.invalid_share:.0%}), "
             f"over the brand spec's quality.max_invalid_share of {limit:.0%}; see the quarantine report"
         )
-    return Validated(valid_uri=valid_uri, ingested=result.total, quarantined=result.quarantined, warnings=result.warnings)
+    for q in result.skipped:
+        logger.info("skipped row %d (%s): %s", q.row, q.sku, q.reason)
+    return Validated(valid_uri=valid_uri, ingested=result.total, quarantined=result.quarantined,
+                     warnings=result.warnings, skipped=result.skipped)
 
 
 @task(name="plan", **RETRIES)

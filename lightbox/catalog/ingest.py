@@ -1,4 +1,8 @@
-"""Read a catalog (CSV, JSON Lines or Parquet; local, file:// or s3://) into one normalised frame.
+"""Read a catalog (CSV, TSV, JSON Lines, Parquet or XML; local, file:// or s3://) into one normalised frame.
+
+Platform exports (Shopify, WooCommerce, Google Merchant) are recognised by their header and mapped by
+the adapters in :mod:`lightbox.catalog.formats`; what they skip or reject travels with the frame in
+``frame.attrs["notes"]`` (row, column, reason) for the quarantine report.
 
 The frame keeps every value as text, exactly as the source had it, so validation can report what was
 wrong instead of a parser quietly coercing it ("00123" stays "00123", "yes" is not yet True).
@@ -17,6 +21,7 @@ import re
 
 import pandas as pd
 
+from lightbox.catalog.formats import LAYOUTS, Adapted, adapt, detect_layout
 from lightbox.errors import CatalogError
 from lightbox.records import Product
 from lightbox.storage import read_bytes, resolve_relative
@@ -26,7 +31,8 @@ log = logging.getLogger(__name__)
 REQUIRED = ("sku", "title", "category")
 IMAGE_COLUMNS = ("image", "images", "image_url", "image_path")
 OPTIONAL = ("priority", "hero")
-FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
+           ".pq": "parquet", ".xml": "xml", ".rss": "xml"}
 _ATTR_NAME = re.compile(r"[^a-z0-9_]+")
 
 
@@ -35,13 +41,18 @@ def detect_format(uri: str) -> str:
     for ext, fmt in FORMATS.items():
         if name.endswith(ext):
             return fmt
-    raise CatalogError(f"{uri}: unknown catalog format (use .csv, .jsonl/.ndjson or .parquet)")
+    raise CatalogError(f"{uri}: unknown catalog format (use .csv, .tsv/.txt, .jsonl/.ndjson, .parquet or .xml)")
 
 
 def _parse(data: bytes, fmt: str, uri: str) -> pd.DataFrame:
     try:
-        if fmt == "csv":
-            return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        if fmt in ("csv", "tsv"):
+            return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, encoding="utf-8-sig",
+                               sep="\t" if fmt == "tsv" else ",")
+        if fmt == "xml":
+            from lightbox.catalog.formats.merchant import parse_xml
+
+            return parse_xml(data, uri)
         if fmt == "jsonl":
             rows = []
             for n, line in enumerate(data.decode("utf-8-sig").splitlines(), start=1):
@@ -78,9 +89,13 @@ def _text(v: object) -> str:
     return str(v)
 
 
-def read_catalog(uri: str, fmt: str | None = None) -> pd.DataFrame:
-    """Read and normalise a catalog. Raises CatalogError naming the file and the problem."""
+def read_catalog(uri: str, fmt: str | None = None, layout: str | None = None) -> pd.DataFrame:
+    """Read and normalise a catalog. ``fmt``: the file format (default: from the extension);
+    ``layout``: lightbox/shopify/woocommerce/google-merchant (default: from the header).
+    Raises CatalogError naming the file and the problem."""
     fmt = fmt or detect_format(uri)
+    if layout not in (None, "auto", *LAYOUTS):
+        raise CatalogError(f"{uri}: unknown layout {layout!r} (known: {', '.join(LAYOUTS)})")
     try:
         data = read_bytes(uri)
     except FileNotFoundError as e:
@@ -92,7 +107,44 @@ def read_catalog(uri: str, fmt: str | None = None) -> pd.DataFrame:
     if not data.strip():
         raise CatalogError(f"{uri}: the catalog is empty")
     raw = _parse(data, fmt, uri)
-    return normalise(raw, uri)
+    if layout in (None, "auto"):
+        layout = "google-merchant" if fmt == "xml" else detect_layout([str(c) for c in raw.columns])
+    if layout == "lightbox":
+        frame = normalise(raw, uri)
+        frame.attrs.update({"layout": "lightbox", "notes": [], "columns": {}})
+        return frame
+    try:
+        adapted = adapt(layout, raw, uri)
+    except KeyError as e:
+        raise CatalogError(f"{uri}: not a {layout} export: column {e.args[0]!r} is missing") from None
+    return records_frame(adapted, uri)
+
+
+def records_frame(adapted: Adapted, uri: str) -> pd.DataFrame:
+    """An adapter's records in the normalised layout; its notes and column names ride in ``attrs``."""
+    counts = {k: sum(n.kind == k for n in adapted.notes) for k in ("skipped", "invalid", "warning")}
+    if not adapted.records:
+        first = next((n for n in adapted.notes if n.kind != "warning"), None)
+        why = f"; first: row {first.row}, {first.column}: {first.reason}" if first else ""
+        raise CatalogError(f"{uri}: no products in this {adapted.layout} export "
+                           f"({counts['skipped']} skipped, {counts['invalid']} invalid{why})")
+    rows = []
+    for r in adapted.records:
+        row = {"row": r.row, "sku": r.sku, "title": r.title, "category": r.category,
+               "images": "|".join(resolve_relative(p, uri) for p in r.images if p),
+               "priority": r.priority, "hero": r.hero}
+        for k, v in r.attributes.items():
+            name = _ATTR_NAME.sub("_", k.lower()).strip("_")
+            if name:
+                row[f"attr_{name}"] = v
+        rows.append(row)
+    frame = pd.DataFrame(rows, dtype=object).fillna("")
+    frame["row"] = frame["row"].astype("int64")
+    frame.attrs.update({"layout": adapted.layout, "notes": [n.as_dict() for n in adapted.notes],
+                        "columns": adapted.columns})
+    log.info("read %d products from %s (%s export; %d skipped, %d invalid, %d warnings)",
+             len(frame), uri, adapted.layout, counts["skipped"], counts["invalid"], counts["warning"])
+    return frame
 
 
 def normalise(raw: pd.DataFrame, uri: str) -> pd.DataFrame:
@@ -104,7 +156,8 @@ def normalise(raw: pd.DataFrame, uri: str) -> pd.DataFrame:
         need = missing + ([] if image_cols else ["image"])
         raise CatalogError(
             f"{uri}: unknown column layout: missing {', '.join(repr(c) for c in need)}; "
-            f"found {', '.join(repr(c) for c in raw.columns) or 'no columns'}"
+            f"found {', '.join(repr(c) for c in raw.columns) or 'no columns'} "
+            "(Shopify, WooCommerce and Google Merchant exports are read as they are: docs/formats.md)"
         )
     if len(image_cols) > 1:
         raise CatalogError(f"{uri}: ambiguous image columns {image_cols!r}; keep one")

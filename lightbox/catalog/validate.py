@@ -89,14 +89,23 @@ def _reason(column: str | None, check: str, value: object, spec: BrandSpec, fram
     return f"{column or 'row'}: failed {check} with {v!r}"
 
 
-def structural_errors(frame: pd.DataFrame, spec: BrandSpec) -> dict[int, list[str]]:
-    """Frame index -> reasons, from the pandera schema (lazy: every failure, not just the first)."""
+Reasons = dict[int, list[tuple[str, str]]]  # frame index -> [(column, reason)]
+
+
+def _add(out: Reasons, idx: int, column: str, reason: str) -> None:
+    reasons = out.setdefault(idx, [])
+    if (column, reason) not in reasons:
+        reasons.append((column, reason))
+
+
+def structural_errors(frame: pd.DataFrame, spec: BrandSpec) -> Reasons:
+    """Frame index -> (column, reason), from the pandera schema (lazy: every failure, not just the first)."""
     try:
         _schema_for(spec).validate(frame, lazy=True)
         return {}
     except pa.errors.SchemaErrors as err:
         cases = err.failure_cases
-    out: dict[int, list[str]] = {}
+    out: Reasons = {}
     for case in cases.to_dict(orient="records"):
         idx = case.get("index")
         if idx is None or pd.isna(idx):
@@ -108,10 +117,7 @@ def structural_errors(frame: pd.DataFrame, spec: BrandSpec) -> dict[int, list[st
         value = case.get("failure_case")
         if column is None and check == "image_required":
             value = frame.at[idx, "images"]
-        reason = _reason(column, check, value, spec, frame, idx)
-        reasons = out.setdefault(idx, [])
-        if reason not in reasons:
-            reasons.append(reason)
+        _add(out, idx, column or ("images" if check == "image_required" else ""), _reason(column, check, value, spec, frame, idx))
     return out
 
 
@@ -122,14 +128,15 @@ class Expectation:
     gx_expectation: object
     reason: str  # format string: {value}
     severity: str = "quarantine"  # or "warn"
+    column: str = ""
 
 
-def quality_suite(frame: pd.DataFrame, spec: BrandSpec) -> tuple[list[Expectation], dict[int, list[str]]]:
+def quality_suite(frame: pd.DataFrame, spec: BrandSpec) -> tuple[list[Expectation], Reasons]:
     """Great Expectations for this catalog under this spec, plus rows failing on absent columns."""
     import great_expectations as gx
 
     expectations: list[Expectation] = []
-    absent: dict[int, list[str]] = {}
+    absent: Reasons = {}
     for category in sorted(set(frame["category"]) & set(spec.categories)):
         tpl_name = spec.categories[category]
         for name in sorted(spec.fields_used(category) - {"sku", "title", "category"}):
@@ -137,14 +144,13 @@ def quality_suite(frame: pd.DataFrame, spec: BrandSpec) -> tuple[list[Expectatio
             cond = f'category=="{category}"'
             if col not in frame.columns:
                 for idx in frame.index[frame["category"] == category]:
-                    absent.setdefault(int(idx), []).append(
-                        f"attribute {name!r} is missing (no such column), used by template {tpl_name!r}"
-                    )
+                    _add(absent, int(idx), name, f"attribute {name!r} is missing (no such column), used by template {tpl_name!r}")
                 continue
             expectations.append(
                 Expectation(
                     gx.expectations.ExpectColumnValuesToNotBeNull(column=col, row_condition=cond, condition_parser="pandas"),
                     f"attribute {name!r} is empty, used by template {tpl_name!r}",
+                    column=name,
                 )
             )
     for name, values in sorted(spec.value_sets.items()):
@@ -154,6 +160,7 @@ def quality_suite(frame: pd.DataFrame, spec: BrandSpec) -> tuple[list[Expectatio
                 Expectation(
                     gx.expectations.ExpectColumnValuesToBeInSet(column=col, value_set=list(values)),
                     f"attribute {name!r} value {{value!r}} is not in the brand's value set",
+                    column=name,
                 )
             )
     expectations.append(
@@ -161,12 +168,13 @@ def quality_suite(frame: pd.DataFrame, spec: BrandSpec) -> tuple[list[Expectatio
             gx.expectations.ExpectColumnValuesToBeUnique(column="images"),
             "source image {value!r} is shared with another product",
             severity=spec.duplicate_images,
+            column="images",
         )
     )
     return expectations, absent
 
 
-def quality_errors(frame: pd.DataFrame, spec: BrandSpec) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
+def quality_errors(frame: pd.DataFrame, spec: BrandSpec) -> tuple[Reasons, Reasons]:
     """Run the Great Expectations suite; returns (quarantine reasons, warnings) by frame index."""
     import great_expectations as gx
 
@@ -174,7 +182,7 @@ def quality_errors(frame: pd.DataFrame, spec: BrandSpec) -> tuple[dict[int, list
         return {}, {}
     gx_frame = frame.replace({"": None})
     expectations, quarantine = quality_suite(frame, spec)
-    warnings: dict[int, list[str]] = {}
+    warnings: Reasons = {}
     ctx = gx.get_context(mode="ephemeral")
     try:
         ctx.variables.progress_bars = {"globally": False, "metric_calculations": False}
@@ -199,7 +207,7 @@ def quality_errors(frame: pd.DataFrame, spec: BrandSpec) -> tuple[dict[int, list
         values = res.result.get("unexpected_list") or [None] * len(idxs)
         target = quarantine if exp.severity == "quarantine" else warnings
         for idx, value in zip(idxs, values, strict=False):
-            target.setdefault(int(idx), []).append(exp.reason.format(value=value))
+            _add(target, int(idx), exp.column, exp.reason.format(value=value))
     return quarantine, warnings
 
 
@@ -208,9 +216,11 @@ class ValidationResult:
     valid: pd.DataFrame
     quarantined: list[QuarantinedRow]
     warnings: list[QuarantinedRow] = field(default_factory=list)
+    skipped: list[QuarantinedRow] = field(default_factory=list)  # not products by design (grouped, archived...)
 
     @property
     def total(self) -> int:
+        """Rows that should have become products: skipped rows do not count for or against the catalog."""
         return len(self.valid) + len(self.quarantined)
 
     @property
@@ -226,15 +236,24 @@ def validate_catalog(frame: pd.DataFrame, spec: BrandSpec) -> ValidationResult:
     renderable = structurally_ok.loc[~structurally_ok["hero"].str.lower().isin(_TRUE)]
     dq, warn = quality_errors(renderable, spec)
     for idx, rs in dq.items():
-        reasons.setdefault(idx, []).extend(rs)
-    quarantined = [
-        QuarantinedRow(row=int(frame.at[i, "row"]), sku=str(frame.at[i, "sku"]), reason="; ".join(rs))
-        for i, rs in sorted(reasons.items())
-    ]
-    warnings = [
-        QuarantinedRow(row=int(frame.at[i, "row"]), sku=str(frame.at[i, "sku"]), reason="; ".join(rs))
-        for i, rs in sorted(warn.items())
-    ]
+        for column, reason in rs:
+            _add(reasons, idx, column, reason)
+    source_columns = frame.attrs.get("columns") or {}
+
+    def row_of(i: int, rs: list[tuple[str, str]]) -> QuarantinedRow:
+        cols = dict.fromkeys(source_columns.get(c, c) for c, _ in rs if c)
+        return QuarantinedRow(row=int(frame.at[i, "row"]), sku=str(frame.at[i, "sku"]), reason="; ".join(r for _, r in rs),
+                              column=", ".join(cols))
+
+    notes = frame.attrs.get("notes") or []
+
+    def noted(kind: str) -> list[QuarantinedRow]:
+        return [QuarantinedRow(row=n["row"], sku=n["sku"], reason=n["reason"], column=n["column"]) for n in notes if n["kind"] == kind]
+
+    quarantined = sorted([*noted("invalid"), *(row_of(i, rs) for i, rs in reasons.items())], key=lambda q: q.row)
+    warnings = sorted([*noted("warning"), *(row_of(i, rs) for i, rs in warn.items())], key=lambda q: q.row)
+    skipped = noted("skipped")
     valid = frame.loc[~frame.index.isin(list(reasons))].reset_index(drop=True)
-    log.info("validated %d rows: %d valid, %d quarantined, %d warnings", len(frame), len(valid), len(quarantined), len(warnings))
-    return ValidationResult(valid=valid, quarantined=quarantined, warnings=warnings)
+    log.info("validated %d rows: %d valid, %d quarantined, %d skipped, %d warnings",
+             len(frame), len(valid), len(quarantined), len(skipped), len(warnings))
+    return ValidationResult(valid=valid, quarantined=quarantined, warnings=warnings, skipped=skipped)

@@ -28,8 +28,8 @@ def make_catalog(root: Path, bad: dict[str, bytes] | None = None, n_good: int = 
         (img / f"good-{i}.jpg").write_bytes(to_bytes(im, "JPEG", quality=92))
         rows.append((f"GOOD-{i}", f"img/good-{i}.jpg"))
     for sku, data in (bad or {}).items():
-        if sku == "HTTPS":
-            rows.append((sku, "https://images.example.com/p.jpg"))
+        if sku == "HTTP":
+            rows.append((sku, "http://images.example.com/p.jpg"))
             continue
         if data is not None:
             (img / f"{sku}.bin").write_bytes(data)
@@ -66,7 +66,7 @@ BAD = {
     "TRUNC": (None, "truncated or corrupt image data"),
     "MISSING": (None, "source image not found"),
     "ANIM": (None, "animated image with 2 frames"),
-    "HTTPS": (None, "scheme 'https' is not enabled for sources"),
+    "HTTP": (None, "scheme 'http' is not allowed by the fetch policy"),
     "BLANK": (to_bytes(Image.new("RGB", (400, 400), (236, 233, 228)), "PNG"), "no product found"),
 }
 
@@ -78,7 +78,7 @@ def test_bad_images_fail_alone_and_every_other_product_publishes(tmp_path):
     bad["ANIM"] = _animated()
     bad["MISSING"] = None
     bad["CMYK"] = _cmyk()
-    bad["HTTPS"] = None
+    bad["HTTP"] = None
     bad["GRAY16"] = _gray16()
     catalog = make_catalog(tmp_path / "cat", bad)
     s = run_plain(str(catalog), ACME, str(tmp_path / "out"), chunk_size=4)

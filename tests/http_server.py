@@ -1,0 +1,144 @@
+"""A real HTTP server on 127.0.0.1 for fetch tests: routes with bodies, types, validators, delays,
+redirects and failure sequences, and a log of every request it answered (headers, status, bytes sent)."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Route:
+    body: bytes = b""
+    content_type: str = "image/jpeg"
+    etag: bool = True  # send a strong ETag and answer If-None-Match with 304
+    last_modified: bool = False  # send Last-Modified and answer If-Modified-Since with 304
+    delay_s: float = 0.0  # before the status line (a slow server)
+    location: str | None = None  # answer 302 to this URL
+    statuses: list[int] = field(default_factory=list)  # answered first, in order (e.g. [503] then the body)
+    chunked: bool = False  # no Content-Length: the body arrives as a stream
+
+
+@dataclass
+class Seen:
+    path: str
+    headers: dict[str, str]
+    status: int  # 0 while the answer is being prepared
+    body_bytes: int
+
+
+class ImageServer:
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+        self.seen: list[Seen] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+        self._last_modified = formatdate(time.time() - 3600, usegmt=True)
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:  # keep pytest output clean
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                seen = Seen(self.path, {k.lower(): v for k, v in self.headers.items()}, 0, 0)
+                with server._lock:
+                    server.seen.append(seen)  # recorded before answering: a client may act on the answer at once
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    seen.status, seen.body_bytes = server._answer(self, seen)
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}{path}"
+
+    def add(self, path: str, **kw) -> str:
+        self.routes[path] = Route(**kw)
+        return self.url(path)
+
+    def requests_to(self, path: str) -> list[Seen]:
+        return [s for s in self.seen if s.path == path]
+
+    def _answer(self, h: BaseHTTPRequestHandler, seen: Seen) -> tuple[int, int]:
+        """Send the route's answer; ``seen.status`` is set before the body goes out."""
+        route = self.routes.get(h.path)
+        if route is None:
+            seen.status = 404
+            h.send_response(404)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return 404, 0
+        if route.delay_s:
+            time.sleep(route.delay_s)
+        if route.statuses:
+            status = seen.status = route.statuses.pop(0)
+            h.send_response(status)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return status, 0
+        if route.location:
+            seen.status = 302
+            h.send_response(302)
+            h.send_header("Location", route.location)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return 302, 0
+        etag = '"' + hashlib.sha256(route.body).hexdigest()[:16] + '"'
+        if (route.etag and h.headers.get("If-None-Match") == etag) or (
+            route.last_modified and h.headers.get("If-Modified-Since") == self._last_modified
+        ):
+            seen.status = 304
+            h.send_response(304)
+            h.end_headers()
+            return 304, 0
+        seen.status = 200
+        h.send_response(200)
+        h.send_header("Content-Type", route.content_type)
+        if route.etag:
+            h.send_header("ETag", etag)
+        if route.last_modified:
+            h.send_header("Last-Modified", self._last_modified)
+        if route.chunked:
+            h.send_header("Transfer-Encoding", "chunked")
+            h.end_headers()
+            sent = 0
+            try:
+                for i in range(0, len(route.body), 65536):
+                    part = route.body[i : i + 65536]
+                    h.wfile.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+                    sent += len(part)
+                h.wfile.write(b"0\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client stopped reading (a size limit): what was sent is recorded
+            return 200, sent
+        h.send_header("Content-Length", str(len(route.body)))
+        h.end_headers()
+        try:
+            h.wfile.write(route.body)
+        except (BrokenPipeError, ConnectionResetError):
+            return 200, 0
+        return 200, len(route.body)
+
+    def __enter__(self) -> ImageServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
