@@ -7,6 +7,7 @@ import time
 from datetime import datetime, timezone
 
 from prefect import flow, unmapped
+from prefect.concurrency.sync import concurrency
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
 from prefect.runtime import flow_run
@@ -16,14 +17,18 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from lightbox import progress
 from lightbox.errors import LightboxError
 from lightbox.fetch import load_fetch_policy
+from lightbox.webhooks import Delivery, WebhookConfig, load_webhooks
 from lightbox.records import Chunk, Output, RunContext
 from lightbox.report import RunSummary
+from tasks._policy import ensure_concurrency_limit
 from tasks.report import artifact_key, report_run
 from tasks.stages import (
     commit,
     generate_chunk,
     ingest_catalog,
+    invalidate_cdn,
     load_spec,
+    notify_published,
     plan_run,
     prepare_engine,
     publish_chunk,
@@ -48,15 +53,22 @@ def catalog_run(
     chunk_size: int = 8,
     layout: str | None = None,
     fetch_policy: str | None = None,
+    skus: list[str] | None = None,
+    webhooks: str | None = None,
 ) -> RunSummary | State:
     """Render a catalog for one brand spec and publish what passes.
 
-    catalog: catalog URI (CSV, JSON Lines or Parquet; local path, file:// or s3://)
+    catalog: catalog URI (CSV, TSV, JSON Lines, Parquet or XML; local path, file:// or s3://)
     brand: brand spec YAML
     out: output root (local directory or s3://bucket/prefix)
     chunk_size: products per generate task
     layout: lightbox, shopify, woocommerce or google-merchant (default: detected from the header)
     fetch_policy: fetch policy YAML for source images (default: $LIGHTBOX_FETCH_POLICY, else https + s3)
+    skus: only these SKUs (a catalog-update event); unknown ones are reported, the rest processed
+    webhooks: webhook subscribers YAML (default: $LIGHTBOX_WEBHOOKS, else none)
+
+    Runs of one brand take turns (global concurrency limit ``lightbox-brand-<name>``, one slot), so two
+    triggers for the same catalog never write the same outputs or the manifest at once.
 
     Ends Completed with the RunSummary; Failed when a stage fails; Failed named "QualityAlarm" when
     more outputs failed quality checks than the spec's quality.max_failed_share (the report, review
@@ -64,8 +76,21 @@ def catalog_run(
     """
     started = time.perf_counter()
     spec = load_spec(brand)
-    ai_fallback = prepare_engine(spec)
+    hooks = load_webhooks(webhooks or os.environ.get("LIGHTBOX_WEBHOOKS"))
     policy = load_fetch_policy(fetch_policy or os.environ.get("LIGHTBOX_FETCH_POLICY")).for_catalog(catalog)
+    lock = brand_lock_name(spec.name)
+    ensure_concurrency_limit(lock, 1)
+    with concurrency(lock, occupy=1, strict=True):
+        return _run(catalog, spec, brand, out, chunk_size, layout, policy, skus, hooks, started)
+
+
+def brand_lock_name(brand: str) -> str:
+    return f"lightbox-brand-{brand}"
+
+
+def _run(catalog: str, spec, brand: str, out: str, chunk_size: int, layout: str | None, policy, skus: list[str] | None,  # noqa: ANN001
+         hooks: WebhookConfig, started: float) -> RunSummary | State:
+    ai_fallback = prepare_engine(spec)
     ctx = RunContext(run_id=new_run_id(), brand_uri=brand, out_uri=out, ai_fallback=ai_fallback, fetch=policy)
 
     # 1. Ingest
@@ -73,21 +98,26 @@ def catalog_run(
     # 2. Validate
     validated = validate_catalog(catalog_ref, spec, ctx)
     # 3. Plan
-    plan = plan_run(validated, spec, ctx, chunk_size)
+    plan = plan_run(validated, spec, ctx, chunk_size, skus)
     indexes = [c.index for c in plan.chunks]
     # 4. Generate (mapped over chunks; the task runner bounds concurrency)
     generated = generate_chunk.map(plan.chunks, spec=unmapped(spec), ctx=unmapped(ctx))
     # 5. Quality check
     checked = quality_check_chunk.map(generated, spec=unmapped(spec), ctx=unmapped(ctx), chunk_index=indexes)
-    # 6. Publish
+    # 6. Publish (then tell subscribers, per chunk, without holding publication up)
     published = publish_chunk.map(checked, spec=unmapped(spec), ctx=unmapped(ctx), chunk_index=indexes)
+    notified = (notify_published.map(published, spec=unmapped(spec), ctx=unmapped(ctx), webhooks=unmapped(hooks),
+                                     chunk_index=indexes) if hooks.subscribers else [])
     outputs, chunk_errors = _collect(generated, checked, published, plan.chunks, spec)
     manifest_uri = commit(outputs, spec, ctx)
+    cdn = invalidate_cdn(outputs, spec, ctx, return_state=True)
     # 7. Report
     summary = report_run(
         outputs, spec, ctx, catalog=catalog, ingested=validated.ingested, quarantined=validated.quarantined,
         warnings=validated.warnings, skipped=validated.skipped + plan.skipped, products=plan.products,
-        wall_s=time.perf_counter() - started, manifest_uri=manifest_uri,
+        wall_s=time.perf_counter() - started, manifest_uri=manifest_uri, skus=skus, unknown_skus=plan.unknown_skus,
+        deliveries=_deliveries(notified), webhooks=hooks,
+        cdn_invalidation=cdn.result() if cdn.is_completed() else f"failed: {cdn.message}",
     )
     if chunk_errors:
         raise LightboxError(f"{len(chunk_errors)} of {len(plan.chunks)} chunks failed after retries; first: {chunk_errors[0]}")
@@ -98,6 +128,15 @@ def catalog_run(
                      f"published {summary.published}, to review {summary.to_review}: {summary.review_uri}"),
         )
     return summary
+
+
+def _deliveries(notified) -> list[Delivery]:  # noqa: ANN001 - PrefectFutureList
+    out: list[Delivery] = []
+    for fut in notified:
+        fut.wait()
+        if fut.state.is_completed():
+            out.extend(fut.result())
+    return out
 
 
 def _first_failure(stages: dict) -> str:  # noqa: ANN001 - stage name -> future

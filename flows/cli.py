@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="catalog layout (default: detected from the header)")
     run.add_argument("--fetch-policy", default=None,
                      help="fetch policy YAML for source images (default: $LIGHTBOX_FETCH_POLICY, else https + s3 only)")
+    run.add_argument("--skus", default=None, help="comma-separated SKUs: only these (unknown ones are reported)")
+    run.add_argument("--webhooks", default=None, help="webhook subscribers YAML (default: $LIGHTBOX_WEBHOOKS)")
     run.add_argument("--chunk-size", type=int, default=8, help="products per generate task (default: 8)")
     run.add_argument("--workers", type=int, default=None, help="concurrent tasks (default: CPU count, 2..8)")
     run.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs")
@@ -66,6 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lightbox.catalog.ingest import detect_format
     from lightbox.errors import LightboxError
     from lightbox.fetch import load_fetch_policy
+    from lightbox.webhooks import load_webhooks
     from lightbox.specs import load_brand_spec
     from lightbox.storage import Store, filesystem
 
@@ -76,6 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         spec = load_brand_spec(args.brand)  # a bad spec fails here, before any server starts
         detect_format(args.catalog)
         load_fetch_policy(args.fetch_policy or os.environ.get("LIGHTBOX_FETCH_POLICY"))
+        load_webhooks(args.webhooks or os.environ.get("LIGHTBOX_WEBHOOKS"))
         fs, path = filesystem(args.catalog)
         if not fs.exists(path):
             return _fail(f"{args.catalog}: file not found", 2)
@@ -101,7 +105,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         flow = catalog_run.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
         state = flow(catalog=args.catalog, brand=args.brand, out=args.out, chunk_size=args.chunk_size,
-                     layout=None if args.layout == "auto" else args.layout, fetch_policy=args.fetch_policy, return_state=True)
+                     layout=None if args.layout == "auto" else args.layout, fetch_policy=args.fetch_policy,
+                     skus=[s.strip() for s in args.skus.split(",") if s.strip()] if args.skus else None,
+                     webhooks=args.webhooks, return_state=True)
     finally:
         progress.set_listener(None)
         bar.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lightbox.records import Chunk, Product, QuarantinedRow, WorkItem, seed_for
@@ -18,16 +18,29 @@ HERO_REASON = "hero: traditional photography"
 class Plan:
     chunks: list[Chunk]
     skipped: list[QuarantinedRow]
+    unknown_skus: list[str] = field(default_factory=list)
 
     @property
     def products(self) -> int:
         return sum(len(c.items) for c in self.chunks)
 
 
-def plan_run(products: list[Product], spec: BrandSpec, manifest: dict[str, dict[str, Any]], chunk_size: int) -> Plan:
-    """Hero products are skipped; the rest go highest priority first, then by SKU, in chunks."""
+def plan_run(
+    products: list[Product], spec: BrandSpec, manifest: dict[str, dict[str, Any]], chunk_size: int,
+    only: list[str] | None = None, known: set[str] | None = None,
+) -> Plan:
+    """Hero products are skipped; the rest go highest priority first, then by SKU, in chunks.
+
+    ``only``: limit the run to these SKUs (a catalog-update event). SKUs in ``only`` that are neither
+    products nor in ``known`` (quarantined or skipped rows) are returned as ``unknown_skus``.
+    """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    unknown: list[str] = []
+    if only is not None:
+        wanted = set(only)
+        unknown = sorted(wanted - {p.sku for p in products} - (known or set()))
+        products = [p for p in products if p.sku in wanted]
     skipped = [QuarantinedRow(row=p.row, sku=p.sku, reason=HERO_REASON) for p in products if p.hero]
     todo = sorted((p for p in products if not p.hero), key=lambda p: (-p.priority, p.sku))
     previous: dict[str, dict[str, str]] = {}
@@ -38,4 +51,4 @@ def plan_run(products: list[Product], spec: BrandSpec, manifest: dict[str, dict[
     items = [WorkItem(product=p, seed=seed_for(p.sku, 0, spec.version), previous=previous.get(p.sku, {})) for p in todo]
     chunks = [Chunk(index=i // chunk_size, items=items[i : i + chunk_size]) for i in range(0, len(items), chunk_size)]
     log.info("planned %d products in %d chunks of <= %d; %d heroes skipped", len(items), len(chunks), chunk_size, len(skipped))
-    return Plan(chunks=chunks, skipped=skipped)
+    return Plan(chunks=chunks, skipped=skipped, unknown_skus=unknown)

@@ -8,7 +8,7 @@ import json
 import logging
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from lightbox.records import Output, QuarantinedRow
 from lightbox.storage import Store
@@ -48,6 +48,13 @@ class RunSummary(BaseModel):
     skipped_rows: list[QuarantinedRow]
     warnings: list[QuarantinedRow]
     failures: list[dict[str, Any]]
+    published_images: list[dict[str, Any]] = Field(default_factory=list, description="sku, channel, uri, sha256 written")
+    flow_run_id: str | None = None
+    skus_requested: list[str] | None = Field(None, description="the run was limited to these SKUs (catalog update)")
+    unknown_skus: list[str] = Field(default_factory=list, description="requested SKUs the catalog does not have")
+    webhooks_sent: int = 0
+    webhook_failures: list[dict[str, Any]] = Field(default_factory=list)
+    cdn_invalidation: str | None = None
 
     def table(self) -> list[dict[str, Any]]:
         keys = ["ingested", "invalid", "skipped", "products", "generated", "unchanged", "passed", "failed",
@@ -89,6 +96,18 @@ class RunSummary(BaseModel):
             f"- review gallery: `{self.review_uri}`" if self.review_uri else "- review gallery: none",
             f"- manifest: `{self.manifest_uri}`",
         ]
+        if self.skus_requested is not None:
+            lines.append(f"- limited to {len(self.skus_requested)} requested SKUs"
+                         + (f"; unknown to the catalog: {', '.join(self.unknown_skus)}" if self.unknown_skus else ""))
+        if self.webhooks_sent or self.webhook_failures:
+            lines.append(f"- webhooks: {self.webhooks_sent} delivered, {len(self.webhook_failures)} failed")
+        if self.cdn_invalidation:
+            lines.append(f"- CDN invalidation: `{self.cdn_invalidation}`")
+        if self.webhook_failures:
+            lines += ["", "## Webhook failures", "", "| subscriber | event | sku | attempts | error |", "|---|---|---|---|---|"]
+            for f in self.webhook_failures[:50]:
+                lines.append(f"| {_md(f['subscriber'])} | {f['type']} | {_md(f.get('sku') or '')} | {f['attempts']} | "
+                             f"{_md(f.get('error') or '')} |")
         if self.failures:
             lines += ["", "## Failed outputs", "", "| sku | channel | reason |", "|---|---|---|"]
             for f in self.failures[:50]:
@@ -174,6 +193,8 @@ def summarise(
         consistency=consistency, consistency_previous=consistency_previous, review_uri=review_uri,
         manifest_uri=manifest_uri, engine=engine_note, summary_uri=store.uri(run_key(brand, run_id, "summary.json")),
         quarantine=quarantine, skipped_rows=skipped, warnings=warnings, failures=failures_of(outputs),
+        published_images=[{"sku": o.sku, "channel": o.name, "uri": o.uri, "sha256": o.sha256, "qc": o.qc}
+                          for o in outputs if o.published == "written"],
     )
 
 
@@ -198,10 +219,16 @@ def quarantine_csv(rows: list[QuarantinedRow]) -> bytes:
     return buf.getvalue().encode()
 
 
+def job_key(flow_run_id: str) -> str:
+    return f"_jobs/{flow_run_id}.json"
+
+
 def write_summary(store: Store, summary: RunSummary) -> str:
     """summary.json and quarantine.csv under the run's folder; latest-run.json beside the manifest."""
     body = summary.model_dump_json(indent=1).encode()
     store.write_atomic(run_key(summary.brand, summary.run_id, "summary.json"), body)
     store.write_atomic(run_key(summary.brand, summary.run_id, "quarantine.csv"), quarantine_csv(summary.quarantine + summary.skipped_rows))
     store.write_atomic(f"{summary.brand}/latest-run.json", json.dumps({"run_id": summary.run_id, "summary": summary.summary_uri}).encode())
+    if summary.flow_run_id:  # the job API finds a run's summary by its flow run id
+        store.write_atomic(job_key(summary.flow_run_id), body)
     return summary.summary_uri

@@ -5,13 +5,24 @@ notification through a Prefect notification block."""
 from __future__ import annotations
 
 from prefect import get_run_logger, task
+from prefect.runtime import flow_run
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from lightbox.records import Output, QuarantinedRow, RunContext
 from lightbox.report import RunSummary, catalog_checks, engine_note, summarise, write_summary
 from lightbox.specs import BrandSpec
 from lightbox.storage import Store
+from lightbox.webhooks import Delivery, Notifier, WebhookConfig, event
 from tasks._policy import RETRY_DELAYS, retry_transient
+
+
+def run_event(summary: RunSummary) -> dict:
+    """The ``run.completed`` webhook: counts, where to look, and the quality verdict."""
+    data = {k: getattr(summary, k) for k in ("run_id", "catalog", "products", "generated", "unchanged", "published",
+                                             "to_review", "failed", "invalid", "alarm", "manifest_uri", "summary_uri",
+                                             "review_uri", "unknown_skus", "flow_run_id")}
+    data["state"] = "QualityAlarm" if summary.alarm else "Completed"
+    return event("run.completed", summary.brand, summary.run_id, data)
 
 
 def artifact_key(brand: str, what: str) -> str:
@@ -43,7 +54,8 @@ def send_alert(block_name: str, summary: RunSummary) -> str:
 def report_run(
     outputs: list[Output], spec: BrandSpec, ctx: RunContext, *, catalog: str, ingested: int,
     quarantined: list[QuarantinedRow], warnings: list[QuarantinedRow], skipped: list[QuarantinedRow],
-    products: int, wall_s: float, manifest_uri: str,
+    products: int, wall_s: float, manifest_uri: str, skus: list[str] | None = None, unknown_skus: list[str] | None = None,
+    deliveries: list[Delivery] | None = None, webhooks: WebhookConfig | None = None, cdn_invalidation: str | None = None,
 ) -> RunSummary:
     store = Store(ctx.out_uri)
     cons, previous, review_uri = catalog_checks(store, spec.name, ctx.run_id, outputs)
@@ -54,6 +66,15 @@ def report_run(
         consistency=cons, consistency_previous=previous, review_uri=review_uri,
         max_failed_share=spec.quality.max_failed_share,
     )
+    summary = summary.model_copy(update={
+        "flow_run_id": str(flow_run.get_id()) if flow_run.get_id() else None, "skus_requested": skus,
+        "unknown_skus": unknown_skus or [], "cdn_invalidation": cdn_invalidation,
+    })
+    deliveries = list(deliveries or [])
+    if webhooks and webhooks.subscribers:  # the run's end, told before the report is written so failures are in it
+        deliveries += Notifier(webhooks).deliver_all([run_event(summary)])
+    summary.webhooks_sent = sum(d.ok for d in deliveries)
+    summary.webhook_failures = [d.model_dump() for d in deliveries if not d.ok]
     logger = get_run_logger()
     if summary.alarm:
         logger.error("quality alarm: failed share %.1f%% is over the spec's %.1f%%",

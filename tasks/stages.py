@@ -7,23 +7,25 @@ import io
 
 import pandas as pd
 from prefect import get_run_logger, task
+from prefect.concurrency.sync import concurrency
+from pydantic import BaseModel
 
 from lightbox.catalog.ingest import read_catalog, to_products
 from lightbox.catalog.validate import validate_catalog as _validate
+from lightbox.cdn import CdnConfig, invalidate
+from lightbox.engines import build_engines, prepare_ai, uses_ai
 from lightbox.errors import ValidationThresholdError
 from lightbox.generate import generate_chunk as _generate_chunk
 from lightbox.manifest import commit_manifest, load_manifest, manifest_key
-from lightbox.plan import Plan, plan_run as _plan_run
+from lightbox.plan import Plan
+from lightbox.plan import plan_run as _plan_run
 from lightbox.publish import publish_chunk as _publish_chunk
 from lightbox.quality import check_chunk
 from lightbox.records import Chunk, Output, QuarantinedRow, RunContext
 from lightbox.report import run_key
 from lightbox.specs import BrandSpec, load_brand_spec, spec_channels
 from lightbox.storage import Store
-from prefect.concurrency.sync import concurrency
-from pydantic import BaseModel
-
-from lightbox.engines import build_engines, prepare_ai, uses_ai
+from lightbox.webhooks import Delivery, Notifier, WebhookConfig, product_events
 from tasks._policy import RETRY_DELAYS, ensure_concurrency_limit, retry_transient
 
 RETRIES = dict(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
@@ -100,11 +102,15 @@ def validate_catalog(catalog_ref: str, spec: BrandSpec, ctx: RunContext) -> Vali
 
 
 @task(name="plan", **RETRIES)
-def plan_run(validated: Validated, spec: BrandSpec, ctx: RunContext, chunk_size: int) -> Plan:
+def plan_run(validated: Validated, spec: BrandSpec, ctx: RunContext, chunk_size: int, skus: list[str] | None = None) -> Plan:
     store = Store(ctx.out_uri)
     frame = pd.read_parquet(io.BytesIO(store.read(store.key_of(validated.valid_uri))))
-    plan = _plan_run(to_products(frame), spec, load_manifest(store, spec.name), chunk_size)
-    get_run_logger().info("%d products in %d chunks; %d skipped", plan.products, len(plan.chunks), len(plan.skipped))
+    known = {q.sku for q in validated.quarantined + validated.skipped}
+    plan = _plan_run(to_products(frame), spec, load_manifest(store, spec.name), chunk_size, only=skus, known=known)
+    logger = get_run_logger()
+    logger.info("%d products in %d chunks; %d skipped", plan.products, len(plan.chunks), len(plan.skipped))
+    if plan.unknown_skus:
+        logger.warning("%d requested SKUs are not in the catalog: %s", len(plan.unknown_skus), ", ".join(plan.unknown_skus))
     return plan
 
 
@@ -144,3 +150,29 @@ def commit(outputs: list[Output], spec: BrandSpec, ctx: RunContext) -> str:
     store = Store(ctx.out_uri)
     commit_manifest(store, spec.name, outputs, ctx.run_id)
     return store.uri(manifest_key(spec.name))
+
+
+@task(name="notify", task_run_name="notify-{chunk_index}")
+def notify_published(outputs: list[Output], spec: BrandSpec, ctx: RunContext, webhooks: WebhookConfig, chunk_index: int) -> list[Delivery]:
+    """``image.published`` webhooks for the products this chunk wrote. Runs after publish, never raises
+    for a receiver (its failures are returned for the report), so publication is never held up."""
+    deliveries = Notifier(webhooks).deliver_all(product_events(outputs, spec.name, ctx.run_id))
+    failed = [d for d in deliveries if not d.ok]
+    if failed:
+        get_run_logger().warning("%d of %d webhook deliveries failed; first: %s to %s: %s", len(failed),
+                                 len(deliveries), failed[0].type, failed[0].subscriber, failed[0].error)
+    return deliveries
+
+
+@task(name="invalidate-cdn", **RETRIES)
+def invalidate_cdn(outputs: list[Output], spec: BrandSpec, ctx: RunContext) -> str | None:
+    """One CloudFront invalidation for every object this run wrote (when a distribution is configured)."""
+    config = CdnConfig.from_env()
+    if config is None:
+        return None
+    store = Store(ctx.out_uri)
+    keys = [store.key_of(o.uri) for o in outputs if o.published == "written" and o.uri]
+    inv = invalidate(keys, spec.name, ctx.run_id, config)
+    if inv:
+        get_run_logger().info("CloudFront %s: invalidation %s for %d objects", config.distribution_id, inv, len(keys))
+    return inv

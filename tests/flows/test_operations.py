@@ -1,0 +1,124 @@
+"""Operations under the Prefect test harness: runs limited to SKUs (catalog updates), signed webhooks to
+real receivers on 127.0.0.1 (one up, one down), CloudFront invalidation against moto's endpoint, and
+two runs of one brand at once (they take turns; nothing is written twice)."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from flows.catalog_run import catalog_run
+from lightbox.webhooks import SIGNATURE_HEADER, verify
+from tests.conftest import ACME
+from tests.http_server import WebhookReceiver, closed_port_url
+from tests.images import studio_photo, to_bytes
+from tests.lightbox.test_pipeline import make_catalog
+
+pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
+SECRET = "whsec-test-0123456789"
+
+
+def _hooks(tmp_path, *urls: str, retries: int = 2) -> str:
+    subs = "".join(f"  - {{name: sub{i}, url: '{u}', secret_env: LIGHTBOX_TEST_HOOK_SECRET}}\n" for i, u in enumerate(urls))
+    path = tmp_path / "webhooks.yaml"
+    path.write_text(f"subscribers:\n{subs}timeout_s: 2\nretries: {retries}\nbackoff_s: 0.05\n")
+    return str(path)
+
+
+def test_a_run_limited_to_skus_renders_only_what_changed_and_reports_unknown(tmp_path):
+    catalog = make_catalog(tmp_path / "cat", n_good=4)
+    out = str(tmp_path / "out")
+    first = catalog_run(str(catalog), brand=ACME, out=out, chunk_size=2)
+    assert first.published == 12
+    # GOOD-1's photo changes; an update names it, an untouched product and a SKU the catalog lacks
+    (tmp_path / "cat" / "img" / "good-1.jpg").write_bytes(to_bytes(studio_photo(800, 1000, seed=77)[0], "JPEG", quality=92))
+    s = catalog_run(str(catalog), brand=ACME, out=out, chunk_size=2, skus=["GOOD-1", "GOOD-3", "NOPE-9"])
+    assert (s.products, s.generated, s.unchanged, s.published) == (2, 3, 3, 3)
+    assert {i["sku"] for i in s.published_images} == {"GOOD-1"}
+    assert s.unknown_skus == ["NOPE-9"] and s.skus_requested == ["GOOD-1", "GOOD-3", "NOPE-9"]
+    manifest = json.loads((tmp_path / "out" / "acme-home" / "manifest.json").read_text())["entries"]
+    assert len(manifest) == 12  # the other products' entries are kept
+    assert manifest["GOOD-1/amazon_main"]["run_id"] == s.run_id != manifest["GOOD-0/amazon_main"]["run_id"]
+
+
+def test_signed_webhooks_and_a_receiver_that_is_down(tmp_path, monkeypatch):
+    monkeypatch.setenv("LIGHTBOX_TEST_HOOK_SECRET", SECRET)
+    catalog = make_catalog(tmp_path / "cat", n_good=3)
+    out = str(tmp_path / "out")
+    with WebhookReceiver(statuses=[503]) as rx:  # its first answer is a 503: retried
+        hooks = _hooks(tmp_path, rx.url, closed_port_url())
+        s = catalog_run(str(catalog), brand=ACME, out=out, chunk_size=2, webhooks=hooks)
+        assert s.published == 9  # the receiver that is down changed nothing about publishing
+        events = []
+        for headers, body in rx.posts:
+            assert verify(SECRET, body, headers[SIGNATURE_HEADER.lower()])
+            assert not verify("wrong-secret", body, headers[SIGNATURE_HEADER.lower()])
+            events.append(json.loads(body))
+        published = {e["data"]["sku"]: e for e in events if e["type"] == "image.published"}
+        assert set(published) == {"GOOD-0", "GOOD-1", "GOOD-2"}
+        img = published["GOOD-0"]["data"]["images"][0]
+        assert set(img) >= {"channel", "uri", "sha256", "qc"} and img["qc"] in ("passed", "warned")
+        done = [e for e in events if e["type"] == "run.completed"]
+        assert len(done) == 1 and done[0]["data"]["published"] == 9 and done[0]["run_id"] == s.run_id
+        assert len(rx.posts) == 5  # 3 products + run end + the retried 503
+        # the dead receiver: every event failed after its retries, recorded in the report
+        assert s.webhooks_sent == 4 and len(s.webhook_failures) == 4
+        assert all(f["subscriber"] == "sub1" and f["attempts"] == 3 for f in s.webhook_failures)
+        report = json.loads(open(s.summary_uri).read())
+        assert len(report["webhook_failures"]) == 4
+
+        # a rerun writes nothing, so it announces no images: only the run's end
+        before = len(rx.posts)
+        again = catalog_run(str(catalog), brand=ACME, out=out, chunk_size=2, webhooks=_hooks(tmp_path, rx.url))
+        assert again.published == 0
+        assert [json.loads(b)["type"] for _, b in rx.posts[before:]] == ["run.completed"]
+
+
+def test_cloudfront_invalidation_of_written_objects(tmp_path, s3_bucket, s3_server, monkeypatch):
+    import boto3
+
+    cf = boto3.client("cloudfront", endpoint_url=s3_server, region_name="us-east-1")
+    dist = cf.create_distribution(DistributionConfig={
+        "CallerReference": "lightbox-test", "Comment": "", "Enabled": True,
+        "Origins": {"Quantity": 1, "Items": [{"Id": "s3", "DomainName": f"{s3_bucket}.s3.amazonaws.com",
+                                               "S3OriginConfig": {"OriginAccessIdentity": ""}}]},
+        "DefaultCacheBehavior": {"TargetOriginId": "s3", "ViewerProtocolPolicy": "allow-all", "MinTTL": 0,
+                                 "ForwardedValues": {"QueryString": False, "Cookies": {"Forward": "none"}},
+                                 "TrustedSigners": {"Enabled": False, "Quantity": 0}},
+    })["Distribution"]["Id"]
+    monkeypatch.setenv("LIGHTBOX_CLOUDFRONT_DISTRIBUTION", dist)
+    monkeypatch.setenv("LIGHTBOX_CLOUDFRONT_ENDPOINT_URL", s3_server)
+    monkeypatch.setenv("LIGHTBOX_CLOUDFRONT_PREFIX", "/images")
+    catalog = make_catalog(tmp_path / "cat", n_good=2)
+    out = f"s3://{s3_bucket}/live"
+    s = catalog_run(str(catalog), brand=ACME, out=out, chunk_size=2)
+    assert s.published == 6 and s.cdn_invalidation
+    inv = cf.get_invalidation(DistributionId=dist, Id=s.cdn_invalidation)["Invalidation"]
+    paths = sorted(inv["InvalidationBatch"]["Paths"]["Items"])
+    assert paths == sorted(f"/images/acme-home/GOOD-{i}/{ch}.jpg" for i in range(2)
+                           for ch in ("amazon_main", "google_merchant", "shopify_square"))
+    again = catalog_run(str(catalog), brand=ACME, out=out, chunk_size=2)
+    assert again.published == 0 and again.cdn_invalidation is None  # nothing written, nothing invalidated
+
+
+def test_two_runs_of_one_catalog_at_once_take_turns(tmp_path):
+    catalog = make_catalog(tmp_path / "cat", n_good=3)
+    out = str(tmp_path / "out")
+    results = {}
+
+    def run(name: str) -> None:
+        results[name] = catalog_run(str(catalog), brand=ACME, out=out, chunk_size=1)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    a, b = results["a"], results["b"]
+    assert sorted([a.published, b.published]) == [0, 9]  # one wrote everything, the other found it done
+    assert sorted([a.generated, b.generated]) == [0, 9]
+    manifest = json.loads((tmp_path / "out" / "acme-home" / "manifest.json").read_text())["entries"]
+    assert len(manifest) == 9 and len({e["run_id"] for e in manifest.values()}) == 1
+    assert not list((tmp_path / "out").rglob("*.tmp*"))  # no partial objects left behind
