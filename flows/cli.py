@@ -34,7 +34,58 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--chunk-size", type=int, default=8, help="products per generate task (default: 8)")
     run.add_argument("--workers", type=int, default=None, help="concurrent tasks (default: CPU count, 2..8)")
     run.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs")
+
+    api = sub.add_parser("api", help="serve the job API (FastAPI; settings from LIGHTBOX_API_* variables)")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8080)
+    key = sub.add_parser("api-key", help="create or revoke job API keys (stored hashed)")
+    key.add_argument("action", choices=["create", "revoke"])
+    key.add_argument("name", help="who the key is for, e.g. pim or catalog-sync")
+    key.add_argument("--file", default=None, help="keys file (default: $LIGHTBOX_API_KEYS_FILE, else api-keys.json)")
+
+    ops = sub.add_parser("ops", help="operations: create work pool, queues and limits; apply automations")
+    ops.add_argument("action", choices=["setup", "automations", "deploy"])
+    ops.add_argument("--dir", default="deployments", help="where the templates and automations live (default: deployments)")
     return p
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    _prepare_env(verbose=True)
+    uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def cmd_api_key(args: argparse.Namespace) -> int:
+    from api.keys import create_key, revoke_key
+
+    path = args.file or os.environ.get("LIGHTBOX_API_KEYS_FILE", "api-keys.json")
+    if args.action == "create":
+        try:
+            key = create_key(path, args.name)
+        except ValueError as e:
+            return _fail(str(e), 2)
+        sys.stdout.write(f"{key}\n")
+        sys.stderr.write(f"key for {args.name!r} stored hashed in {path}; it is shown only this once\n")
+        return 0
+    if not revoke_key(path, args.name):
+        return _fail(f"{path}: no key named {args.name!r}", 2)
+    return 0
+
+
+def cmd_ops(args: argparse.Namespace) -> int:
+    from deployments.apply import apply_automations, deploy, setup
+
+    _prepare_env(verbose=False)
+    actions = {"setup": lambda: setup(args.dir), "automations": lambda: apply_automations(args.dir), "deploy": deploy}
+    try:
+        lines = actions[args.action]()
+    except Exception as e:  # noqa: BLE001 - one line for the operator
+        return _fail(root_cause(e), 1)
+    for line in lines:
+        sys.stdout.write(line + "\n")
+    return 0
 
 
 def _fail(msg: str, code: int) -> int:
@@ -160,9 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     if not verbose:  # libraries that set their own loggers to INFO (Great Expectations) stay quiet too
         for handler in logging.getLogger().handlers:
             handler.setLevel(logging.WARNING)
-    if args.command == "run":
-        return cmd_run(args)
-    return 2
+    commands = {"run": cmd_run, "api": cmd_api, "api-key": cmd_api_key, "ops": cmd_ops}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""The job API: FastAPI in front of the Prefect deployments (``lightbox api``)."""

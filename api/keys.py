@@ -1,0 +1,95 @@
+"""API keys: random tokens shown once, stored as SHA-256 hashes in a JSON file.
+
+A key is 32 random bytes (``lbx_`` + URL-safe base64), so a plain SHA-256 is the right hash: there is
+nothing to brute-force that a slow password hash would protect. Comparison is constant-time.
+File: ``$LIGHTBOX_API_KEYS_FILE`` (default ``api-keys.json``)::
+
+    {"keys": [{"name": "pim", "sha256": "…", "created": "2026-11-24T03:00:00+00:00"}]}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_key(path: str | Path, name: str) -> str:
+    """Append a new key's hash to the file (created 0600 if missing); returns the key, shown once."""
+    path = Path(path)
+    doc = _read(path)
+    if any(k["name"] == name for k in doc["keys"]):
+        raise ValueError(f"{path}: a key named {name!r} exists (revoke it first)")
+    key = "lbx_" + secrets.token_urlsafe(32)
+    doc["keys"].append({"name": name, "sha256": hash_key(key), "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    _write(path, doc)
+    return key
+
+
+def revoke_key(path: str | Path, name: str) -> bool:
+    path = Path(path)
+    doc = _read(path)
+    kept = [k for k in doc["keys"] if k["name"] != name]
+    if len(kept) == len(doc["keys"]):
+        return False
+    _write(path, {"keys": kept})
+    return True
+
+
+class KeyStore:
+    """Checks presented keys against the file; re-reads it when it changes (keys rotate without restarts)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._mtime: float | None = None
+        self._hashes: dict[str, str] = {}
+
+    def _load(self) -> None:
+        try:
+            mtime = self.path.stat().st_mtime
+        except FileNotFoundError:
+            self._hashes, self._mtime = {}, None
+            return
+        if mtime != self._mtime:
+            self._hashes = {k["sha256"]: k["name"] for k in _read(self.path)["keys"]}
+            self._mtime = mtime
+
+    def check(self, key: str | None) -> str | None:
+        """The key's name when valid, else None."""
+        if not key:
+            return None
+        self._load()
+        presented = hash_key(key)
+        name = None
+        for stored, owner in self._hashes.items():
+            if hmac.compare_digest(stored, presented):
+                name = owner
+        return name
+
+
+def _read(path: Path) -> dict:
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {"keys": []}
+    if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
+        raise ValueError(f"{path}: expected {{\"keys\": [...]}}")
+    return doc
+
+
+def _write(path: Path, doc: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".keys-")
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f, indent=1)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)

@@ -1,0 +1,204 @@
+"""The job API in-process (FastAPI's TestClient) against the Prefect test harness: keys, 401/413/422,
+jobs become deployment runs on the queue of their priority, idempotent submits, status, events.
+The API as a real server process, with a worker running the jobs, is in tests/e2e/."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import Settings, create_app
+from api.keys import KeyStore, create_key, hash_key, revoke_key
+from flows.cli import main
+from lightbox.catalog.ingest import read_catalog, to_products
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+@pytest.fixture(scope="module")
+def deployment():
+    """The work pools and queues of `lightbox ops setup`, and an `on-demand` deployment of catalog-run on
+    the harness server (no worker here: runs stay scheduled)."""
+    from prefect.client.orchestration import get_client
+
+    from deployments.apply import setup
+
+    lines = setup(str(REPO / "deployments"))
+    assert "queue lightbox-process/urgent: created, priority 1" in lines
+    assert any(line.startswith("automation lightbox-run-failed: skipped") for line in lines)  # no block yet
+
+    async def make():
+        async with get_client() as client:
+            flow_id = await client.create_flow_from_name("catalog-run")
+            return await client.create_deployment(flow_id=flow_id, name=f"on-demand-{uuid.uuid4().hex[:6]}",
+                                                  entrypoint="flows/catalog_run.py:catalog_run",
+                                                  work_pool_name="lightbox-process", work_queue_name="default")
+
+    dep_id = asyncio.run(make())
+    return dep_id
+
+
+@pytest.fixture
+def api(tmp_path, deployment):
+    from prefect.client.orchestration import get_client
+
+    async def name():
+        async with get_client() as client:
+            d = await client.read_deployment(deployment)
+            return f"catalog-run/{d.name}"
+
+    keys = tmp_path / "keys.json"
+    key = create_key(keys, "pim")
+    settings = Settings(keys_file=str(keys), out=str(tmp_path / "out"), brands_dir=str(REPO / "brand_specs"),
+                        catalog_prefixes=[str(tmp_path / "feeds"), "s3://"], deployment=asyncio.run(name()),
+                        max_body=20_000, default_catalog=str(tmp_path / "feeds" / "catalog.csv"))
+    client = TestClient(create_app(settings))
+    client.headers["Authorization"] = f"Bearer {key}"
+    return client, key, settings
+
+
+PRODUCT = {"sku": "API-MUG-1", "title": "Stoneware Mug", "category": "kitchen",
+           "images": ["https://cdn.example.com/mug.jpg"], "attributes": {"color": "red", "material": "stoneware"}}
+
+
+def _run(job_id: str):
+    from prefect.client.orchestration import get_client
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_flow_run(uuid.UUID(job_id))
+
+    return asyncio.run(read())
+
+
+def test_keys_are_required_and_stored_hashed(api, tmp_path):
+    client, key, settings = api
+    assert client.get("/healthz").status_code == 200  # no key needed
+    bare = TestClient(client.app)
+    r = bare.post("/v1/jobs", json={"brand": "acme-home", "products": [PRODUCT]})
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    assert bare.post("/v1/jobs", json={}, headers={"Authorization": "Bearer lbx_wrong"}).status_code == 401
+    assert bare.get(f"/v1/jobs/{uuid.uuid4()}", headers={"X-API-Key": key}).status_code == 404  # the other header works
+    stored = json.loads(open(settings.keys_file).read())["keys"]
+    assert stored[0]["sha256"] == hash_key(key) and key not in open(settings.keys_file).read()
+    assert revoke_key(settings.keys_file, "pim")
+    assert client.get(f"/v1/jobs/{uuid.uuid4()}").status_code == 401  # revoked without a restart
+
+
+def test_cli_creates_a_key_once(tmp_path, capsys):
+    keys = tmp_path / "k.json"
+    assert main(["api-key", "create", "catalog-sync", "--file", str(keys)]) == 0
+    key = capsys.readouterr().out.strip()
+    assert key.startswith("lbx_") and KeyStore(keys).check(key) == "catalog-sync"
+    assert main(["api-key", "create", "catalog-sync", "--file", str(keys)]) == 2  # names are unique
+
+
+@pytest.mark.parametrize(
+    "body, loc, msg",
+    [
+        ({"products": [PRODUCT]}, ["body", "brand"], "Field required"),
+        ({"brand": "acme-home"}, ["body"], "exactly one of 'catalog' and 'products'"),
+        ({"brand": "acme-home", "products": [{**PRODUCT, "sku": "A/../B"}]}, ["body", "products", 0, "sku"], "not filename-safe"),
+        ({"brand": "acme-home", "products": [{**PRODUCT, "category": "garden"}]}, ["body", "products", 0, "category"],
+         "category 'garden' is not in the brand spec"),
+        ({"brand": "acme-home", "products": [{**PRODUCT, "images": ["img/mug.jpg"]}]}, ["body", "products", 0, "images"],
+         "not an absolute URL"),
+        ({"brand": "acme-home", "products": [PRODUCT, PRODUCT]}, ["body", "products", 0, "sku"], "appears more than once"),
+        ({"brand": "nope", "products": [PRODUCT]}, ["body", "brand"], "unknown brand 'nope'"),
+        ({"brand": "acme-home", "catalog": "/etc/passwd"}, ["body", "catalog"], "outside the allowed locations"),
+        ({"brand": "acme-home", "products": [PRODUCT], "priority": "asap"}, ["body", "priority"], "Input should be"),
+    ],
+)
+def test_malformed_jobs_are_422_naming_the_field(api, body, loc, msg):
+    client, _, _ = api
+    r = client.post("/v1/jobs", json=body)
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert any(d["loc"][: len(loc)] == loc and msg in d["msg"] for d in detail), detail
+
+
+def test_oversized_bodies_are_413(api):
+    client, _, settings = api
+    big = {"brand": "acme-home", "products": [{**PRODUCT, "sku": f"SKU-{i}"} for i in range(300)]}
+    r = client.post("/v1/jobs", json=big)
+    assert r.status_code == 413 and "over 20000 bytes" in r.json()["detail"]
+    chunks = (json.dumps(big).encode()[i : i + 4096] for i in range(0, 200_000, 4096))
+    r = client.post("/v1/jobs", content=chunks, headers={"Content-Type": "application/json"})  # no Content-Length
+    assert r.status_code == 413
+
+
+def test_a_product_job_becomes_an_urgent_deployment_run(api, tmp_path):
+    client, _, settings = api
+    r = client.post("/v1/jobs", json={"brand": "acme-home", "products": [PRODUCT], "priority": "urgent"},
+                    headers={"Idempotency-Key": "order-42"})
+    assert r.status_code == 202, r.text
+    job = r.json()
+    run = _run(job["job_id"])
+    assert run.work_queue_name == "urgent" and {"lightbox", "priority:urgent", "brand:acme-home", "key:pim"} <= set(run.tags)
+    p = run.parameters
+    assert p["brand"].endswith("brand_specs/acme-home.yaml") and p["out"] == settings.out and p["skus"] is None
+    (product,) = to_products(read_catalog(p["catalog"]))  # the posted products, as the run will read them
+    assert (product.sku, product.images, product.attributes["color"]) == ("API-MUG-1", PRODUCT["images"], "red")
+    # the same POST again (a client retry) is the same job
+    again = client.post("/v1/jobs", json={"brand": "acme-home", "products": [PRODUCT], "priority": "urgent"},
+                        headers={"Idempotency-Key": "order-42"})
+    assert again.json()["job_id"] == job["job_id"]
+    status = client.get(job["status_url"]).json()
+    assert status["state"] == "SCHEDULED" and status["priority"] == "urgent" and status["counts"] is None
+
+
+def test_a_catalog_job_with_skus_and_a_low_priority(api, tmp_path):
+    client, _, _ = api
+    catalog = tmp_path / "feeds" / "catalog.csv"
+    r = client.post("/v1/jobs", json={"brand": "acme-home", "catalog": str(catalog), "skus": ["A-1", "B-2"], "priority": "low"})
+    assert r.status_code == 202, r.text
+    run = _run(r.json()["job_id"])
+    assert run.work_queue_name == "nightly" and run.parameters["skus"] == ["A-1", "B-2"]
+    assert run.parameters["catalog"] == str(catalog)
+
+
+def test_status_of_unknown_jobs(api):
+    client, _, _ = api
+    assert client.get(f"/v1/jobs/{uuid.uuid4()}").status_code == 404
+    assert client.get("/v1/jobs/not-a-uuid").status_code == 422
+
+
+def test_catalog_events_are_accepted_and_validated(api):
+    client, _, _ = api
+    r = client.post("/v1/catalog-events", json={"brand": "acme-home", "skus": ["ACM-MUG-001", "NOPE"]})
+    assert r.status_code == 202, r.text
+    assert r.json()["event"] == "lightbox.catalog.updated" and r.json()["skus"] == 2
+    bad = client.post("/v1/catalog-events", json={"brand": "acme-home"})
+    assert bad.status_code == 422 and "name the changed 'skus'" in json.dumps(bad.json())
+
+
+def test_openapi_schema_is_served(api):
+    client, _, _ = api
+    schema = client.get("/openapi.json").json()
+    assert {"/v1/jobs", "/v1/jobs/{job_id}", "/v1/catalog-events"} <= set(schema["paths"])
+    assert "JobRequest" in schema["components"]["schemas"]
+
+
+def test_automations_as_code_apply_idempotently():
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+    from prefect.client.orchestration import get_client
+
+    from deployments.apply import apply_automations, load_automations
+
+    CustomWebhookNotificationBlock(name="lightbox-ops", url="http://127.0.0.1:9/ops",
+                                   json_data={"text": "{{body}}"}).save("lightbox-ops", overwrite=True)
+    names = [a["name"] for a in load_automations(str(REPO / "deployments"))]
+    for _ in range(2):  # applying twice replaces, never duplicates
+        lines = apply_automations(str(REPO / "deployments"))
+        assert len(lines) == len(names) and all("applied" in line for line in lines)
+    with get_client(sync_client=True) as client:
+        for name in names:
+            (automation,) = client.read_automations_by_name(name)
+            assert automation.enabled and automation.actions[0].type == "send-notification"
+        stuck = client.read_automations_by_name("lightbox-run-stuck")[0]
+        assert stuck.trigger.posture == "Proactive" and stuck.trigger.within.total_seconds() == 21600
