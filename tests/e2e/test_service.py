@@ -1,0 +1,231 @@
+"""Lightbox as a deployed service, end to end, every part real and on 127.0.0.1:
+
+a real ``prefect server`` (SQLite, its scheduler running), ``lightbox ops setup`` (pools, priority queues,
+limits), ``lightbox ops deploy`` (prefect.yaml), a process worker, the job API as a server process, and a
+webhook receiver. Then:
+
+(b) a job submitted through the API (a 200-product catalog) is polled to completion;
+(a) 3 of the 200 products change, the API emits ``lightbox.catalog.updated`` naming them (and a SKU the
+    catalog lacks); the catalog-update deployment's trigger starts a run that regenerates and publishes
+    exactly those 3 and reports the unknown one;
+(c) the receiver gets every image.published / run.completed webhook, each with a valid signature;
+the nightly deployment's cron is checked against the server's scheduler (the test harness has none).
+
+Every wait is bounded; every process is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from lightbox.webhooks import SIGNATURE_HEADER, verify
+from tests.conftest import ACME, REPO
+from tests.http_server import WebhookReceiver
+from tests.images import studio_photo, to_bytes
+
+pytestmark = pytest.mark.e2e
+N_PRODUCTS = 200
+SECRET = "whsec-e2e-0123456789"
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(what: str, check, timeout: float, every: float = 0.5):  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except (httpx.HTTPError, OSError) as e:
+            last = e
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+class Processes:
+    def __init__(self, logs: Path):
+        self.logs, self.procs = logs, []
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+        log = open(self.logs / f"{name}.log", "w")
+        p = subprocess.Popen(args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append((name, p, log))
+        return p
+
+    def tail(self, name: str, n: int = 40) -> str:
+        return "\n".join((self.logs / f"{name}.log").read_text(errors="replace").splitlines()[-n:])
+
+    def stop(self) -> None:
+        for _, p, _ in reversed(self.procs):
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for _, p, log in reversed(self.procs):
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(timeout=10)
+            log.close()
+
+
+def _catalog(root: Path) -> Path:
+    img = root / "img"
+    img.mkdir(parents=True)
+    rows = []
+    for i in range(N_PRODUCTS):
+        (img / f"p{i:03d}.jpg").write_bytes(to_bytes(studio_photo(640, 800, seed=i)[0], "JPEG", quality=88))
+        rows.append({"sku": f"E2E-{i:03d}", "title": "Stoneware Mug", "category": "kitchen", "image": f"img/p{i:03d}.jpg",
+                     "color": "red", "material": "stoneware"})
+    path = root / "catalog.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def _brand(root: Path) -> Path:
+    """acme-home with one channel (Google Merchant), to keep 200 products quick on 2 cores."""
+    text = Path(ACME).read_text()
+    line = next(x for x in text.splitlines() if x.startswith("channels:"))
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "acme-home.yaml"
+    path.write_text(text.replace(line, "channels: [google_merchant]"))
+    return path
+
+
+def test_service_end_to_end(tmp_path):
+    procs = Processes(tmp_path)
+    server_port, api_port = _port(), _port()
+    api_url = f"http://127.0.0.1:{server_port}/api"
+    out = tmp_path / "out"
+    catalog = _catalog(tmp_path / "feeds")
+    brand = _brand(tmp_path / "brands")
+    keys = tmp_path / "api-keys.json"
+    hooks = tmp_path / "webhooks.yaml"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "LIGHTBOX_", "AWS_"))},
+        "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_API_URL": api_url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2", "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_WORKER_HEARTBEAT_SECONDS": "5", "PREFECT_LOGGING_LEVEL": "INFO",
+        "LIGHTBOX_REPO": str(REPO), "LIGHTBOX_OUT": str(out), "LIGHTBOX_BRAND_SPEC": str(brand),
+        "LIGHTBOX_NIGHTLY_CATALOG": str(catalog), "LIGHTBOX_WEBHOOKS": str(hooks),
+        "LIGHTBOX_E2E_HOOK_SECRET": SECRET, "LIGHTBOX_CACHE_DIR": str(tmp_path / "cache"),
+        "LIGHTBOX_API_KEYS_FILE": str(keys), "LIGHTBOX_API_OUT": str(out), "LIGHTBOX_API_BRANDS_DIR": str(brand.parent),
+        "LIGHTBOX_API_CATALOG_PREFIXES": str(catalog.parent), "LIGHTBOX_DEFAULT_CATALOG": str(catalog),
+    }
+    cli = [sys.executable, "-m", "flows.cli"]
+    with WebhookReceiver() as rx:
+        hooks.write_text(f"subscribers:\n  - {{name: pim, url: '{rx.url}', secret_env: LIGHTBOX_E2E_HOOK_SECRET}}\n"
+                         "timeout_s: 5\nretries: 2\nbackoff_s: 0.2\n")
+        try:
+            procs.start("server", [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                                   "--port", str(server_port), "--no-ui"], env)
+            _wait("the Prefect server", lambda: httpx.get(f"{api_url}/health", timeout=2).status_code == 200, 120)
+
+            said = {}
+            for action in ("setup", "deploy"):
+                r = subprocess.run([*cli, "ops", action], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+                assert r.returncode == 0, f"ops {action}: {r.stdout}\n{r.stderr}"
+                said[action] = r.stdout
+            assert "queue lightbox-process/urgent: created, priority 1" in said["setup"]
+            procs.start("worker", [sys.executable, "-m", "prefect", "worker", "start", "--pool", "lightbox-process",
+                                   "--type", "process"], env)
+            key = subprocess.run([*cli, "api-key", "create", "catalog-sync"], cwd=REPO, env=env, capture_output=True,
+                                 text=True, timeout=60).stdout.strip()
+            procs.start("api", [*cli, "api", "--port", str(api_port)], env)
+            api = httpx.Client(base_url=f"http://127.0.0.1:{api_port}", headers={"Authorization": f"Bearer {key}"}, timeout=30)
+            _wait("the job API", lambda: api.get("/healthz").status_code == 200, 60)
+            prefect = httpx.Client(base_url=api_url, timeout=30)
+
+            # the nightly cron, as the server's scheduler sees it
+            nightly = prefect.get("/deployments/name/catalog-run/nightly-catalog").json()
+            assert nightly["schedules"][0]["schedule"]["cron"] == "0 2 * * *"
+            assert nightly["work_queue_name"] == "nightly"
+
+            def scheduled():
+                runs = prefect.post("/flow_runs/filter", json={
+                    "flow_runs": {"deployment_id": {"any_": [nightly["id"]]}, "state": {"type": {"any_": ["SCHEDULED"]}}},
+                    "limit": 10}).json()
+                return runs if len(runs) >= 3 else None
+
+            runs = _wait("the scheduler to plan nightly runs", scheduled, 90, every=2)
+            starts = sorted(r["expected_start_time"] for r in runs)
+            assert all("T02:00:00" in s for s in starts), starts  # 02:00 UTC, on consecutive days
+            assert len(set(s[:10] for s in starts)) == len(starts)
+
+            # (b) a job through the API, polled to completion
+            r = api.post("/v1/jobs", json={"brand": "acme-home", "catalog": str(catalog), "priority": "urgent", "chunk_size": 25})
+            assert r.status_code == 202, r.text
+            job = r.json()
+
+            def job_done():
+                s = api.get(job["status_url"]).json()
+                return s if s["state"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
+
+            try:
+                status = _wait("the API job to finish", job_done, 420, every=2)
+            except AssertionError:
+                raise AssertionError(procs.tail("worker")) from None
+            assert status["state"] == "COMPLETED", (status, procs.tail("worker"))
+            assert status["counts"]["published"] == N_PRODUCTS and len(status["published"]) == N_PRODUCTS
+            assert status["priority"] == "urgent"
+
+            # (a) 3 of 200 change; the catalog system announces them (plus one SKU the catalog lacks)
+            changed = ["E2E-007", "E2E-101", "E2E-188"]
+            for sku in changed:
+                i = int(sku[-3:])
+                (catalog.parent / "img" / f"p{i:03d}.jpg").write_bytes(
+                    to_bytes(studio_photo(640, 800, seed=1000 + i)[0], "JPEG", quality=88))
+            before = {str(p.parent.name): p.stat().st_mtime_ns for p in (out / "acme-home").glob("E2E-*/google_merchant.jpg")}
+            r = api.post("/v1/catalog-events", json={"brand": "acme-home", "skus": [*changed, "E2E-999"]})
+            assert r.status_code == 202, r.text
+            update = prefect.get("/deployments/name/catalog-run/catalog-update").json()
+
+            def update_done():
+                runs = prefect.post("/flow_runs/filter", json={"flow_runs": {"deployment_id": {"any_": [update["id"]]}}}).json()
+                done = [x for x in runs if x["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED")]
+                return done[0] if done else None
+
+            try:
+                run = _wait("the event-triggered update run", update_done, 300, every=2)
+            except AssertionError:
+                raise AssertionError(procs.tail("worker")) from None
+            assert run["state"]["type"] == "COMPLETED", procs.tail("worker")
+            assert run["parameters"]["skus"] == [*changed, "E2E-999"] and run["work_queue_name"] == "urgent"
+            s = api.get(f"/v1/jobs/{run['id']}").json()
+            assert s["counts"]["products"] == 3 and s["counts"]["generated"] == 3 and s["counts"]["published"] == 3
+            assert {p["sku"] for p in s["published"]} == set(changed) and s["unknown_skus"] == ["E2E-999"]
+            after = {str(p.parent.name): p.stat().st_mtime_ns for p in (out / "acme-home").glob("E2E-*/google_merchant.jpg")}
+            rewritten = sorted(k for k in after if after[k] != before.get(k))
+            assert rewritten == changed  # exactly those 3 of 200 objects were written again
+
+            # (c) the webhooks: every one signed; one image.published per product written, one run end per run
+            def all_hooks():
+                events = [json.loads(b) for _, b in rx.posts]
+                return events if sum(e["type"] == "run.completed" for e in events) >= 2 else None
+
+            events = _wait("the webhooks", all_hooks, 30)
+            for headers, body in rx.posts:
+                assert verify(SECRET, body, headers[SIGNATURE_HEADER.lower()])
+            published = [e["data"]["sku"] for e in events if e["type"] == "image.published"]
+            assert len(published) == N_PRODUCTS + 3 and sorted(set(published)) == sorted(f"E2E-{i:03d}" for i in range(N_PRODUCTS))
+            last = [e for e in events if e["type"] == "run.completed"][-1]["data"]
+            assert last["published"] == 3 and last["unknown_skus"] == ["E2E-999"]
+        finally:
+            procs.stop()
