@@ -45,10 +45,10 @@ from typing import Literal
 
 import certifi
 import urllib3
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from lightbox.errors import ItemError, SpecError
+from lightbox.config import load_yaml_model
+from lightbox.errors import ItemError
 from lightbox.storage import filesystem
 
 log = logging.getLogger(__name__)
@@ -136,24 +136,7 @@ class FetchPolicy(BaseModel):
 
 def load_fetch_policy(uri: str | None) -> FetchPolicy:
     """A policy from YAML (local path or any fsspec URI); the defaults when ``uri`` is None."""
-    if not uri:
-        return FetchPolicy()
-    from lightbox.storage import read_bytes
-
-    try:
-        raw = yaml.safe_load(read_bytes(uri)) or {}
-    except FileNotFoundError:
-        raise SpecError(f"{uri}: file not found") from None
-    except yaml.YAMLError as e:
-        raise SpecError(f"{uri}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(raw, dict):
-        raise SpecError(f"{uri}: expected a mapping of fetch policy fields")
-    try:
-        return FetchPolicy.model_validate(raw)
-    except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "policy"
-        raise SpecError(f"{uri}: {where}: {err['msg']} (got {err.get('input')!r})") from None
+    return load_yaml_model(uri, FetchPolicy)
 
 
 def sniff(data: bytes) -> str | None:

@@ -36,10 +36,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import urllib3
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
-from lightbox.errors import SpecError
+from lightbox.config import load_yaml_model
 
 log = logging.getLogger(__name__)
 
@@ -67,22 +66,8 @@ class WebhookConfig(BaseModel):
 
 
 def load_webhooks(uri: str | None) -> WebhookConfig:
-    if not uri:
-        return WebhookConfig()
-    from lightbox.storage import read_bytes
-
-    try:
-        raw = yaml.safe_load(read_bytes(uri)) or {}
-    except FileNotFoundError:
-        raise SpecError(f"{uri}: file not found") from None
-    except yaml.YAMLError as e:
-        raise SpecError(f"{uri}: not valid YAML ({str(e).splitlines()[0]})") from None
-    try:
-        return WebhookConfig.model_validate(raw)
-    except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "config"
-        raise SpecError(f"{uri}: {where}: {err['msg']} (got {err.get('input')!r})") from None
+    """Subscribers from YAML; none when ``uri`` is None."""
+    return load_yaml_model(uri, WebhookConfig)
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
