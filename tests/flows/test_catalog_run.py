@@ -155,41 +155,24 @@ def test_ai_spec_runs_under_the_gpu_concurrency_limit(tmp_path, ai_spec_path):
 def test_quality_alarm_ends_in_its_own_state_and_alerts_a_webhook(tmp_path):
     """Too many outputs fail the gate: what passed is published, the run ends 'QualityAlarm', and the
     spec's notification block (a custom webhook) reaches a local HTTP receiver."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
-    from tests.images import studio_photo, to_bytes
+    from tests.http_server import WebhookReceiver
+    from tests.lightbox.test_pipeline import add_thumbnail
 
-    received = []
-
-    class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with WebhookReceiver() as rx:
         CustomWebhookNotificationBlock(
-            name="lightbox-alerts", url=f"http://127.0.0.1:{server.server_address[1]}/alerts",
+            name="lightbox-alerts", url=rx.url,
             json_data={"subject": "{{subject}}", "text": "{{body}}"},
         ).save("lightbox-alerts", overwrite=True)
         spec = tmp_path / "alerting.yaml"
         spec.write_text(Path(ACME).read_text().replace(
             "  max_failed_share: 0.10", "  max_failed_share: 0.10\n  alert_block: custom-webhook/lightbox-alerts"))
         catalog = make_catalog(tmp_path / "cat", n_good=2)
-        small, _ = studio_photo(120, 160, seed=3, box=(30, 32, 90, 128))
-        (tmp_path / "cat" / "img" / "thumb.jpg").write_bytes(to_bytes(small, "JPEG"))
-        with catalog.open("a") as f:
-            f.write("THUMB-1,Mug,kitchen,img/thumb.jpg,red,stoneware\n")
+        add_thumbnail(catalog)
         out = tmp_path / "out"
         state = catalog_run(str(catalog), brand=str(spec), out=str(out), return_state=True)
+        received = [json.loads(body) for _, body in rx.posts]
         assert state.is_failed() and state.name == "QualityAlarm"
         assert "33% of outputs failed quality checks (limit 10%)" in state.message
         assert len(received) == 1
@@ -201,5 +184,3 @@ def test_quality_alarm_ends_in_its_own_state_and_alerts_a_webhook(tmp_path):
         assert len(review) == 3
         summary = json.loads(next((out / "acme-home" / "_runs").glob("*/summary.json")).read_text())
         assert summary["alarm"] is True and summary["alert"] == "sent" and summary["consistency"]["score"] is not None
-    finally:
-        server.shutdown()

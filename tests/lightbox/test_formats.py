@@ -152,4 +152,4 @@ def test_helpers():
     assert strip_html("plain") == ("plain", False)
     assert looks_scientific("3.65275E+11") and looks_scientific("4e12") and not looks_scientific("0036000291452")
     assert category_leaf("Home & Garden > Kitchen & Dining > Drinkware") == "drinkware"
-    assert category_leaf("Home/Decor") == "decor" and category_leaf("") == ""
+    assert category_leaf("Apparel > Tops/T-shirts") == "tops/t-shirts" and category_leaf("") == ""

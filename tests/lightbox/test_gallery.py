@@ -10,8 +10,7 @@ import pytest
 
 from lightbox.pipeline import run_plain
 from tests.conftest import ACME
-from tests.images import studio_photo, to_bytes
-from tests.lightbox.test_pipeline import make_catalog
+from tests.lightbox.test_pipeline import add_thumbnail, make_catalog
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver")
@@ -41,10 +40,7 @@ def served(tmp_path):
     """A catalog with two good products and one thumbnail-sized photo (fails upscale-limit), run,
     and its output root served on 127.0.0.1."""
     catalog = make_catalog(tmp_path / "cat", n_good=2)
-    small, _ = studio_photo(120, 160, seed=3, box=(30, 32, 90, 128))
-    (tmp_path / "cat" / "img" / "thumb.jpg").write_bytes(to_bytes(small, "JPEG"))
-    with catalog.open("a") as f:
-        f.write("THUMB-1,Mug,kitchen,img/thumb.jpg,red,stoneware\n")
+    add_thumbnail(catalog)
     out = tmp_path / "out"
     summary = run_plain(str(catalog), ACME, str(out))
     handler = partial(SimpleHTTPRequestHandler, directory=str(out))

@@ -42,6 +42,14 @@ def make_catalog(root: Path, bad: dict[str, bytes] | None = None, n_good: int = 
     return path
 
 
+def add_thumbnail(catalog: Path, sku: str = "THUMB-1") -> None:
+    """Append a product whose photo is a 120x160 thumbnail: it renders, then fails the upscale limit."""
+    small, _ = studio_photo(120, 160, seed=3, box=(30, 32, 90, 128))
+    (catalog.parent / "img" / "thumb.jpg").write_bytes(to_bytes(small, "JPEG"))
+    with catalog.open("a") as f:
+        f.write(f"{sku},Mug,kitchen,img/thumb.jpg,red,stoneware\n")
+
+
 def _cmyk() -> bytes:
     im, _ = studio_photo(800, 1000, seed=9)
     return to_bytes(im.convert("CMYK"), "JPEG", quality=92)

@@ -85,7 +85,7 @@ def detect_layout(columns: list[str]) -> str:
 _TAG = re.compile(r"<[^>]+>")
 _BLOCK = re.compile(r"</?(?:p|div|br|li|ul|ol|h[1-6]|tr|td|th|table|section|article)\b[^>]*>", re.I)
 _SCIENTIFIC = re.compile(r"^\s*\d(?:[.,]\d+)?[eE][+]?\d+\s*$")
-_CATEGORY_SPLIT = re.compile(r"\s*(?:>|/|›)\s*")
+_CATEGORY_SPLIT = re.compile(r"\s*[>›]\s*")  # not "/": "Tops/T-shirts" is one category name
 
 
 def strip_html(text: str) -> tuple[str, bool]:
