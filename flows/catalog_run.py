@@ -20,6 +20,7 @@ from lightbox.fetch import load_fetch_policy
 from lightbox.webhooks import Delivery, WebhookConfig, load_webhooks
 from lightbox.records import Chunk, Output, RunContext
 from lightbox.report import RunSummary
+from flows.review import operator_review
 from tasks._policy import ensure_concurrency_limit
 from tasks.report import artifact_key, report_run
 from tasks.stages import (
@@ -109,6 +110,11 @@ def _run(catalog: str, spec, brand: str, out: str, chunk_size: int, layout: str 
     notified = (notify_published.map(published, spec=unmapped(spec), ctx=unmapped(ctx), webhooks=unmapped(hooks),
                                      chunk_index=indexes) if hooks.subscribers else [])
     outputs, chunk_errors = _collect(generated, checked, published, plan.chunks, spec)
+    reviewed = operator_review(outputs, spec, ctx)  # only when the spec asks for it and something is flagged
+    approved = [o for o, was in zip(reviewed, outputs, strict=True) if was.published == "review" and o.published == "written"]
+    if approved and hooks.subscribers:
+        notified = [*notified, notify_published.submit(approved, spec, ctx, hooks, chunk_index=-1)]
+    outputs = reviewed
     manifest_uri = commit(outputs, spec, ctx)
     cdn = invalidate_cdn(outputs, spec, ctx, return_state=True)
     # 7. Report

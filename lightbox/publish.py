@@ -37,6 +37,17 @@ def publish_output(o: Output, store: Store, brand: str, run_id: str, manifest: d
     return o.model_copy(update={"published": "written"})
 
 
+APPROVED = "approved by an operator despite failing quality checks"
+
+
+def approve_output(o: Output, store: Store, live_key: str) -> Output:
+    """Publish an output an operator approved from the review prefix (atomic, like any publish)."""
+    if o.published != "review":
+        return o
+    store.copy_atomic(store.key_of(o.uri or ""), live_key)
+    return o.model_copy(update={"published": "written", "uri": store.uri(live_key), "qc_reasons": [*o.qc_reasons, APPROVED]})
+
+
 def publish_chunk(outputs: list[Output], store: Store, brand: str, run_id: str, manifest: dict[str, dict[str, Any]]) -> list[Output]:
     done = [publish_output(o, store, brand, run_id, manifest) for o in outputs]
     log.info(

@@ -16,9 +16,11 @@ from lightbox.cdn import CdnConfig, invalidate
 from lightbox.engines import build_engines, prepare_ai, uses_ai
 from lightbox.errors import ValidationThresholdError
 from lightbox.generate import generate_chunk as _generate_chunk
+from lightbox.generate import output_key
 from lightbox.manifest import commit_manifest, load_manifest, manifest_key
 from lightbox.plan import Plan
 from lightbox.plan import plan_run as _plan_run
+from lightbox.publish import approve_output
 from lightbox.publish import publish_chunk as _publish_chunk
 from lightbox.quality import check_chunk
 from lightbox.records import Chunk, Output, QuarantinedRow, RunContext
@@ -176,3 +178,16 @@ def invalidate_cdn(outputs: list[Output], spec: BrandSpec, ctx: RunContext) -> s
     if inv:
         get_run_logger().info("CloudFront %s: invalidation %s for %d objects", config.distribution_id, inv, len(keys))
     return inv
+
+
+@task(name="approve-reviewed", **RETRIES)
+def approve_reviewed(outputs: list[Output], approved: list[str], spec: BrandSpec, ctx: RunContext) -> list[Output]:
+    """Publish the flagged outputs of the SKUs an operator approved; the rest stay in review."""
+    store = Store(ctx.out_uri)
+    channels = {ch.name: ch for ch in spec_channels(spec)}
+    wanted = set(approved)
+    done = [approve_output(o, store, output_key(spec, o.sku, channels[o.channel], o.variant)) if o.sku in wanted else o
+            for o in outputs]
+    get_run_logger().info("operator approved %d flagged outputs of %d SKUs", sum(o.sku in wanted and o.published == "written"
+                                                                               for o in done), len(wanted))
+    return done

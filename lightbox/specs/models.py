@@ -164,12 +164,20 @@ class Template(_Model):
         return v
 
 
+class ReviewPause(_Model):
+    """Wait for an operator's decision on flagged outputs before the manifest is committed."""
+
+    enabled: bool = False
+    timeout_s: int = Field(3600, ge=1, le=7 * 24 * 3600, description="after this, flagged outputs stay unpublished")
+
+
 class QualityPolicy(_Model):
     max_invalid_share: float = Field(0.2, ge=0.0, le=1.0, description="fail the run above this share of invalid rows")
     max_failed_share: float = Field(0.2, ge=0.0, le=1.0, description="alarm above this share of failed outputs")
     alert_block: str | None = Field(
         None, description="Prefect notification block told about an alarm, as 'block-type-slug/name', e.g. 'custom-webhook/lightbox-alerts'"
     )
+    review_pause: ReviewPause = ReviewPause()
 
 
 class BrandSpec(_Model):

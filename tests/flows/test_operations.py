@@ -14,7 +14,7 @@ from lightbox.webhooks import SIGNATURE_HEADER, verify
 from tests.conftest import ACME
 from tests.http_server import WebhookReceiver, closed_port_url
 from tests.images import studio_photo, to_bytes
-from tests.lightbox.test_pipeline import make_catalog
+from tests.lightbox.test_pipeline import add_thumbnail, make_catalog
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
 SECRET = "whsec-test-0123456789"
@@ -122,3 +122,87 @@ def test_two_runs_of_one_catalog_at_once_take_turns(tmp_path):
     manifest = json.loads((tmp_path / "out" / "acme-home" / "manifest.json").read_text())["entries"]
     assert len(manifest) == 9 and len({e["run_id"] for e in manifest.values()}) == 1
     assert not list((tmp_path / "out").rglob("*.tmp*"))  # no partial objects left behind
+
+
+def _review_spec(tmp_path, timeout_s: int) -> str:
+    text = open(ACME).read()
+    assert "  max_failed_share: 0.10" in text
+    path = tmp_path / "acme-review.yaml"
+    path.write_text(text.replace("  max_failed_share: 0.10",
+                                 f"  max_failed_share: 0.10\n  review_pause: {{enabled: true, timeout_s: {timeout_s}}}"))
+    return str(path)
+
+
+def _paused_run_id(started_after: float, timeout: float = 120):
+    import asyncio
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+
+    async def paused():
+        async with get_client() as client:
+            runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
+            return [r.id for r in runs if r.created.timestamp() >= started_after]
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = asyncio.run(paused())
+        if found:
+            return found[0]
+        time.sleep(0.5)
+    raise AssertionError("the run never paused for review")
+
+
+def test_operator_approves_flagged_skus_while_the_run_waits(tmp_path, monkeypatch):
+    """review_pause: the run pauses with flagged outputs in review; the operator approves one SKU in the
+    UI's form (resume_flow_run with input); its outputs are published, the other flagged SKU's are not."""
+    import time
+
+    from prefect.flow_runs import resume_flow_run
+
+    monkeypatch.setenv("LIGHTBOX_TEST_HOOK_SECRET", SECRET)
+    catalog = make_catalog(tmp_path / "cat", n_good=2)
+    add_thumbnail(catalog, "THUMB-1")
+    add_thumbnail(catalog, "THUMB-2")
+    out = tmp_path / "out"
+    results = {}
+    started = time.time() - 1
+    with WebhookReceiver() as rx:
+        t = threading.Thread(target=lambda: results.setdefault("state", catalog_run(
+            str(catalog), brand=_review_spec(tmp_path, 300), out=str(out), webhooks=_hooks(tmp_path, rx.url),
+            return_state=True)))
+        t.start()
+        run_id = _paused_run_id(started)
+        assert not (out / "acme-home" / "THUMB-1").exists()  # flagged: nothing live while waiting
+        deadline = time.monotonic() + 60
+        while True:  # the form's schema is saved just after the state turns Paused
+            try:
+                resume_flow_run(run_id, run_input={"decision": "approve_skus", "skus": ["THUMB-1", "NOT-FLAGGED"]})
+                break
+            except RuntimeError as e:
+                if "schema not found" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        t.join(timeout=300)
+        announced = {json.loads(b)["data"]["sku"] for _, b in rx.posts if json.loads(b)["type"] == "image.published"}
+    state = results["state"]
+    live = sorted(p.parent.name for p in (out / "acme-home").glob("*/amazon_main.jpg"))
+    assert live == ["GOOD-0", "GOOD-1", "THUMB-1"]  # approved; THUMB-2 stays in review
+    assert announced == {"GOOD-0", "GOOD-1", "THUMB-1"}  # approved images are announced too
+    manifest = json.loads((out / "acme-home" / "manifest.json").read_text())["entries"]
+    assert "approved by an operator" in " ".join(manifest["THUMB-1/amazon_main"]["qc_reasons"])
+    assert "THUMB-2/amazon_main" not in manifest
+    assert state.name == "QualityAlarm"  # the measurement stands: half the attempted outputs failed the gate
+
+
+def test_without_a_decision_flagged_outputs_stay_unpublished(tmp_path):
+    catalog = make_catalog(tmp_path / "cat", n_good=1)
+    add_thumbnail(catalog)
+    out = tmp_path / "out"
+    state = catalog_run(str(catalog), brand=_review_spec(tmp_path, 2), out=str(out), return_state=True)
+    assert state.name == "QualityAlarm"  # the run went on after the timeout and finished normally
+    assert sorted(p.parent.name for p in (out / "acme-home").glob("*/amazon_main.jpg")) == ["GOOD-0"]
+    assert len(list((out / "acme-home" / "_review").glob("*/THUMB-1/*.jpg"))) == 3
