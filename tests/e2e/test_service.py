@@ -130,7 +130,7 @@ def test_service_end_to_end(tmp_path):
         "LIGHTBOX_API_CATALOG_PREFIXES": str(catalog.parent), "LIGHTBOX_DEFAULT_CATALOG": str(catalog),
     }
     cli = [sys.executable, "-m", "flows.cli"]
-    with WebhookReceiver() as rx:
+    with WebhookReceiver() as rx, WebhookReceiver() as ops_rx:
         hooks.write_text(f"subscribers:\n  - {{name: pim, url: '{rx.url}', secret_env: LIGHTBOX_E2E_HOOK_SECRET}}\n"
                          "timeout_s: 5\nretries: 2\nbackoff_s: 0.2\n")
         try:
@@ -138,12 +138,19 @@ def test_service_end_to_end(tmp_path):
                                    "--port", str(server_port), "--no-ui"], env)
             _wait("the Prefect server", lambda: httpx.get(f"{api_url}/health", timeout=2).status_code == 200, 120)
 
+            # the operators' notification block, so `ops setup` applies the automations
+            block = ("from prefect.blocks.notifications import CustomWebhookNotificationBlock as B; "
+                     f"B(name='lightbox-ops', url='{ops_rx.url}', json_data={{'subject': '{{{{subject}}}}', "
+                     "'text': '{{body}}'}).save('lightbox-ops')")
+            r = subprocess.run([sys.executable, "-c", block], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+            assert r.returncode == 0, r.stderr
             said = {}
             for action in ("setup", "deploy"):
                 r = subprocess.run([*cli, "ops", action], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
                 assert r.returncode == 0, f"ops {action}: {r.stdout}\n{r.stderr}"
                 said[action] = r.stdout
             assert "queue lightbox-process/urgent: created, priority 1" in said["setup"]
+            assert "automation lightbox-run-failed: applied (notifies lightbox-ops)" in said["setup"]
             procs.start("worker", [sys.executable, "-m", "prefect", "worker", "start", "--pool", "lightbox-process",
                                    "--type", "process"], env)
             key = subprocess.run([*cli, "api-key", "create", "catalog-sync"], cwd=REPO, env=env, capture_output=True,
@@ -227,5 +234,15 @@ def test_service_end_to_end(tmp_path):
             assert len(published) == N_PRODUCTS + 3 and sorted(set(published)) == sorted(f"E2E-{i:03d}" for i in range(N_PRODUCTS))
             last = [e for e in events if e["type"] == "run.completed"][-1]["data"]
             assert last["published"] == 3 and last["unknown_skus"] == ["E2E-999"]
+
+            # the automations as code: a job whose catalog is gone fails, and the operators are told
+            r = api.post("/v1/jobs", json={"brand": "acme-home", "catalog": str(catalog.parent / "gone.csv")})
+            assert r.status_code == 202, r.text
+            failed = _wait("the broken job to fail", lambda: (lambda s: s if s["state"] in ("FAILED", "CRASHED") else None)(
+                api.get(r.json()["status_url"]).json()), 180, every=2)
+            assert "gone.csv" in (failed["message"] or "")
+            note = _wait("the run-failed automation's notification", lambda: ops_rx.posts, 60)
+            subject = json.loads(note[0][1])["subject"]
+            assert subject.startswith("Lightbox: catalog run") and "Failed" in subject, subject
         finally:
             procs.stop()
