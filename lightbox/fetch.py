@@ -110,6 +110,7 @@ class FetchPolicy(BaseModel):
         default_factory=dict, description="exact host -> environment variable holding its Authorization header"
     )
     cache_dir: str | None = Field(None, description="default: $LIGHTBOX_CACHE_DIR, else ~/.cache/lightbox/sources")
+    ca_bundle: str | None = Field(None, description="PEM file of CAs to trust for https (a private CDN); default: certifi's")
     user_agent: str = "lightbox-fetch/0.1"
 
     @field_validator("allow_networks")
@@ -447,7 +448,7 @@ class SourceFetcher:
                 if scheme == "https":
                     self._pools[key] = urllib3.HTTPSConnectionPool(
                         addr, port, timeout=timeout, maxsize=n, retries=False, cert_reqs="CERT_REQUIRED",
-                        ca_certs=certifi.where(), server_hostname=host, assert_hostname=host,
+                        ca_certs=self.policy.ca_bundle or certifi.where(), server_hostname=host, assert_hostname=host,
                     )
                 else:
                     self._pools[key] = urllib3.HTTPConnectionPool(addr, port, timeout=timeout, maxsize=n, retries=False)

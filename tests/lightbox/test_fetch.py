@@ -252,3 +252,25 @@ def test_policy_file_errors_name_the_field(tmp_path):
     good = tmp_path / "ok.yaml"
     good.write_text("schemes: [https]\nallow_hosts: ['*.shopify.com', 'cdn.example.com']\nmax_bytes: 1000000\n")
     assert load_fetch_policy(str(good)).allow_hosts == ["*.shopify.com", "cdn.example.com"]
+
+
+def test_https_verifies_the_certificate_and_the_host_name(tmp_path):
+    """A real TLS server on 127.0.0.1 with a certificate from a throwaway CA: trusted through the
+    policy's ca_bundle it is fetched; with certifi's CAs it is refused (not retried); a certificate
+    for another name is refused even though the connection goes to a pinned address."""
+    from tests.http_server import make_tls_files
+
+    ca, cert, key = make_tls_files(tmp_path)
+    with ImageServer(tls=(cert, key)) as tls:
+        url = tls.add("/a.jpg", body=JPEG)
+        by_name = tls.url("/a.jpg", host="localhost")
+        trusted = SourceFetcher(policy(tmp_path, schemes=["https"], ca_bundle=ca))
+        assert trusted.read(url) == JPEG and trusted.read(by_name) == JPEG
+        with pytest.raises(FetchError, match="TLS error"):
+            SourceFetcher(policy(tmp_path, schemes=["https"], retries=2)).read(url)
+        assert len(tls.requests_to("/a.jpg")) == 2  # the untrusted attempt never got as far as a request
+    ca2, cert2, key2 = make_tls_files(tmp_path / "other", names=("cdn.example.com",))
+    with ImageServer(tls=(cert2, key2)) as other:  # trusted CA, but a certificate for another name
+        url = other.add("/a.jpg", body=JPEG)
+        with pytest.raises(FetchError, match="TLS error"):
+            SourceFetcher(policy(tmp_path, schemes=["https"], ca_bundle=ca2, retries=0)).read(url)
