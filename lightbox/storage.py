@@ -65,11 +65,11 @@ SOURCE_SCHEMES = ("", "file", "s3", "s3a")
 
 
 def read_bytes(uri: str) -> bytes:
-    """Read a source file. Only local paths, file:// and s3:// are enabled; fetching over HTTP(S)
-    needs a fetch policy (allowed hosts, size limits, address checks) and is refused until then."""
+    """Read a catalog or config file: local paths, file:// and s3:// only. Source images go through
+    :mod:`lightbox.fetch` (its policy decides HTTP(S), hosts, sizes)."""
     scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
     if scheme not in SOURCE_SCHEMES:
-        raise PermissionError(f"{uri}: scheme '{scheme}' is not enabled for sources (enabled: path, file://, s3://)")
+        raise PermissionError(f"{uri}: scheme '{scheme}' is not enabled for catalog and config files (enabled: path, file://, s3://)")
     fs, path = filesystem(uri)
     try:
         return fs.cat_file(path)

@@ -112,17 +112,11 @@ def attr_name(name: str) -> str:
     return re.sub(r"[^a-z0-9_]+", "_", name.strip().lower()).strip("_")
 
 
-def cell(row: pd.Series | dict, column: str | None) -> str:
+def cell(row: dict, column: str | None) -> str:
     if column is None:
         return ""
     v = row.get(column, "")
     return "" if v is None else str(v).strip()
-
-
-def first_column(columns: list[str], *names: str) -> str | None:
-    """The first of ``names`` the header has (exact spelling), or None."""
-    have = set(columns)
-    return next((n for n in names if n in have), None)
 
 
 def text_warnings(row: int, sku: str, checks: list[tuple[str, str, str]], notes: list[Note]) -> dict[str, str]:

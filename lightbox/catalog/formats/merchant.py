@@ -56,7 +56,7 @@ def adapt_merchant(raw: pd.DataFrame, uri: str) -> Adapted:
     raw = raw.rename(columns={c: str(c).strip().lower().removeprefix("g:") for c in raw.columns})
     notes: list[Note] = []
     records: list[Record] = []
-    for i, (_, r) in enumerate(raw.iterrows(), start=1):
+    for i, r in enumerate(raw.to_dict(orient="records"), start=1):
         sku = cell(r, "id")
         if not sku:
             notes.append(Note(i, "", "id", "item without an id", "invalid"))

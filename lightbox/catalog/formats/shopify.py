@@ -74,8 +74,8 @@ def adapt_shopify(raw: pd.DataFrame, uri: str) -> Adapted:
     metafields = _metafields(list(raw.columns))
     notes: list[Note] = []
     records: list[Record] = []
-    groups: dict[str, list[tuple[int, pd.Series]]] = {}
-    for i, (_, r) in enumerate(raw.iterrows(), start=1):
+    groups: dict[str, list[tuple[int, dict]]] = {}
+    for i, r in enumerate(raw.to_dict(orient="records"), start=1):
         handle = cell(r, c["handle"])
         if not handle:
             notes.append(Note(i, "", c["handle"] or "Handle", "row has no handle; cannot tell which product it belongs to",

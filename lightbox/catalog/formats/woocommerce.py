@@ -39,7 +39,7 @@ def _first_category(value: str) -> str:
     return parts[0].replace("\\,", ",").strip() if parts else ""
 
 
-def _attributes(row: pd.Series, columns: list[str]) -> dict[str, str]:
+def _attributes(row: dict, columns: list[str]) -> dict[str, str]:
     out = {}
     n = 1
     while f"Attribute {n} name" in columns:
@@ -56,11 +56,11 @@ def adapt_woocommerce(raw: pd.DataFrame, uri: str) -> Adapted:
     gtin_col = next((g for g in GTIN_COLUMNS if g in columns), None)
     notes: list[Note] = []
     records: list[Record] = []
-    rows = list(enumerate((r for _, r in raw.iterrows()), start=1))
+    rows = list(enumerate(raw.to_dict(orient="records"), start=1))
     by_id = {cell(r, "ID"): (i, r) for i, r in rows if cell(r, "ID")}
     by_sku = {cell(r, "SKU"): (i, r) for i, r in rows if cell(r, "SKU")}
 
-    def parent_of(r: pd.Series) -> tuple[int, pd.Series] | None:
+    def parent_of(r: dict) -> tuple[int, dict] | None:
         ref = cell(r, "Parent")
         if ref.startswith("id:"):
             return by_id.get(ref[3:].strip())
@@ -127,5 +127,5 @@ def adapt_woocommerce(raw: pd.DataFrame, uri: str) -> Adapted:
     return Adapted("woocommerce", records, notes, {"sku": "SKU", "title": "Name", "category": "Categories", "images": "Images"})
 
 
-def _types(r: pd.Series) -> set[str]:
+def _types(r: dict) -> set[str]:
     return {t.strip().lower() for t in cell(r, "Type").split(",") if t.strip()}
