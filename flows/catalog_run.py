@@ -16,10 +16,11 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from lightbox import progress
 from lightbox.errors import LightboxError
-from lightbox.fetch import load_fetch_policy
+from lightbox.fetch import FetchPolicy, load_fetch_policy
 from lightbox.webhooks import Delivery, WebhookConfig, load_webhooks
 from lightbox.records import Chunk, Output, RunContext
 from lightbox.report import RunSummary
+from lightbox.specs import BrandSpec
 from flows.review import operator_review
 from tasks._policy import ensure_concurrency_limit
 from tasks.report import artifact_key, report_run
@@ -89,8 +90,8 @@ def brand_lock_name(brand: str) -> str:
     return f"lightbox-brand-{brand}"
 
 
-def _run(catalog: str, spec, brand: str, out: str, chunk_size: int, layout: str | None, policy, skus: list[str] | None,  # noqa: ANN001
-         hooks: WebhookConfig, started: float) -> RunSummary | State:
+def _run(catalog: str, spec: BrandSpec, brand: str, out: str, chunk_size: int, layout: str | None, policy: FetchPolicy,
+         skus: list[str] | None, hooks: WebhookConfig, started: float) -> RunSummary | State:
     ai_fallback = prepare_engine(spec)
     ctx = RunContext(run_id=new_run_id(), brand_uri=brand, out_uri=out, ai_fallback=ai_fallback, fetch=policy)
 
