@@ -32,6 +32,7 @@ from tasks.stages import (
     load_spec,
     notify_published,
     plan_run,
+    prepare_cutout,
     prepare_engine,
     publish_chunk,
     quality_check_chunk,
@@ -93,7 +94,9 @@ def brand_lock_name(brand: str) -> str:
 def _run(catalog: str, spec: BrandSpec, brand: str, out: str, chunk_size: int, layout: str | None, policy: FetchPolicy,
          skus: list[str] | None, hooks: WebhookConfig, started: float) -> RunSummary | State:
     ai_fallback = prepare_engine(spec)
-    ctx = RunContext(run_id=new_run_id(), brand_uri=brand, out_uri=out, ai_fallback=ai_fallback, fetch=policy)
+    cutout_fallback = prepare_cutout(spec)
+    ctx = RunContext(run_id=new_run_id(), brand_uri=brand, out_uri=out, ai_fallback=ai_fallback,
+                     cutout_fallback=cutout_fallback, fetch=policy)
 
     # 1. Ingest
     catalog_ref = ingest_catalog(catalog, spec, ctx, layout)

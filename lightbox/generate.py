@@ -15,14 +15,20 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
 
 from lightbox.engines import Engine, RenderJob
 from lightbox.errors import ItemError
 from lightbox.fetch import SourceFetcher
-from lightbox.imaging.compose import encode, layout, resampled
-from lightbox.imaging.cutout import CutOut, cut_out
+from lightbox.imaging.compose import encode, layout, resample_product, resampled
+from lightbox.imaging.cutout import CutOut, cut_out_many
 from lightbox.imaging.decode import decode_image
+from lightbox.imaging.segmentation import segmenter_for
 from lightbox.quality.checks import fidelity
 from lightbox.records import Chunk, Output, Product, RunContext, WorkItem, seed_for
 from lightbox.specs.models import BrandSpec, ChannelPreset, Look, resolve_look, template_fields
@@ -81,8 +87,10 @@ class _Pending:
     looks: dict[str, Look]
     cut: CutOut | None
     alt_text: str
+    failed: Callable[[str], list[Output]]  # every pending output of the product, failed with a reason
     timings: dict[str, float]
     prompts: dict[str, str] = field(default_factory=dict)  # channel -> filled prompt (AI looks)
+    image: Image.Image | None = None  # decoded source, until it is cut out
     todo: list[tuple[ChannelPreset, int, str]] = field(default_factory=list)  # channel, variant, fingerprint
 
 
@@ -138,7 +146,7 @@ def prepare_item(
         return failed(str(e)), None
 
     outputs: list[Output] = []
-    pending = _Pending(item=item, looks=looks, cut=None, alt_text=alt_text, timings=timings, prompts=prompts)
+    pending = _Pending(item=item, looks=looks, cut=None, alt_text=alt_text, failed=failed, timings=timings, prompts=prompts)
     for ch in channels:
         look = looks[ch.name]
         for v in range(_variants(look)):
@@ -157,15 +165,39 @@ def prepare_item(
     if data is not None:
         try:
             t = time.perf_counter()
-            image = decode_image(data, max_pixels=spec.max_source_pixels)
+            pending.image = decode_image(data, max_pixels=spec.max_source_pixels)
             timings["decode_ms"] = (time.perf_counter() - t) * 1000
-            t = time.perf_counter()
-            pending.cut = cut_out(image, spec.cutout)
-            timings["cutout_ms"] = (time.perf_counter() - t) * 1000
         except ItemError as e:
-            fails = {(o.channel, o.variant) for o in outputs}
-            return outputs + [o for o in failed(str(e)) if (o.channel, o.variant) not in fails], None
+            return outputs + _failed_todo(pending, str(e)), None
     return outputs, pending
+
+
+def _failed_todo(pending: _Pending, reason: str) -> list[Output]:
+    """The product's outputs still to render, failed with ``reason`` (unchanged ones stay unchanged)."""
+    todo = {(ch.name, v) for ch, v, _ in pending.todo}
+    return [o for o in pending.failed(reason) if (o.channel, o.variant) in todo]
+
+
+def cut_chunk(pendings: list[_Pending], spec: BrandSpec, ctx: RunContext) -> list[Output]:
+    """Cut out every pending product that has a photo, the model's photos batched; returns the failed
+    outputs of products whose photo was refused (and drops those from further work)."""
+    with_image = [p for p in pendings if p.image is not None]
+    if not with_image:
+        return []
+    t = time.perf_counter()
+    params = [spec.cutout_for(p.item.product.category) for p in with_image]
+    results = cut_out_many([p.image for p in with_image], params, segmenter_for(ctx.cutout_fallback))
+    per_ms = (time.perf_counter() - t) * 1000 / len(with_image)
+    refused: list[Output] = []
+    for p, res in zip(with_image, results, strict=True):
+        p.image = None  # pixels go with the cut from here on
+        p.timings["cutout_ms"] = per_ms
+        if isinstance(res, ItemError):
+            refused.extend(_failed_todo(p, f"cut-out refused: {res}"))
+            p.todo = []
+        else:
+            p.cut = res
+    return refused
 
 
 def generate_chunk(
@@ -176,11 +208,15 @@ def generate_chunk(
     jobs: list[tuple[RenderJob, _Pending, ChannelPreset, str]] = []
     sources = sources or SourceFetcher(ctx.fetch, run_id=ctx.run_id)
     sources.prefetch([item.product.images[0] for item in chunk.items if item.product.images])
+    pendings: list[_Pending] = []
     for item in chunk.items:
         done, pending = prepare_item(item, spec, channels, ctx, store, engines, sources)
         outputs.extend(done)
-        if pending is None:
-            continue
+        if pending is not None:
+            pendings.append(pending)
+    outputs.extend(cut_chunk(pendings, spec, ctx))
+    for pending in pendings:
+        item = pending.item
         tpl = spec.template_for(item.product.category)
         for ch, v, fp in pending.todo:
             look = pending.looks[ch.name]
@@ -209,15 +245,40 @@ def generate_chunk(
 
 def construction_metrics(cut: CutOut, look: Look, blob: bytes) -> dict:
     """What QC cannot measure without the cut-out: where the product went, how much it was enlarged,
-    how sure the cut-out was, and how faithful the encoded product region is to the product."""
+    which method cut it and why, the cut's own diagnostics (``cutout_*``), and how faithful the encoded
+    product region is to the product: to the cut-out (``fidelity``) and to the source photo itself
+    (``fidelity_source``: opaque product pixels against the source resampled the same way)."""
     crop, solid = layout(cut, look)
     reference = resampled(cut, (crop.width, crop.height))
-    return {
+    m = {
         "product_box": [solid.x, solid.y, solid.x + solid.width, solid.y + solid.height],
         "upscale": round(solid.scale, 4),
         "edge_confidence": round(cut.edge_confidence, 4),
-        "fidelity": fidelity(blob, reference, crop.x, crop.y),
+        "cutout_method": cut.method,
+        "cutout_reason": cut.reason,
+        **cut.diagnostics,
     }
+    source = source_reference(cut, (crop.width, crop.height))
+    if source is None:  # a transparent source: the cut-out is the source
+        m["fidelity"] = m["fidelity_source"] = fidelity(blob, reference, crop.x, crop.y)
+    else:
+        m["fidelity"], m["fidelity_source"] = fidelity(blob, reference, crop.x, crop.y, source)
+    return m
+
+
+def source_reference(cut: CutOut, size: tuple[int, int]) -> np.ndarray | None:
+    """The source photo's own pixels over the cut's box, resampled to ``size`` with the product's filter,
+    with the cut's opaque pixels (eroded by one, so edge mixing does not count) as alpha 255."""
+    if cut.source is None:
+        return None
+    key = ("source", size)
+    if key not in cut.cache:
+        x0, y0, x1, y1 = cut.bbox
+        src = cut.source[y0:y1, x0:x1]
+        opaque = cut.rgba[y0:y1, x0:x1, 3] == 255
+        rgba = np.dstack([src, np.where(ndimage.binary_erosion(opaque, border_value=1), 255, 0).astype(np.uint8)])
+        cut.cache[key] = resample_product(rgba, size) if (src.shape[1], src.shape[0]) != size else rgba
+    return cut.cache[key]
 
 
 def _stage(job, pending: _Pending, ch: ChannelPreset, fp: str, res, engine: Engine, render_ms: float,  # noqa: ANN001

@@ -13,6 +13,7 @@ from lightbox.catalog.ingest import read_catalog, to_products
 from lightbox.catalog.validate import validate_catalog
 from lightbox.fetch import FetchPolicy
 from lightbox.engines import build_engines, prepare_ai
+from lightbox.imaging.segmentation import prepare_segmentation
 from lightbox.errors import ValidationThresholdError
 from lightbox.generate import generate_chunk
 from lightbox.manifest import commit_manifest, load_manifest, manifest_key
@@ -34,7 +35,7 @@ def run_plain(
     channels = spec_channels(spec)
     store = Store(out)
     ctx = RunContext(run_id=run_id or f"plain-{uuid.uuid4().hex[:8]}", brand_uri=brand, out_uri=out, ai_fallback=prepare_ai(spec),
-                     fetch=(fetch_policy or FetchPolicy()).for_catalog(catalog))
+                     cutout_fallback=prepare_segmentation(spec), fetch=(fetch_policy or FetchPolicy()).for_catalog(catalog))
     engines = build_engines(spec, ctx.ai_fallback)
     frame = read_catalog(catalog, layout=layout)
     result = validate_catalog(frame, spec)

@@ -63,6 +63,7 @@ class RunContext(_Record):
     brand_uri: str
     out_uri: str
     ai_fallback: str | None = Field(None, description="why AI looks render with the studio engine this run")
+    cutout_fallback: str | None = Field(None, description="why the segmentation model is not used this run")
     fetch: FetchPolicy = Field(default_factory=FetchPolicy, description="how source images are fetched")
 
 

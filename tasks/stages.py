@@ -17,6 +17,7 @@ from lightbox.engines import build_engines, prepare_ai, uses_ai
 from lightbox.errors import ValidationThresholdError
 from lightbox.generate import generate_chunk as _generate_chunk
 from lightbox.generate import output_key
+from lightbox.imaging.segmentation import prepare_segmentation
 from lightbox.manifest import commit_manifest, load_manifest, manifest_key
 from lightbox.plan import Plan
 from lightbox.plan import plan_run as _plan_run
@@ -66,6 +67,20 @@ def prepare_engine(spec: BrandSpec) -> str | None:
     elif uses_ai(spec):
         ensure_concurrency_limit(spec.diffusion.concurrency_limit, spec.diffusion.concurrency_slots)
         logger.info("AI engine ready: %s", spec.diffusion.model)
+    return reason
+
+
+@task(name="prepare-cutout")
+def prepare_cutout(spec: BrandSpec) -> str | None:
+    """Load the spec's segmentation models once (fails the run at start, naming the model and where it
+    looked, when one cannot load and its fallback is 'fail'). Returns a fallback reason or None."""
+    logger = get_run_logger()
+    reason = prepare_segmentation(spec)
+    if reason:
+        logger.warning("segmentation model unavailable: %s", reason)
+    for cfg in spec.segmentation_models():
+        if not reason:
+            logger.info("segmentation model ready: %s", cfg.path)
     return reason
 
 

@@ -45,7 +45,8 @@ def prepare_ai(spec) -> str | None:  # noqa: ANN001
     engine this run, per the spec's ``diffusion.fallback``; raises when the fallback is 'fail'."""
     if not uses_ai(spec):
         return None
-    from lightbox.engines.diffusion import DeviceUnavailable, ModelLoadError, get_pipeline, resolve_runtime
+    from lightbox.accelerator import DeviceUnavailable
+    from lightbox.engines.diffusion import ModelLoadError, get_pipeline, resolve_runtime
 
     cfg = spec.diffusion
     try:

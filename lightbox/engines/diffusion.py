@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -28,6 +27,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from lightbox.accelerator import Runtime, is_oom, pick_runtime
+from lightbox.accelerator import where as model_location
 from lightbox.engines.jobs import Rendered, RenderJob
 from lightbox.errors import LightboxError
 from lightbox.imaging.compose import layout, paste_window, render, resample_product
@@ -40,47 +41,8 @@ class ModelLoadError(LightboxError):
     """The diffusion model named by the spec cannot be loaded; the message says where Lightbox looked."""
 
 
-class DeviceUnavailable(LightboxError):
-    """No device meets the spec's ``require``."""
-
-
-@dataclass(frozen=True)
-class Runtime:
-    device: str
-    dtype: str  # "float16" | "bfloat16" | "float32"
-
-
 def resolve_runtime(cfg: Diffusion) -> Runtime:
-    import torch
-
-    cuda = torch.cuda.is_available()
-    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
-    if cfg.device == "auto":
-        device = "cuda" if cuda else "mps" if mps else "cpu"
-    else:
-        device = cfg.device
-        if (device == "cuda" and not cuda) or (device == "mps" and not mps):
-            raise DeviceUnavailable(f"diffusion.device is {device!r} but no {device} device is available")
-    if cfg.require == "accelerator" and device == "cpu":
-        raise DeviceUnavailable("diffusion.require is 'accelerator' but only a CPU is available")
-    if cfg.dtype != "auto":
-        dtype = cfg.dtype
-    elif device == "cuda":
-        dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    elif device == "mps":
-        dtype = "float16"
-    else:
-        dtype = "float32"
-    return Runtime(device=device, dtype=dtype)
-
-
-def _where(model: str) -> str:
-    if os.path.isdir(model):
-        return f"local directory {os.path.abspath(model)}"
-    cache = os.environ.get("HF_HUB_CACHE") or os.path.join(
-        os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub"
-    )
-    return f"Hugging Face Hub id (cache {cache}; HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')})"
+    return pick_runtime(cfg.device, cfg.dtype, field="diffusion", require_accelerator=cfg.require == "accelerator")
 
 
 _LOAD_LOCK = threading.Lock()
@@ -98,7 +60,7 @@ def load_pipeline(model: str, revision: str | None, kind: str, device: str, dtyp
     diffusers.utils.logging.disable_progress_bar()  # loading bars are noise in a pipeline's logs
     transformers.utils.logging.disable_progress_bar()
     auto = diffusers.AutoPipelineForInpainting if kind == "inpaint" else diffusers.AutoPipelineForText2Image
-    where = _where(model)
+    where = model_location(model)
     try:
         pipe = auto.from_pretrained(
             model, revision=revision, dtype=getattr(torch, dtype),
@@ -139,13 +101,6 @@ def get_pipeline(cfg: Diffusion, kind: str, rt: Runtime) -> Any:
             model, cfg.revision, kind, rt.device, rt.dtype, cfg.scheduler, cfg.attention_slicing,
             cfg.vae_tiling, cfg.cpu_offload, cfg.lora.path if cfg.lora else None, cfg.lora.scale if cfg.lora else 0.0,
         )
-
-
-def is_oom(exc: BaseException) -> bool:
-    import torch
-
-    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
-    return (oom is not None and isinstance(exc, oom)) or "out of memory" in str(exc).lower()
 
 
 def working_size(width: int, height: int, resolution: int) -> tuple[int, int]:

@@ -1,31 +1,42 @@
-"""Cut the product out of its source photo: take a transparent PNG's alpha, or separate it from a
-plain studio backdrop with uneven light.
+"""Cut the product out of its source photo, and say which method cut it, why, and how sure it is.
 
-The result keeps the source's RGB pixels untouched and only adds an alpha channel, so later stages
-can promise that the product itself is never altered (only resampled).
+Methods (``cutout.method`` in the brand spec, per category template where needed):
 
-Studio method, in steps:
+- ``alpha``: a transparent source's own alpha.
+- ``backdrop``: separation from a plain studio backdrop. Only for photos whose border passes the
+  plain-backdrop test (:func:`assess_backdrop`); a photo taken in a setting is refused, never cut.
+- ``model``: a learned segmentation model (:mod:`lightbox.imaging.segmentation`), its soft mask refined
+  at the edge by matting (:mod:`lightbox.imaging.matting`).
+- ``auto`` (default): alpha for real transparency; backdrop when the border is a plain backdrop and
+  the backdrop cut is sure of its outline; otherwise the model. Without a model, a photo with no plain
+  backdrop is refused with one line, and an unsure backdrop cut is kept but flagged, so the gate sends
+  it to review instead of a live channel.
+
+Every cut carries ``diagnostics`` measured without ground truth (:func:`diagnose`), which the quality
+gate reads: the share of the outline with contrast, the frame sides the mask runs into, raggedness,
+the product's share of the photo, backdrop-coloured holes kept inside the product.
+
+Backdrop method, in steps:
 1. sample a ring along the frame border and fit a smooth backdrop model per channel (a quadratic
    surface, refit once without outliers) - this absorbs vignetting and a light fall-off;
-2. distance of every pixel to the backdrop model (max over R, G, B);
-3. backdrop = pixels within an adaptive threshold (``noise_factor`` x the ring's noise, between
-   ``min_threshold`` and ``threshold``), or darkened without a change of hue (a floor shadow up to
-   ``shadow_depth``), that are connected to the frame border - so a white label inside a product
-   stays product;
+2. distance of every pixel to the backdrop model (max over R, G, B), and a floor-shadow test on
+   locally averaged colour ratios (darkening with the same ratio on R, G and B, within the measured noise);
+3. backdrop = pixels near the model or shadow-like, reached from the frame border without crossing an
+   edge (a sharp step well above the backdrop's noise): a product whose colour crosses the backdrop's
+   keeps its outline, and a white label inside a product stays product;
 4. drop specks smaller than ``min_object_share`` of the frame (dust), keep everything else;
-5. soft alpha in a thin band at the edge from the same distance (anti-aliasing), and the colour of
-   those mixed edge pixels recovered from the backdrop model (no studio-paper fringe on a new
-   background). Opaque product pixels keep the source's values exactly.
-
-``holes: backdrop`` also clears enclosed regions (a mug handle's hole) larger than ``min_hole_share``
-of the frame whose median distance to the backdrop is within half the threshold; the default ``keep``
-never removes an enclosed region, because a white label inside a product can look like paper.
+5. enclosed backdrop (a mug handle's hole) is cleared when it matches the fitted backdrop (``holes``);
+6. soft alpha in a thin band at the edge (anti-aliasing), and the colour of those mixed edge pixels
+   recovered from the backdrop model (no studio-paper fringe on a new background). Opaque product
+   pixels keep the source's values exactly.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -36,15 +47,21 @@ from lightbox.specs.models import Cutout as CutoutParams
 
 log = logging.getLogger(__name__)
 
+NO_BACKDROP = "no plain backdrop in the source photo; configure cutout.model or supply a studio photo"
+SHADOW_WALL_GAP = 2  # shadow-like pixels this close to a step are not backdrop (mixed colours)
+GAP_CLOSING = 0  # gaps in an outline closed by the backdrop method, in px (each side)
+WORK_SIDE = 1024  # diagnostics are measured at most this large (resolution-independent measures)
+
 
 @dataclass(frozen=True)
 class CutOut:
     rgba: np.ndarray  # H x W x 4 uint8: source RGB (opaque pixels untouched, edge pixels decontaminated) + alpha
     bbox: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive) of alpha > 0: what is cropped and kept
     solid_bbox: tuple[int, int, int, int]  # of alpha >= 128: what is framed (faint wisps do not count)
-    method: str  # "alpha" (transparent source) or "studio" (backdrop separation)
-    edge_confidence: float  # share of the mask edge with strong contrast to the backdrop, 0..1
-    touches_edge: bool  # the product runs into the source frame (cropped product?)
+    method: str  # "alpha", "backdrop" or "model"
+    reason: str  # why this method cut it (report and manifest)
+    diagnostics: dict[str, Any] = field(default_factory=dict)  # run-time measures the gate reads (cutout_*)
+    source: np.ndarray | None = field(default=None, compare=False, repr=False)  # the source RGB, for fidelity
     cache: dict = field(default_factory=dict, compare=False, repr=False)  # resampled sizes (compose.resampled)
 
     @property
@@ -52,17 +69,108 @@ class CutOut:
         x0, y0, x1, y1 = self.bbox
         return self.rgba[y0:y1, x0:x1]
 
+    @property
+    def edge_confidence(self) -> float:
+        return float(self.diagnostics.get("cutout_edge_contrast", 1.0))
 
-def cut_out(im: Image.Image, params: CutoutParams) -> CutOut:
+    @property
+    def touches_edge(self) -> bool:
+        return int(self.diagnostics.get("cutout_borders", 0)) > 0
+
+    @property
+    def confident(self) -> bool:
+        return bool(self.diagnostics.get("cutout_confident", True))
+
+
+# --- routing -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Planned:
+    """A photo on its way to a cut: either done, waiting for the model, or refused."""
+
+    rgb: np.ndarray | None = None
+    cut: CutOut | None = None
+    reason: str = ""
+    error: ItemError | None = None
+    fallback: CutOut | None = None  # an unsure backdrop cut, used when the model is not there
+
+
+def plan_cut(im: Image.Image, params: CutoutParams, has_model: bool) -> _Planned:
+    """Decide the method for one photo; cuts it now unless the model is needed."""
     if im.mode == "RGBA":
         arr = np.asarray(im)
-        alpha = arr[..., 3]
-        if (alpha < 250).mean() > 0.01:
-            return _from_alpha(arr)
-        im = im.convert("RGB")
+        if (arr[..., 3] < 250).mean() > 0.01:
+            if params.method in ("auto", "alpha"):
+                return _Planned(cut=_from_alpha(arr))
+            im = im.convert("RGB")  # backdrop/model asked for explicitly: the alpha is ignored
+        else:
+            im = im.convert("RGB")
     if im.mode != "RGB":
         raise ValueError(f"cut_out expects an RGB or RGBA image, got mode {im.mode!r}")
-    return _studio(np.asarray(im), params)
+    rgb = np.asarray(im)
+    if params.method == "alpha":
+        return _Planned(error=ItemError("cutout.method is 'alpha' but the photo has no transparency"))
+    if params.method == "model":
+        if not has_model:
+            return _Planned(error=ItemError("cutout.method is 'model' but the segmentation model is not available this run"))
+        return _Planned(rgb=rgb, reason="cutout.method is 'model'")
+    test = assess_backdrop(rgb, params)
+    if not test.plain:
+        if params.method == "auto" and has_model:
+            return _Planned(rgb=rgb, reason=f"no plain backdrop ({test.why})")
+        return _Planned(error=ItemError(f"{NO_BACKDROP} ({test.why})"))
+    try:
+        cut = _backdrop(rgb, params, test)
+    except ItemError as e:
+        if params.method == "auto" and has_model:
+            return _Planned(rgb=rgb, reason=f"backdrop cut failed ({e})")
+        return _Planned(error=e)
+    if cut.confident or params.method == "backdrop":
+        return _Planned(cut=cut)
+    if has_model:
+        return _Planned(rgb=rgb, reason=f"backdrop cut unsure ({cut.reason})", fallback=cut)
+    return _Planned(cut=cut)
+
+
+def cut_out_many(images: list[Image.Image], params: list[CutoutParams],
+                 segmenter_for: Callable[[CutoutParams], Any | None] = lambda p: None) -> list[CutOut | ItemError]:
+    """Cut a chunk's photos: route each, batch the model's photos per segmenter, refine its masks.
+    Returns a cut or the ItemError that refused it, per photo, in order."""
+    from lightbox.imaging.segmentation import SegmentationError
+
+    segs = [segmenter_for(p) if p.method in ("auto", "model") and p.model is not None else None for p in params]
+    plans = [plan_cut(im, p, s is not None) for im, p, s in zip(images, params, segs, strict=True)]
+    results: list[CutOut | ItemError | None] = [pl.cut if pl.cut is not None else pl.error for pl in plans]
+    waiting = [i for i, pl in enumerate(plans) if pl.cut is None and pl.error is None]
+    by_seg: dict[int, list[int]] = {}
+    for i in waiting:
+        by_seg.setdefault(id(segs[i]), []).append(i)
+    for idxs in by_seg.values():
+        seg = segs[idxs[0]]
+        try:
+            masks = seg.predict([plans[i].rgb for i in idxs])
+        except SegmentationError as e:
+            for i in idxs:
+                results[i] = plans[i].fallback or ItemError(f"segmentation model failed: {e}")
+            continue
+        for i, soft in zip(idxs, masks, strict=True):
+            try:
+                results[i] = _from_model(plans[i].rgb, soft, params[i], plans[i].reason)
+            except ItemError as e:
+                results[i] = e
+    return results  # type: ignore[return-value]
+
+
+def cut_out(im: Image.Image, params: CutoutParams, segmenter: Any | None = None) -> CutOut:
+    """One photo (see :func:`cut_out_many`); raises the ItemError that refused it."""
+    res = cut_out_many([im], [params], lambda p: segmenter)[0]
+    if isinstance(res, ItemError):
+        raise res
+    return res
+
+
+# --- alpha ---------------------------------------------------------------------------------------------------
 
 
 def _from_alpha(arr: np.ndarray) -> CutOut:
@@ -70,29 +178,93 @@ def _from_alpha(arr: np.ndarray) -> CutOut:
     if not (alpha > 0).any():
         raise ItemError("transparent image has no visible pixels")
     bbox = _bbox(alpha > 0)
-    h, w = alpha.shape
-    touches = bbox[0] == 0 or bbox[1] == 0 or bbox[2] == w or bbox[3] == h
     solid = _bbox(alpha >= 128) if (alpha >= 128).any() else bbox
-    return CutOut(rgba=np.ascontiguousarray(arr), bbox=bbox, solid_bbox=solid, method="alpha", edge_confidence=1.0, touches_edge=touches)
+    diag = diagnose(None, alpha, None)
+    diag["cutout_confident"] = True  # the photo's own alpha: nothing was guessed
+    return CutOut(rgba=np.ascontiguousarray(arr), bbox=bbox, solid_bbox=solid, method="alpha",
+                  reason="the photo is transparent", diagnostics=diag, source=None)
 
 
-def backdrop_model(rgb: np.ndarray, ring: int) -> np.ndarray:
-    """Fit a quadratic surface per channel to the border ring; returns H x W x 3 float32."""
+# --- plain-backdrop test -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BackdropTest:
+    plain: bool
+    why: str
+    ring: int
+    noise: float  # robust spread of the ring's fit residuals, levels
+    fit: float  # share of ring samples the fitted backdrop explains
+    coef: np.ndarray  # 6 x 3 quadratic surface coefficients
+    chroma: np.ndarray = field(default_factory=lambda: np.full(3, 1 / 3))  # the paper's colour, r/(r+g+b)...
+    chroma_noise: float = 0.0  # robust spread of the ring's chromaticity
+
+
+def _ring_width(h: int, w: int) -> int:
+    return max(3, round(0.015 * min(h, w)))
+
+
+def assess_backdrop(rgb: np.ndarray, params: CutoutParams) -> BackdropTest:
+    """Is the photo's border a plain studio backdrop? Fit a smooth surface to a ring along the border and
+    measure how much of the ring it explains and how noisy the rest is. Wood, fabric, rooms and skies
+    fail: their border is neither smooth nor one surface."""
     h, w, _ = rgb.shape
+    ring = _ring_width(h, w)
+    coef, resid, keep = _fit_ring(rgb, ring)
+    fit = float(keep.mean())
+    kept = resid[keep]
+    noise = float(1.4826 * np.median(kept)) if kept.size else float("inf")
+    ys, xs = _ring_samples(h, w, ring)
+    px = rgb[ys, xs][keep].astype(np.float64)
+    chroma_px = px / np.maximum(px.sum(axis=1, keepdims=True), 1.0)
+    chroma = np.median(chroma_px, axis=0) if len(px) else np.full(3, 1 / 3)
+    chroma_noise = float(1.4826 * np.median(np.abs(chroma_px - chroma).max(axis=1))) if len(px) else 0.0
+    if fit < params.min_backdrop_fit:
+        why = f"the fitted backdrop explains {fit:.0%} of the border, under {params.min_backdrop_fit:.0%}"
+        return BackdropTest(False, why, ring, noise, fit, coef, chroma, chroma_noise)
+    if noise > params.max_backdrop_noise:
+        why = f"the border varies by {noise:.1f} levels around a smooth backdrop, over {params.max_backdrop_noise:g}"
+        return BackdropTest(False, why, ring, noise, fit, coef, chroma, chroma_noise)
+    return BackdropTest(True, f"plain backdrop (border fit {fit:.0%}, noise {noise:.1f})", ring, noise, fit, coef, chroma, chroma_noise)
+
+
+def _ring_samples(h: int, w: int, ring: int) -> tuple[np.ndarray, np.ndarray]:
     stride = max(1, int(np.sqrt(2 * ring * (h + w) / 6000)))
     yy, xx = np.mgrid[0:h:stride, 0:w:stride]
     in_ring = (yy < ring) | (yy >= h - ring) | (xx < ring) | (xx >= w - ring)
-    ys, xs = yy[in_ring], xx[in_ring]
+    return yy[in_ring], xx[in_ring]
+
+
+def _design(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return np.stack([np.ones_like(u), u, v, u * u, v * v, u * v], axis=1)
+
+
+def _fit_ring(rgb: np.ndarray, ring: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(coefficients, |residual| max over RGB per ring sample, inlier mask) of a quadratic surface fit."""
+    h, w, _ = rgb.shape
+    ys, xs = _ring_samples(h, w, ring)
     samples = rgb[ys, xs].astype(np.float64)
     u = xs / max(w - 1, 1) * 2 - 1
     v = ys / max(h - 1, 1) * 2 - 1
-    design = np.stack([np.ones_like(u), u, v, u * u, v * v, u * v], axis=1)
+    design = _design(u, v)
     keep = np.ones(len(samples), dtype=bool)
-    for _ in range(2):  # fit, drop outliers (a product touching the border), refit
+    coef = np.zeros((6, 3))
+    resid = np.zeros(len(samples))
+    for _ in range(3):  # fit, drop outliers (a product touching the border), refit
+        if keep.sum() < 12:
+            break
         coef, *_ = np.linalg.lstsq(design[keep], samples[keep], rcond=None)
         resid = np.abs(design @ coef - samples).max(axis=1)
         mad = np.median(resid[keep]) + 1e-6
         keep = resid < max(6.0 * mad, 8.0)
+    return coef, resid, keep
+
+
+def backdrop_model(rgb: np.ndarray, ring: int, coef: np.ndarray | None = None) -> np.ndarray:
+    """The fitted backdrop as an H x W x 3 float32 image (quadratic surface per channel)."""
+    h, w, _ = rgb.shape
+    if coef is None:
+        coef, _, keep = _fit_ring(rgb, ring)
         if keep.sum() < 12:
             raise ItemError("cannot find a plain studio backdrop along the image border")
     U = (np.arange(w, dtype=np.float32) / max(w - 1, 1) * 2 - 1)[None, :]
@@ -104,50 +276,93 @@ def backdrop_model(rgb: np.ndarray, ring: int) -> np.ndarray:
     return model
 
 
-def _studio(rgb: np.ndarray, params: CutoutParams) -> CutOut:
-    h, w, _ = rgb.shape
-    ring = max(3, round(0.015 * min(h, w)))
-    model = backdrop_model(rgb, ring)
-    planes = [rgb[..., k].astype(np.float32) for k in range(3)]  # per plane: fast, contiguous
-    dist = np.abs(planes[0] - model[..., 0])
-    for k in (1, 2):
-        np.maximum(dist, np.abs(planes[k] - model[..., k]), out=dist)
-    dist = ndimage.uniform_filter(dist, size=3)  # sensor noise is not an edge
-    # A floor shadow darkens the backdrop without changing its hue: equal ratios on R, G and B.
-    ratios = [planes[k] / np.maximum(model[..., k], 1.0) for k in range(3)]
-    rmin = np.minimum(np.minimum(ratios[0], ratios[1]), ratios[2])
-    rmax = np.maximum(np.maximum(ratios[0], ratios[1]), ratios[2])
-    shadow_like = (rmin >= 1.0 - params.shadow_depth) & (rmax <= 1.0) & (rmax - rmin <= 0.025)
-    shadow_like = ndimage.uniform_filter(shadow_like.astype(np.float32), size=3) > 0.5
-    del planes, ratios, rmin, rmax
+# --- backdrop method -----------------------------------------------------------------------------------------
 
-    # Threshold: the spec's value is the ceiling; a clean, evenly fitted backdrop allows a tighter one
-    # (white products on white paper need it). Noise = robust spread of the ring's residuals.
-    ring_mask = np.zeros((h, w), dtype=bool)
-    ring_mask[:ring] = ring_mask[-ring:] = True
-    ring_mask[:, :ring] = ring_mask[:, -ring:] = True
-    ring_dist = dist[ring_mask]
-    noise = float(np.median(ring_dist) + 1.4826 * np.median(np.abs(ring_dist - np.median(ring_dist))))
-    t = float(min(params.threshold, max(params.min_threshold, params.noise_factor * noise)))
-    near = (dist <= t) | shadow_like
+
+def _backdrop(rgb: np.ndarray, params: CutoutParams, test: BackdropTest | None = None) -> CutOut:
+    h, w, _ = rgb.shape
+    test = test or assess_backdrop(rgb, params)
+    model = backdrop_model(rgb, test.ring, test.coef)
+    planes = [rgb[..., k].astype(np.float32) for k in range(3)]  # per plane: fast, contiguous
+    smooth = [ndimage.uniform_filter(p, size=3) for p in planes]  # sensor noise is not an edge
+    dist = np.abs(smooth[0] - model[..., 0])
+    for k in (1, 2):
+        np.maximum(dist, np.abs(smooth[k] - model[..., k]), out=dist)
+    sigma = max(test.noise, 0.5)  # per-pixel noise (levels) of the backdrop around its fit
+    t = float(min(params.threshold, max(params.min_threshold, params.noise_factor * sigma)))
+
+    # Colour is tested apart from brightness: the paper has one chromaticity (r, g, b over their sum)
+    # wherever light or a floor shadow makes it brighter or darker. A white product on paper of a
+    # slightly different white differs there even where its brightness matches (5x5 means: a fifth of
+    # a pixel's noise). Tolerance: the border's own chromaticity spread, at least 0.0025.
+    means = [ndimage.uniform_filter(p, size=5) for p in planes]
+    total = np.maximum(means[0] + means[1] + means[2], 1.0)
+    tol_c = max(0.0025, 1.2 * test.chroma_noise) + 3.0 * sigma / total
+    cdist = np.abs(means[0] / total - float(test.chroma[0]))
+    for k in (1, 2):
+        np.maximum(cdist, np.abs(means[k] / total - float(test.chroma[k])), out=cdist)
+    same_colour = cdist <= tol_c
+    darkening = total / np.maximum(model.sum(axis=2), 1.0)
+    shadow_like = same_colour & (darkening >= 1.0 - params.shadow_depth) & (darkening <= 1.0 + 3.0 * sigma / total)
+    del means, total, cdist, darkening
+
+    # Edges: a sharp step well above the backdrop's noise. Shadows and light fall-off are smooth ramps:
+    # their gradient is the same measured over 3 px or over 9 px; a step's is three times larger over 3.
+    grad = np.zeros((h, w), np.float32)
+    coarse = np.zeros((h, w), np.float32)
+    for p, sm in zip(planes, smooth, strict=True):
+        np.maximum(grad, np.hypot(ndimage.sobel(sm, axis=1), ndimage.sobel(sm, axis=0)), out=grad)
+        wide = ndimage.uniform_filter(p, size=9)
+        np.maximum(coarse, np.hypot(ndimage.sobel(wide, axis=1), ndimage.sobel(wide, axis=0)), out=coarse)
+    ring = test.ring
+    ring_grad = np.concatenate([grad[:ring].ravel(), grad[-ring:].ravel(), grad[:, :ring].ravel(), grad[:, -ring:].ravel()])
+    floor = max(max(8.0 * sigma, 4.0) * 4.0 / 3.0, 2.0 * float(np.percentile(ring_grad, 99.9)))
+    wall = (grad > floor) & (grad > 1.8 * coarse)
+    # an edge is a line: isolated specks of "edge" are noise (JPEG blocks in a shadow)
+    wl, wn = ndimage.label(wall, structure=np.ones((3, 3)))
+    if wn:
+        wsizes = np.bincount(wl.ravel())
+        wsizes[0] = 0
+        wall = (wsizes >= 12)[wl]
+    # an outline crossing the backdrop's colour has short gaps: close them (up to ~4 px), then thicken
+    raw_wall = ndimage.binary_closing(wall, iterations=GAP_CLOSING) if GAP_CLOSING else wall
+    wall = ndimage.binary_dilation(raw_wall)
+    del planes
+
+    # a shadow is smooth: right beside a sharp step (a dark print line's end, a see-through part's rim)
+    # the 5x5 means mix product colours into something shadow-like, which is not backdrop
+    backdrop_like = ((dist <= t) & same_colour) | shadow_like
+    passable = ((dist <= t) & same_colour) | (shadow_like & ~ndimage.binary_dilation(raw_wall, iterations=SHADOW_WALL_GAP))
+    near = passable & ~wall
     labels, _ = ndimage.label(near)
     border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
     border = border[border > 0]
-    fg = ~np.isin(labels, border)
-    if params.holes == "backdrop":
-        # enclosed backdrop (a mug handle's hole) is backdrop too, when large enough to matter
-        enclosed = near & fg
+    bg = np.isin(labels, border)
+    # a wall is a few pixels wide: its pixels that are near the backdrop on the backdrop's side belong to it
+    for _ in range(2):  # (never across the step itself: a light label reaching the outline stays whole)
+        bg |= ndimage.binary_dilation(bg) & passable & ~raw_wall
+    fg = ~bg
+    holes_cleared = 0.0
+    enclosed = near & fg
+    if params.holes != "keep" and enclosed.any():
         hl, hn = ndimage.label(enclosed)
-        if hn:
-            hsizes = np.bincount(hl.ravel())
-            hsizes[0] = 0
-            big = hsizes >= max(16, int(params.min_hole_share * h * w))
-            # paper seen through a hole matches the fitted backdrop closely; a white product that is
-            # merely near it (a white candle, a label) does not - keep those
-            medians = np.zeros(hn + 1)
-            medians[1:] = ndimage.median(dist, hl, index=np.arange(1, hn + 1))
-            clear = big & (medians <= 0.5 * t)
-            fg &= ~clear[hl]
+        hsizes = np.bincount(hl.ravel())
+        hsizes[0] = 0
+        big = hsizes >= max(16, int(params.min_hole_share * h * w))
+        # pockets sealed off by two close edges (under a lid's overhang) are backdrop of any size
+        pocket_ids = np.unique(hl[ndimage.binary_dilation(bg, iterations=4) & enclosed])
+        big[pocket_ids[pocket_ids > 0]] |= hsizes[pocket_ids[pocket_ids > 0]] >= 4
+        medians = np.zeros(hn + 1)
+        medians[1:] = ndimage.median(dist, hl, index=np.arange(1, hn + 1))
+        # paper seen through a hole matches the fitted backdrop closely; a white product that is merely
+        # near it (a white candle, a label) does not - keep those, unless the spec says clear them all
+        clear = big if params.holes == "backdrop" else big & (medians <= 0.5 * t)
+        clear[0] = False
+        if clear.any():
+            hole = clear[hl]
+            hole = ndimage.binary_dilation(hole, iterations=2) & fg & (dist <= 2 * t)  # the wall around it
+            fg &= ~hole
+            holes_cleared = float(hole.sum())
 
     labels, n = ndimage.label(fg)
     if n == 0:
@@ -163,28 +378,53 @@ def _studio(rgb: np.ndarray, params: CutoutParams) -> CutOut:
     if share > 0.97:
         raise ItemError(f"cannot separate product from backdrop: foreground covers {share:.0%} of the frame")
 
-    alpha8, rgb_out = _soft_edge(rgb, model, dist, fg, t, params.feather)
+    alpha8, rgb_out = _soft_edge(rgb, model, dist, fg, t, params.feather, backdrop_like)
     if not (alpha8 > 0).any():
         raise ItemError("no product found after edge refinement")
-
-    boundary = fg & ~ndimage.binary_erosion(fg, border_value=0)
-    confidence = float((dist[boundary] >= 2 * t).mean()) if boundary.any() else 0.0
-    rgba = np.dstack([rgb_out, alpha8])
+    diag = diagnose(rgb, alpha8, sigma, (model, t))
+    diag["cutout_holes_cleared"] = round(holes_cleared / max(1.0, float(fg.sum()) + holes_cleared), 4)
+    parts = np.bincount(ndimage.label(fg)[0].ravel())[1:]
+    diag["cutout_parts"] = int((parts >= 0.05 * parts.max()).sum())
+    # an outline drawn where the photo has no sharp step is a guess (a leak into a product the colour of
+    # the backdrop): the share of the outline that lies on an edge
+    outline = fg & ~ndimage.binary_erosion(fg, border_value=1)
+    on_edge = ndimage.binary_dilation(raw_wall, iterations=3)
+    diag["cutout_outline_on_edge"] = round(float(on_edge[outline].mean()), 4) if outline.any() else 0.0
+    unsure = _unsure(diag, params)
+    diag["cutout_confident"] = unsure is None
+    reason = test.why if unsure is None else unsure
+    log.debug("backdrop cut-out: %.1f%% of frame, threshold %.1f, %s", 100 * share, t, diag)
     bbox = _bbox(alpha8 > 0)
-    touches = bool(fg[0].any() or fg[-1].any() or fg[:, 0].any() or fg[:, -1].any())
-    log.debug("studio cut-out: %.1f%% of frame, threshold %.1f, edge confidence %.2f", 100 * share, t, confidence)
     solid = _bbox(alpha8 >= 128) if (alpha8 >= 128).any() else bbox
-    return CutOut(rgba=rgba, bbox=bbox, solid_bbox=solid, method="studio", edge_confidence=confidence, touches_edge=touches)
+    return CutOut(rgba=np.dstack([rgb_out, alpha8]), bbox=bbox, solid_bbox=solid, method="backdrop", reason=reason,
+                  diagnostics=diag, source=rgb)
 
 
-def _soft_edge(rgb: np.ndarray, model: np.ndarray, dist: np.ndarray, fg: np.ndarray, t: float, feather: float) -> tuple[np.ndarray, np.ndarray]:
+def _unsure(diag: dict[str, Any], params: CutoutParams) -> str | None:
+    """Why a backdrop cut cannot be trusted, or None."""
+    if diag["cutout_edge_contrast"] < params.min_edge_contrast:
+        return (f"{1 - diag['cutout_edge_contrast']:.0%} of the outline has no contrast with the backdrop "
+                "(a product the colour of its backdrop?)")
+    if diag.get("cutout_outline_on_edge", 1.0) < params.min_edge_contrast:
+        return (f"{1 - diag['cutout_outline_on_edge']:.0%} of the outline runs where the photo has no edge "
+                "(a product the colour of its backdrop?)")
+    if diag["cutout_borders"] > 1:
+        return f"the cut runs into {diag['cutout_borders']} sides of the photo"
+    if diag.get("cutout_parts", 1) > 1:
+        return f"the product falls apart into {diag['cutout_parts']} pieces (a part the colour of the backdrop cut away?)"
+    return None
+
+
+def _soft_edge(rgb: np.ndarray, model: np.ndarray, dist: np.ndarray, fg: np.ndarray, t: float, feather: float,
+               backdrop_like: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Alpha and colour for the band of ``feather`` px on each side of the mask edge.
 
     Each band pixel is modelled as I = a*F + (1-a)*B, with B the fitted backdrop and F the nearest
     fully inside product pixel: a is the projection of I-B on F-B, and the pixel's colour becomes
     F_est = (I - (1-a)*B) / a, so a new background shows no studio-paper fringe. Where the product's
     colour is too close to the backdrop for that (white on white), a comes from the distance alone.
-    Pixels inside the band's inner edge are the source's, untouched.
+    Pixels inside the band's inner edge are the source's, untouched; band pixels outside the mask that
+    look like the backdrop (``backdrop_like``: near it, or its shadow) stay transparent.
     """
     h, w = fg.shape
     band = max(1, int(np.ceil(feather)))
@@ -212,7 +452,13 @@ def _soft_edge(rgb: np.ndarray, model: np.ndarray, dist: np.ndarray, fg: np.ndar
     a = np.clip(((I - B) * fb).sum(axis=1) / np.maximum(norm, 1e-6), 0.0, 1.0)
     weak = norm < (3 * t) ** 2  # product colour too close to the backdrop to project on
     d = dist[y0:y1, x0:x1][ey, ex]
-    a[weak] = np.clip((d[weak] - 0.5 * t) / t, 0.0, 1.0)
+    infg = fg[y0:y1, x0:x1][ey, ex]
+    # there the colour says nothing: inside the outline it is product (a light label reaching the
+    # silhouette is not nibbled), outside it the distance decides
+    a[weak & infg] = 1.0
+    a[weak & ~infg] = np.clip((d[weak & ~infg] - 0.5 * t) / t, 0.0, 1.0)
+    if backdrop_like is not None:  # a floor shadow projects onto a dark product: it is not product
+        a[~fg[y0:y1, x0:x1][ey, ex] & backdrop_like[y0:y1, x0:x1][ey, ex]] = 0.0
     a[a < 0.02] = 0.0  # sensor noise projected on F-B, not product
     alpha[y0 + ey, x0 + ex] = a
     a8 = np.rint(a * 255)
@@ -225,6 +471,124 @@ def _soft_edge(rgb: np.ndarray, model: np.ndarray, dist: np.ndarray, fg: np.ndar
     colour = rgb_out[y0:y1, x0:x1]
     colour[ey[mixed], ex[mixed]] = np.clip(np.rint(est), 0, 255).astype(np.uint8)
     return np.rint(alpha * 255).astype(np.uint8), rgb_out
+
+
+# --- model method --------------------------------------------------------------------------------------------
+
+
+def _from_model(rgb: np.ndarray, soft: np.ndarray, params: CutoutParams, reason: str) -> CutOut:
+    """A segmentation model's soft mask (H x W float 0..1 at the source size) -> cut-out: matting at the
+    edge band, foreground colour recovered there, opaque pixels the source's own."""
+    from lightbox.imaging.matting import refine
+
+    h, w, _ = rgb.shape
+    if soft.shape != (h, w):
+        raise ItemError(f"segmentation mask is {soft.shape[1]}x{soft.shape[0]}, photo is {w}x{h}")
+    solid = soft >= 0.5
+    share = float(solid.mean())
+    if share < 0.0005:
+        raise ItemError(f"the segmentation model found no product (mask covers {share:.2%} of the photo)")
+    alpha8, rgb_out = refine(rgb, soft, matting=params.matting)
+    if not (alpha8 > 0).any():
+        raise ItemError("the segmentation model found no product after edge refinement")
+    test = assess_backdrop(rgb, params)
+    backdrop = None
+    if test.plain:  # a studio photo cut by the model: its holes can be checked against the paper
+        backdrop = (backdrop_model(rgb, test.ring, test.coef), float(max(params.min_threshold, params.noise_factor * test.noise)))
+    diag = diagnose(rgb, alpha8, test.noise if test.plain else None, backdrop)
+    diag["cutout_confident"] = True
+    bbox = _bbox(alpha8 > 0)
+    solid_box = _bbox(alpha8 >= 128) if (alpha8 >= 128).any() else bbox
+    return CutOut(rgba=np.dstack([rgb_out, alpha8]), bbox=bbox, solid_bbox=solid_box, method="model", reason=reason,
+                  diagnostics=diag, source=rgb)
+
+
+# --- diagnostics ---------------------------------------------------------------------------------------------
+
+
+def _reduce(arr: np.ndarray, factor: int) -> np.ndarray:
+    if factor == 1:
+        return arr
+    h, w = arr.shape[:2]
+    h2, w2 = h // factor * factor, w // factor * factor
+    a = arr[:h2, :w2].astype(np.float32)
+    return a.reshape(h2 // factor, factor, w2 // factor, factor, *arr.shape[2:]).mean(axis=(1, 3))
+
+
+def diagnose(rgb: np.ndarray | None, alpha8: np.ndarray, sigma: float | None,
+             backdrop: tuple[np.ndarray, float] | None = None) -> dict[str, Any]:
+    """What the gate can know of a cut without ground truth (measured at most ``WORK_SIDE`` px large):
+
+    - ``cutout_share``: the product's share of the photo (alpha >= 128);
+    - ``cutout_borders``: sides of the photo the mask runs along (over 5 % of that side): a product
+      cropped by the frame touches one, a scene rectangle two or more;
+    - ``cutout_raggedness``: outline length over the length of the same outline smoothed (a torn,
+      ragged boundary loses much of its length under smoothing; a clean or thin product does not);
+    - ``cutout_edge_contrast``: share of the outline where the photo differs across the edge (2-3 px
+      inside against 2-3 px outside) by more than the noise allows: a cut drawn through a plain
+      region - a leak into a white product, a scene kept as product - has none;
+    - ``cutout_holes``: with a fitted backdrop (``backdrop``: model image, threshold), the share of the
+      product inside its outline that matches the backdrop as closely as paper does (backdrop seen
+      through a handle, kept as product).
+    """
+    h, w = alpha8.shape
+    factor = max(1, int(np.ceil(max(h, w) / WORK_SIDE)))
+    a = _reduce(alpha8, factor) >= 128
+    hh, ww = a.shape
+    d: dict[str, Any] = {"cutout_share": round(float(a.mean()), 4)}
+    sides = [a[0].mean(), a[-1].mean(), a[:, 0].mean(), a[:, -1].mean()]
+    d["cutout_borders"] = int(sum(s > 0.05 for s in sides))
+    if not a.any():
+        d.update(cutout_raggedness=0.0, cutout_edge_contrast=0.0, cutout_holes=0.0)
+        return d
+    perim = _perimeter(a)
+    smooth = ndimage.gaussian_filter(a.astype(np.float32), 2.0) >= 0.5
+    d["cutout_raggedness"] = round(perim / max(_perimeter(smooth), 1.0), 3)
+    if rgb is None:
+        d.update(cutout_edge_contrast=1.0, cutout_holes=0.0)
+        return d
+    img = ndimage.uniform_filter(_reduce(rgb, factor), size=(3, 3, 1))
+    noise = (sigma if sigma is not None else _noise_estimate(img)) / (3 * factor)  # of 3x3 means of factor^2 means
+    boundary = a & ~ndimage.binary_erosion(a, border_value=1)
+    inside_ring = ndimage.binary_erosion(a, iterations=2, border_value=1)
+    inside_ring &= ~ndimage.binary_erosion(inside_ring, border_value=1)
+    if not inside_ring.any():
+        inside_ring = a
+    outside = ~ndimage.binary_dilation(a, iterations=2)
+    outside_ring = outside & ndimage.binary_dilation(~outside)
+    by, bx = np.nonzero(boundary)
+    if by.size and outside_ring.any():
+        _, (iy, ix) = ndimage.distance_transform_edt(~inside_ring, return_indices=True)
+        _, (oy, ox) = ndimage.distance_transform_edt(~outside_ring, return_indices=True)
+        diff = np.abs(img[iy[by, bx], ix[by, bx]] - img[oy[by, bx], ox[by, bx]]).max(axis=1)
+        d["cutout_edge_contrast"] = round(float((diff > max(4.0, 6.0 * noise)).mean()), 4)
+    else:
+        d["cutout_edge_contrast"] = 1.0
+    d["cutout_holes"] = 0.0
+    if backdrop is not None:
+        # enclosed parts of the product that match the fitted backdrop as closely as paper does: backdrop
+        # seen through a handle or a loop, kept as product
+        model, t = backdrop
+        dist = np.abs(img - _reduce(model, factor)).max(axis=2)
+        hl, hn = ndimage.label(a & (dist <= 0.5 * t))
+        if hn:
+            sizes = np.bincount(hl.ravel())
+            sizes[0] = 0
+            sizes[np.unique(hl[boundary | ~ndimage.binary_erosion(a, iterations=2, border_value=1)])] = 0
+            big = sizes >= max(9, int(0.0005 * hh * ww))
+            d["cutout_holes"] = round(float(sizes[big].sum() / a.sum()), 4)
+    return d
+
+
+def _noise_estimate(img: np.ndarray) -> float:
+    """Robust noise of an image (levels): median absolute Laplacian-like residual of the border ring."""
+    g = img[..., 1]
+    ring = np.concatenate([g[:4].ravel(), g[-4:].ravel(), g[:, :4].ravel(), g[:, -4:].ravel()])
+    return float(1.4826 * np.median(np.abs(np.diff(ring)))) if ring.size > 1 else 1.0
+
+
+def _perimeter(mask: np.ndarray) -> float:
+    return float((mask & ~ndimage.binary_erosion(mask, border_value=1)).sum())
 
 
 def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:

@@ -22,7 +22,11 @@ Metrics are measured on the bytes that would be published, not on the in-memory 
 
 Recorded by the generate stage, because they need the cut-out: ``fidelity`` (mean absolute difference,
 in levels, between the product's own resampled pixels and the encoded output's product region, over
-opaque product pixels), ``upscale`` (resampling factor of the product), ``edge_confidence`` (cut-out).
+opaque product pixels), ``fidelity_source`` (the same against the *source photo* resampled alike: a
+cut that repainted product pixels shows here), ``upscale`` (resampling factor of the product),
+``cutout_method`` / ``cutout_reason`` and the cut's diagnostics (``lightbox.imaging.cutout.diagnose``:
+``cutout_confident``, ``cutout_edge_contrast``, ``cutout_borders``, ``cutout_raggedness``,
+``cutout_share``, ``cutout_holes``, ...). Rules with ``when: cut`` apply only to outputs cut from a photo.
 
 The product is found as the pixels differing from the expected background by more than 4 levels;
 rows at the bottom that hold only hue-neutral darkening (the contact shadow) are trimmed. AI scenes
@@ -194,11 +198,21 @@ def _trim_shadow_rows(fg: np.ndarray, rgb: np.ndarray, expected: np.ndarray, row
     fg[top_limit:] = False
 
 
-def fidelity(data: bytes, reference: np.ndarray, x: int, y: int) -> float:
+def fidelity(data: bytes, reference: np.ndarray, x: int, y: int, source: np.ndarray | None = None) -> float | tuple[float, float | None]:
     """Mean absolute difference (levels) between the opaque pixels of ``reference`` (the resampled
-    cut-out, RGBA) and the encoded output at (x, y). 0 = untouched; JPEG alone gives ~1-3."""
+    cut-out, RGBA) and the encoded output at (x, y). 0 = untouched; JPEG alone gives ~1-3.
+
+    With ``source`` (the source photo's pixels resampled the same way, RGBA) the encoded image is decoded
+    once and ``(fidelity, fidelity to the source)`` is returned."""
     with Image.open(io.BytesIO(data)) as im:
         out = np.asarray(im.convert("RGB"), np.int16)
+    first = _mad(out, reference, x, y)
+    if source is None:
+        return first
+    return first, _mad(out, source, x, y)
+
+
+def _mad(out: np.ndarray, reference: np.ndarray, x: int, y: int) -> float:
     h, w = reference.shape[:2]
     oy0, ox0 = max(y, 0), max(x, 0)
     oy1, ox1 = min(y + h, out.shape[0]), min(x + w, out.shape[1])
@@ -216,8 +230,9 @@ def evaluate(metrics: dict[str, Any], look: Look, ai_generated: bool = False) ->
     reasons: list[str] = []
     failed_ids: list[str] = []
     worst = "passed"
+    from_photo = "cutout_method" in metrics
     for rule in look.channel.rules:
-        if not rule.applies(ai_generated):
+        if not rule.applies(ai_generated, from_photo):
             continue
         if rule.metric not in metrics:
             reasons.append(f"[fail] {rule.id}: {rule.metric} not measured")

@@ -85,17 +85,65 @@ class Framing(_Model):
     placement: Literal["center", "bottom"] = "center"
 
 
-class Cutout(_Model):
-    """Studio cut-out: how far (0..255, max over RGB) a pixel must differ from the fitted backdrop."""
+class SegmentationModel(_Model):
+    """A learned segmentation model for the cut-out: a transformers checkpoint (BiRefNet family, through
+    ``AutoModelForImageSegmentation``) or an ONNX export (BiRefNet, IS-Net, U2-Net) run by onnxruntime."""
 
+    path: str = Field(description="local directory (transformers), .onnx file, or Hugging Face id (with revision)")
+    revision: str | None = Field(None, description="Hub revision (commit, tag or branch); remote code is trusted only for it")
+    format: Literal["auto", "transformers", "onnx"] = Field("auto", description="auto: .onnx files are ONNX, anything else transformers")
+    input_size: int | None = Field(None, ge=64, le=4096, description="square input side; default: the model's (ONNX input shape, config) or 1024")
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    output: Literal["auto", "logits", "probabilities"] = Field("auto", description="auto: sigmoid unless every value is within 0..1")
+    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
+    batch_size: int = Field(4, ge=1, le=64, description="photos per forward pass (halved on out-of-memory)")
+    fallback: Literal["fail", "backdrop"] = Field(
+        "fail", description="when the model cannot load: fail the run at start, or cut with the backdrop method and refuse the rest")
+
+    def identity(self) -> dict[str, Any]:
+        """What decides the mask (not where or how fast it runs): part of every output's fingerprint."""
+        return self.model_dump(mode="json", include={"path", "revision", "format", "input_size", "mean", "std", "output"})
+
+
+class Cutout(_Model):
+    """How the product is separated from its photo.
+
+    ``method``: ``alpha`` (the photo's own transparency), ``backdrop`` (a plain studio backdrop, fitted and
+    keyed), ``model`` (a learned segmentation model), or ``auto``: alpha for real transparency, backdrop
+    only when a measured test says the photo's border is a plain backdrop and the cut is sure, else the
+    model; with no model such a product is refused (or flagged for review when the backdrop cut is unsure).
+    The remaining fields tune the backdrop method."""
+
+    method: Literal["auto", "alpha", "backdrop", "model"] = "auto"
+    model: SegmentationModel | None = None
     threshold: float = Field(26.0, ge=4.0, le=128.0, description="ceiling of the adaptive threshold")
     min_threshold: float = Field(8.0, ge=2.0, le=64.0, description="floor of the adaptive threshold")
     noise_factor: float = Field(6.0, ge=1.0, le=20.0, description="threshold = noise_factor x backdrop noise")
-    shadow_depth: float = Field(0.2, ge=0.0, le=0.6, description="hue-neutral darkening treated as backdrop shadow")
+    shadow_depth: float = Field(0.45, ge=0.0, le=0.8, description="hue-neutral darkening treated as backdrop shadow")
     feather: float = Field(2.0, ge=0.0, le=8.0, description="edge band on each side of the mask, in source pixels")
     min_object_share: float = Field(0.002, ge=0.0, le=0.2, description="drop specks smaller than this share")
-    holes: Literal["keep", "backdrop"] = Field("keep", description="enclosed backdrop regions: keep, or clear them")
-    min_hole_share: float = Field(0.001, ge=0.0, le=0.2, description="smallest enclosed region cleared as a hole")
+    holes: Literal["auto", "keep", "backdrop"] = Field(
+        "auto", description="enclosed backdrop regions: auto clears those that match the fitted backdrop; keep; or clear all near it")
+    min_hole_share: float = Field(0.0005, ge=0.0, le=0.2, description="smallest enclosed region cleared as a hole")
+    max_backdrop_noise: float = Field(5.0, ge=0.5, le=40.0, description="plain-backdrop test: robust spread of the border's fit residuals (levels)")
+    min_backdrop_fit: float = Field(0.9, ge=0.5, le=1.0, description="plain-backdrop test: share of the border the fitted backdrop explains")
+    min_edge_contrast: float = Field(0.97, ge=0.0, le=1.0, description="share of the outline with contrast under which a backdrop cut is unsure")
+    matting: Literal["closed_form", "none"] = Field("closed_form", description="model masks: closed-form alpha and foreground colour at the edge")
+
+    @model_validator(mode="after")
+    def _model_needed(self) -> "Cutout":
+        if self.method == "model" and self.model is None:
+            raise ValueError("method 'model' needs cutout.model (a local directory, .onnx file or Hub id)")
+        if self.min_threshold > self.threshold:
+            raise ValueError(f"min_threshold ({self.min_threshold}) is above threshold ({self.threshold})")
+        return self
+
+    def identity(self) -> dict[str, Any]:
+        doc = self.model_dump(mode="json", exclude={"model"})
+        doc["model"] = self.model.identity() if self.model else None
+        return doc
 
 
 class Lora(_Model):
@@ -150,6 +198,7 @@ class Template(_Model):
     background: Background | None = None
     shadow: Shadow | None = None
     framing: Framing | None = None
+    cutout: Cutout | None = Field(None, description="the cut-out for this category (the whole block replaces the spec's)")
     alt_text: str = "{title}"
     prompt: str | None = None
     negative_prompt: str | None = None
@@ -230,6 +279,17 @@ class BrandSpec(_Model):
     def template_for(self, category: str) -> Template:
         return self.templates[self.categories[category]]
 
+    def cutout_for(self, category: str) -> Cutout:
+        return self.template_for(category).cutout or self.cutout
+
+    def segmentation_models(self) -> list[SegmentationModel]:
+        """The distinct segmentation models the spec's cut-outs use (spec level and templates)."""
+        found: dict[str, SegmentationModel] = {}
+        for c in [self.cutout, *(t.cutout for t in self.templates.values() if t.cutout)]:
+            if c.model is not None and c.method in ("auto", "model"):
+                found.setdefault(json.dumps(c.model.model_dump(mode="json"), sort_keys=True), c.model)
+        return list(found.values())
+
     def fields_used(self, category: str) -> set[str]:
         """Product fields the category's templates read (alt text, prompts)."""
         tpl = self.template_for(category)
@@ -246,10 +306,13 @@ class Rule(_Model):
     op: Literal[">=", "<=", "==", "!=", "in"]
     value: Any
     severity: Literal["fail", "warn"] = "fail"
-    when: Literal["any", "studio", "ai"] = Field("any", description="which outputs the rule applies to")
+    when: Literal["any", "studio", "ai", "cut"] = Field(
+        "any", description="which outputs the rule applies to (cut: outputs made from a cut-out photo)")
     source: str = Field(description="where the number comes from (a marketplace's page, or 'house: ...')")
 
-    def applies(self, ai_generated: bool) -> bool:
+    def applies(self, ai_generated: bool, from_photo: bool = True) -> bool:
+        if self.when == "cut":
+            return from_photo
         return self.when == "any" or (self.when == "ai") == ai_generated
 
     def check(self, measured: Any) -> bool:
@@ -333,6 +396,7 @@ class Look(_Model):
             doc["channel"].pop(key, None)
         if self.generation is not None:
             doc["generation"]["diffusion"] = self.generation.diffusion.identity()
+        doc["cutout"] = self.cutout.identity()
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
@@ -363,7 +427,7 @@ def resolve_look(spec: BrandSpec, category: str, channel: ChannelPreset) -> Look
         shadow=shadow,
         fill=framing.fill if framing.fill is not None else channel.fill,
         placement=framing.placement,
-        cutout=spec.cutout,
+        cutout=tpl.cutout or spec.cutout,
         channel=channel,
     )
 
