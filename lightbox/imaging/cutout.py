@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 NO_BACKDROP = "no plain backdrop in the source photo; configure cutout.model or supply a studio photo"
 SHADOW_WALL_GAP = 2  # shadow-like pixels this close to a step are not backdrop (mixed colours)
-GAP_CLOSING = 0  # gaps in an outline closed by the backdrop method, in px (each side)
+OUTLINE_GAPS = (3, 6)  # unsure cuts: the outline is completed over gaps up to twice these (px)
 WORK_SIDE = 1024  # diagnostics are measured at most this large (resolution-independent measures)
 
 
@@ -324,8 +324,7 @@ def _backdrop(rgb: np.ndarray, params: CutoutParams, test: BackdropTest | None =
         wsizes = np.bincount(wl.ravel())
         wsizes[0] = 0
         wall = (wsizes >= 12)[wl]
-    # an outline crossing the backdrop's colour has short gaps: close them (up to ~4 px), then thicken
-    raw_wall = ndimage.binary_closing(wall, iterations=GAP_CLOSING) if GAP_CLOSING else wall
+    raw_wall = wall
     wall = ndimage.binary_dilation(raw_wall)
     del planes
 
@@ -342,6 +341,35 @@ def _backdrop(rgb: np.ndarray, params: CutoutParams, test: BackdropTest | None =
     for _ in range(2):  # (never across the step itself: a light label reaching the outline stays whole)
         bg |= ndimage.binary_dilation(bg) & passable & ~raw_wall
     fg = ~bg
+    first = _finish_backdrop(rgb, fg, bg, near, dist, t, model, sigma, raw_wall, backdrop_like, params, test.why)
+    if first.confident:
+        return first
+    # Where the product's colour crosses the backdrop's, its outline vanishes for a few pixels and the
+    # flood runs in along the product's own shading. Complete the outline over such gaps (the edges
+    # closed, the inside filled) and keep that cut if it then holds: enclosed backdrop is cleared again.
+    for gap in OUTLINE_GAPS:
+        thick = ndimage.binary_fill_holes(ndimage.binary_dilation(raw_wall | fg, iterations=gap))  # gaps up to 2 x gap bridged
+        filled = ndimage.binary_erosion(thick, iterations=gap, border_value=1) | fg
+        filled = ndimage.binary_closing(filled, iterations=gap, border_value=0) & thick  # no notch where a gap was
+        if filled.mean() > 0.97 or np.array_equal(filled, fg):
+            continue
+        try:
+            second = _finish_backdrop(rgb, filled, ~filled, near, dist, t, model, sigma, raw_wall, backdrop_like, params,
+                                      f"{test.why}; outline completed over gaps up to {2 * gap} px", pockets=False)
+        except ItemError:
+            continue
+        if second.confident:
+            return second
+    return first
+
+
+def _finish_backdrop(rgb: np.ndarray, fg: np.ndarray, bg: np.ndarray, near: np.ndarray, dist: np.ndarray, t: float,
+                     model: np.ndarray, sigma: float, raw_wall: np.ndarray, backdrop_like: np.ndarray,
+                     params: CutoutParams, why: str, pockets: bool = True) -> CutOut:
+    """Holes, specks, soft edge and diagnostics of a backdrop mask ``fg`` (``bg``: the backdrop reached).
+    ``pockets``: clear small backdrop-coloured pockets beside the backdrop (not where an outline was completed)."""
+    h, w = fg.shape
+    fg = fg.copy()
     holes_cleared = 0.0
     enclosed = near & fg
     if params.holes != "keep" and enclosed.any():
@@ -350,8 +378,9 @@ def _backdrop(rgb: np.ndarray, params: CutoutParams, test: BackdropTest | None =
         hsizes[0] = 0
         big = hsizes >= max(16, int(params.min_hole_share * h * w))
         # pockets sealed off by two close edges (under a lid's overhang) are backdrop of any size
-        pocket_ids = np.unique(hl[ndimage.binary_dilation(bg, iterations=4) & enclosed])
-        big[pocket_ids[pocket_ids > 0]] |= hsizes[pocket_ids[pocket_ids > 0]] >= 4
+        if pockets:
+            pocket_ids = np.unique(hl[ndimage.binary_dilation(bg, iterations=4) & enclosed])
+            big[pocket_ids[pocket_ids > 0]] |= hsizes[pocket_ids[pocket_ids > 0]] >= 4
         medians = np.zeros(hn + 1)
         medians[1:] = ndimage.median(dist, hl, index=np.arange(1, hn + 1))
         # paper seen through a hole matches the fitted backdrop closely; a white product that is merely
@@ -378,7 +407,7 @@ def _backdrop(rgb: np.ndarray, params: CutoutParams, test: BackdropTest | None =
     if share > 0.97:
         raise ItemError(f"cannot separate product from backdrop: foreground covers {share:.0%} of the frame")
 
-    alpha8, rgb_out = _soft_edge(rgb, model, dist, fg, t, params.feather, backdrop_like)
+    alpha8, rgb_out = _soft_edge(rgb, model, dist, fg, t, params.feather, backdrop_like, ndimage.binary_dilation(raw_wall))
     if not (alpha8 > 0).any():
         raise ItemError("no product found after edge refinement")
     diag = diagnose(rgb, alpha8, sigma, (model, t))
@@ -392,7 +421,7 @@ def _backdrop(rgb: np.ndarray, params: CutoutParams, test: BackdropTest | None =
     diag["cutout_outline_on_edge"] = round(float(on_edge[outline].mean()), 4) if outline.any() else 0.0
     unsure = _unsure(diag, params)
     diag["cutout_confident"] = unsure is None
-    reason = test.why if unsure is None else unsure
+    reason = why if unsure is None else unsure
     log.debug("backdrop cut-out: %.1f%% of frame, threshold %.1f, %s", 100 * share, t, diag)
     bbox = _bbox(alpha8 > 0)
     solid = _bbox(alpha8 >= 128) if (alpha8 >= 128).any() else bbox
@@ -416,7 +445,7 @@ def _unsure(diag: dict[str, Any], params: CutoutParams) -> str | None:
 
 
 def _soft_edge(rgb: np.ndarray, model: np.ndarray, dist: np.ndarray, fg: np.ndarray, t: float, feather: float,
-               backdrop_like: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+               backdrop_like: np.ndarray | None = None, edges: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Alpha and colour for the band of ``feather`` px on each side of the mask edge.
 
     Each band pixel is modelled as I = a*F + (1-a)*B, with B the fitted backdrop and F the nearest
@@ -424,7 +453,8 @@ def _soft_edge(rgb: np.ndarray, model: np.ndarray, dist: np.ndarray, fg: np.ndar
     F_est = (I - (1-a)*B) / a, so a new background shows no studio-paper fringe. Where the product's
     colour is too close to the backdrop for that (white on white), a comes from the distance alone.
     Pixels inside the band's inner edge are the source's, untouched; band pixels outside the mask that
-    look like the backdrop (``backdrop_like``: near it, or its shadow) stay transparent.
+    look like the backdrop (``backdrop_like``: near it, or its shadow) stay transparent, and band pixels
+    inside the mask away from any step (``edges``) stay opaque: only a step is mixed.
     """
     h, w = fg.shape
     band = max(1, int(np.ceil(feather)))
@@ -457,6 +487,8 @@ def _soft_edge(rgb: np.ndarray, model: np.ndarray, dist: np.ndarray, fg: np.ndar
     # silhouette is not nibbled), outside it the distance decides
     a[weak & infg] = 1.0
     a[weak & ~infg] = np.clip((d[weak & ~infg] - 0.5 * t) / t, 0.0, 1.0)
+    if edges is not None:  # inside the outline, away from a step, nothing is mixed: product
+        a[infg & ~edges[y0:y1, x0:x1][ey, ex]] = 1.0
     if backdrop_like is not None:  # a floor shadow projects onto a dark product: it is not product
         a[~fg[y0:y1, x0:x1][ey, ex] & backdrop_like[y0:y1, x0:x1][ey, ex]] = 0.0
     a[a < 0.02] = 0.0  # sensor noise projected on F-B, not product
