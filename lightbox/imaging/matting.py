@@ -50,7 +50,10 @@ def refine(rgb: np.ndarray, soft: np.ndarray, matting: str = "closed_form") -> t
     sub_tri = tri[y0:y1, x0:x1]
     ch, cw = sub_tri.shape
     scale = min(1.0, float(np.sqrt(MAX_MATTING_PIXELS / (ch * cw))))
-    if scale < 1.0:
+    if not ((sub_tri == 0.0).any() and (sub_tri == 1.0).any()):
+        # nothing sure on one side to matte against (a mask covering its whole box): keep the model's alpha
+        sub_alpha = soft[y0:y1, x0:x1].astype(np.float64)
+    elif scale < 1.0:
         sw, sh = max(8, round(cw * scale)), max(8, round(ch * scale))
         small = np.asarray(Image.fromarray(rgb[y0:y1, x0:x1]).resize((sw, sh), Image.Resampling.BILINEAR), np.float64) / 255.0
         small_tri = np.asarray(Image.fromarray(sub_tri.astype(np.float32)).resize((sw, sh), Image.Resampling.NEAREST), np.float64)
