@@ -317,7 +317,11 @@ def _backdrop(rgb: np.ndarray, params: CutoutParams, test: BackdropTest | None =
     ring = test.ring
     ring_grad = np.concatenate([grad[:ring].ravel(), grad[-ring:].ravel(), grad[:, :ring].ravel(), grad[:, -ring:].ravel()])
     floor = max(max(8.0 * sigma, 4.0) * 4.0 / 3.0, 2.0 * float(np.percentile(ring_grad, 99.9)))
-    wall = (grad > floor) & (grad > 1.8 * coarse)
+    # and a step has height: the 3x3 means within 2 px on either side differ by more than noise could
+    step = np.zeros((h, w), np.float32)
+    for sm in smooth:
+        np.maximum(step, ndimage.maximum_filter(sm, size=5) - ndimage.minimum_filter(sm, size=5), out=step)
+    wall = (grad > floor) & (grad > 1.8 * coarse) & (step > max(8.0 * sigma, 6.0))
     # an edge is a line: isolated specks of "edge" are noise (JPEG blocks in a shadow)
     wl, wn = ndimage.label(wall, structure=np.ones((3, 3)))
     if wn:
@@ -483,14 +487,17 @@ def _soft_edge(rgb: np.ndarray, model: np.ndarray, dist: np.ndarray, fg: np.ndar
     weak = norm < (3 * t) ** 2  # product colour too close to the backdrop to project on
     d = dist[y0:y1, x0:x1][ey, ex]
     infg = fg[y0:y1, x0:x1][ey, ex]
+    like = backdrop_like[y0:y1, x0:x1][ey, ex] if backdrop_like is not None else np.zeros_like(infg)
     # there the colour says nothing: inside the outline it is product (a light label reaching the
-    # silhouette is not nibbled), outside it the distance decides
-    a[weak & infg] = 1.0
-    a[weak & ~infg] = np.clip((d[weak & ~infg] - 0.5 * t) / t, 0.0, 1.0)
-    if edges is not None:  # inside the outline, away from a step, nothing is mixed: product
-        a[infg & ~edges[y0:y1, x0:x1][ey, ex]] = 1.0
-    if backdrop_like is not None:  # a floor shadow projects onto a dark product: it is not product
-        a[~fg[y0:y1, x0:x1][ey, ex] & backdrop_like[y0:y1, x0:x1][ey, ex]] = 0.0
+    # silhouette is not nibbled) unless it looks like the backdrop; elsewhere the distance decides
+    sure = weak & infg & ~like
+    a[sure] = 1.0
+    a[weak & like] = 0.0
+    rest = weak & ~infg & ~like
+    a[rest] = np.clip((d[rest] - 0.5 * t) / t, 0.0, 1.0)
+    if edges is not None:  # inside the outline, away from a step, nothing is mixed: product (unless it is backdrop)
+        a[infg & ~edges[y0:y1, x0:x1][ey, ex] & ~like] = 1.0
+    a[~infg & like] = 0.0  # a floor shadow projects onto a dark product: it is not product
     a[a < 0.02] = 0.0  # sensor noise projected on F-B, not product
     alpha[y0 + ey, x0 + ex] = a
     a8 = np.rint(a * 255)
