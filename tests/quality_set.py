@@ -6,7 +6,11 @@ Good outputs are real renders of several products on every channel. Bad outputs 
 gate must catch, each labelled with the rule that must catch it: a blank image, an all-background
 output (failed cut-out), a product touching the frame edge, off-white or grey backgrounds on
 white-only channels, CMYK and alpha JPEG/PNG mix-ups, an upscaled thumbnail, text / border /
-watermark overlays, a repainted product, wrong sizes and fills.
+watermark overlays, a repainted product, wrong sizes and fills - and failed cut-outs, whatever method
+made them: a torn scene rectangle, a clean rectangle of scene from a model, a white product with parts
+missing, half a product, a mug handle's hole kept grey on a white channel, a patch of floor shadow kept
+at the shadow line. Hard but correct cuts (white on white completed, glossy, deep shadows, holes, a
+model's cut on a room, wood and grass) are labelled good: the gate must not reject them.
 """
 
 from __future__ import annotations
@@ -145,6 +149,61 @@ def build_cases() -> list[Case]:
         _make("not-square-walmart", p, _look("walmart_main").model_copy(update={"channel": walmart_wide}), "walmart-square"),
         _make("no-zoom-amazon", p, _look("amazon_main").model_copy(update={"channel": amazon_small}), "amazon-zoom-size"),
         _make("tiff-shopify", p, _look("shopify_square"), "shopify-format", encoder=lambda im: _tiff(im)),
+    ]
+    return cases + cutout_cases()
+
+
+def cutout_cases() -> list[Case]:
+    """Cut-outs from the labelled mask set (lightbox.testing.cutout_set), good and failed."""
+    from lightbox.imaging import cutout as C
+    from lightbox.imaging.decode import decode_image
+    from lightbox.specs.models import Cutout
+    from lightbox.testing.cutout_set import build_cases as mask_cases
+
+    masks = {c.name: c for c in mask_cases()}
+    params = Cutout()
+
+    def rgb(name: str) -> np.ndarray:
+        return np.asarray(decode_image(masks[name].data, max_pixels=10**8))
+
+    def auto(name: str, **kw) -> CutOut:
+        return cut_out(Image.fromarray(rgb(name)), Cutout(**kw))
+
+    def model_cut(name: str, soft: np.ndarray) -> CutOut:  # what a segmentation model returning ``soft`` gives
+        return C._from_model(rgb(name), soft.astype(np.float32), params, "test: a model's mask")
+
+    cases = []
+    for name in ("ACM-CDL-018", "ACM-MUG-001", "ACM-BTL-004", "holes-mug-blue", "glossy-kettle-navy", "shadow-jar-orange", "thin-lamp-black"):
+        cut = auto(name)
+        cases += [_make(f"cut-good-{name}-{ch}", cut, _look(ch), None) for ch in ("amazon_main", "shopify_square")]
+    for name in ("room-vase-blue", "textured-jar-pink", "outdoor-box-yellow"):  # a good model's cut on a scene
+        cases.append(_make(f"cut-good-model-{name}", model_cut(name, masks[name].truth), _look("google_merchant"), None))
+
+    room = rgb("room-mug-teal")
+    torn = C._backdrop(room, params, C.assess_backdrop(room, params))  # the old studio cut forced onto a room photo
+    truth = masks["room-mug-teal"].truth
+    ys, xs = np.nonzero(truth)
+    rect = np.zeros(truth.shape, np.float32)
+    rect[ys.min() - 60 : ys.max() + 40, xs.min() - 80 : xs.max() + 80] = 1.0
+    half = masks["textured-jar-pink"].truth.copy()
+    hy = np.nonzero(half.any(axis=1))[0]
+    half[: (hy[0] + hy[-1]) // 2] = False
+    good = auto("ACM-MUG-001")
+    tr = masks["ACM-MUG-001"].truth
+    ys, xs = np.nonzero(tr)
+    specked = good.rgba.copy()
+    specked[ys.max() : ys.max() + 25, xs.min() + 40 : xs.min() + 240, 3] = 255  # floor shadow kept under the base
+    speck = C.CutOut(rgba=specked, bbox=C._bbox(specked[..., 3] > 0), solid_bbox=C._bbox(specked[..., 3] >= 128),
+                     method="backdrop", reason="test", source=good.source,
+                     diagnostics={**C.diagnose(good.source, specked[..., 3], 1.0), "cutout_confident": True})
+    cases += [
+        _make("cut-torn-scene-amazon", torn, _look("amazon_main"), "cutout-frame-sides"),
+        _make("cut-scene-rectangle-shopify", model_cut("room-mug-teal", rect), _look("shopify_square"), "cutout-edge-contrast"),
+        _make("cut-missing-parts-amazon", auto("white-candle"), _look("amazon_main"), "cutout-confident"),
+        _make("cut-missing-parts-shopify", auto("white-jar"), _look("shopify_square"), "cutout-confident"),
+        _make("cut-half-product-google", model_cut("textured-jar-pink", half), _look("google_merchant"), "cutout-edge-contrast"),
+        _make("cut-grey-hole-amazon", auto("holes-mug-blue", holes="keep"), _look("amazon_main"), "white-holes"),
+        _make("cut-shadow-speck-amazon", speck, _look("amazon_main"), "cutout-edge-contrast"),
     ]
     return cases
 

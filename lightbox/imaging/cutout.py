@@ -615,6 +615,16 @@ def diagnose(rgb: np.ndarray | None, alpha8: np.ndarray, sigma: float | None,
             sizes[0] = 0
             sizes[np.unique(hl[boundary | ~ndimage.binary_erosion(a, iterations=2, border_value=1)])] = 0
             big = sizes >= max(9, int(0.0005 * hh * ww))
+            if big.any():
+                # a hole is seen through a rim: the product around it differs from it (a region of the
+                # product that merely shades through the backdrop's colour does not)
+                ids = np.flatnonzero(big)
+                ring = ndimage.binary_dilation(np.isin(hl, ids), iterations=3) & ~ndimage.binary_dilation(hl > 0, iterations=1) & a
+                rl = np.where(ring, ndimage.grey_dilation(hl, size=(9, 9)), 0)
+                lum = img.mean(axis=2)
+                inside = np.asarray(ndimage.mean(lum, hl, ids))
+                around = np.asarray(ndimage.mean(lum, rl, ids))
+                big[ids] = np.abs(np.nan_to_num(around, nan=0.0) - inside) > 2 * t
             d["cutout_holes"] = round(float(sizes[big].sum() / a.sum()), 4)
     return d
 
