@@ -66,7 +66,7 @@ def main() -> None:
         spec = base_spec.model_copy(update={"diffusion": cfg})
         look = resolve_look(spec, "kitchen", channel)
         jobs = [RenderJob(product=p, look=look, variant=0, seed=1000 + i, cut=c, prompt=fill_template(look.generation.prompt, p),
-                          negative_prompt="text, watermark") for i, (p, c) in enumerate(zip(products, cuts))]
+                          negative_prompt="text, watermark") for i, (p, c) in enumerate(zip(products, cuts, strict=True))]
         return DiffusersEngine(cfg), jobs
 
     engine, jobs = engine_for(1)

@@ -452,9 +452,9 @@ def _soft_edge(rgb: np.ndarray, model: np.ndarray, dist: np.ndarray, fg: np.ndar
                backdrop_like: np.ndarray | None = None, edges: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Alpha and colour for the band of ``feather`` px on each side of the mask edge.
 
-    Each band pixel is modelled as I = a*F + (1-a)*B, with B the fitted backdrop and F the nearest
-    fully inside product pixel: a is the projection of I-B on F-B, and the pixel's colour becomes
-    F_est = (I - (1-a)*B) / a, so a new background shows no studio-paper fringe. Where the product's
+    Each band pixel is modelled as obs = a*F + (1-a)*B, with B the fitted backdrop and F the nearest
+    fully inside product pixel: a is the projection of obs-B on F-B, and the pixel's colour becomes
+    F_est = (obs - (1-a)*B) / a, so a new background shows no studio-paper fringe. Where the product's
     colour is too close to the backdrop for that (white on white), a comes from the distance alone.
     Pixels inside the band's inner edge are the source's, untouched; band pixels outside the mask that
     look like the backdrop (``backdrop_like``: near it, or its shadow) stay transparent, and band pixels
@@ -478,12 +478,12 @@ def _soft_edge(rgb: np.ndarray, model: np.ndarray, dist: np.ndarray, fg: np.ndar
     edge = outer[y0:y1, x0:x1] & ~sub_inner
     _, (iy, ix) = ndimage.distance_transform_edt(~sub_inner, return_indices=True)
     ey, ex = np.nonzero(edge)
-    I = rgb[y0:y1, x0:x1][ey, ex].astype(np.float32)
+    obs = rgb[y0:y1, x0:x1][ey, ex].astype(np.float32)
     B = model[y0:y1, x0:x1][ey, ex]
     F = rgb[y0:y1, x0:x1][iy[ey, ex], ix[ey, ex]].astype(np.float32)
     fb = F - B
     norm = (fb * fb).sum(axis=1)
-    a = np.clip(((I - B) * fb).sum(axis=1) / np.maximum(norm, 1e-6), 0.0, 1.0)
+    a = np.clip(((obs - B) * fb).sum(axis=1) / np.maximum(norm, 1e-6), 0.0, 1.0)
     weak = norm < (3 * t) ** 2  # product colour too close to the backdrop to project on
     d = dist[y0:y1, x0:x1][ey, ex]
     infg = fg[y0:y1, x0:x1][ey, ex]
@@ -503,7 +503,7 @@ def _soft_edge(rgb: np.ndarray, model: np.ndarray, dist: np.ndarray, fg: np.ndar
     a8 = np.rint(a * 255)
     mixed = (a8 > 0) & (a8 < 255)
     am = a8[mixed][:, None] / 255.0
-    est = (I[mixed] - (1.0 - am) * B[mixed]) / am
+    est = (obs[mixed] - (1.0 - am) * B[mixed]) / am
     # the division amplifies noise where a is small: lean on the nearest inside colour there
     trust = np.clip((am - 0.1) / 0.4, 0.0, 1.0)
     est = trust * est + (1.0 - trust) * F[mixed]

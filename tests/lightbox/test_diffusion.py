@@ -130,7 +130,7 @@ def test_out_of_memory_halves_the_batch_until_it_fits(tiny_models, ai_spec):
     results = DiffusersEngine(cfg, pipelines={"inpaint": wrapped}, runtime=CPU).render(_jobs(ai_spec, 3))
     assert wrapped.calls == [3, 1, 2, 1, 1] and all(r.error is None for r in results)
     single = DiffusersEngine(_cfg(tiny_models, batch_size=1), runtime=CPU).render(_jobs(ai_spec, 3))
-    assert all(np.abs(np.asarray(a.image, np.int16) - np.asarray(b.image, np.int16)).max() <= 3 for a, b in zip(results, single))
+    assert all(np.abs(np.asarray(a.image, np.int16) - np.asarray(b.image, np.int16)).max() <= 3 for a, b in zip(results, single, strict=True))
 
 
 def test_out_of_memory_at_batch_size_one_fails_the_item(tiny_models, ai_spec):
