@@ -191,6 +191,9 @@ def _print_summary(s) -> None:  # noqa: ANN001 - RunSummary
         f"in {s.wall_s:.1f} s ({s.images_per_s:.2f} images/s)\n"
         f"summary: {s.summary_uri}\nmanifest: {s.manifest_uri}\n"
     )
+    counts = (getattr(s, "cutouts", None) or {}).get("counts")
+    if counts:
+        sys.stdout.write("cut-out: " + ", ".join(f"{n} {method}" for method, n in counts.items()) + "\n")
     for q in s.quarantine[:10]:
         sys.stdout.write(f"quarantined row {q.row} {q.sku}: {q.reason}\n")
     for f in s.failures[:10]:

@@ -55,6 +55,7 @@ class RunSummary(BaseModel):
     webhooks_sent: int = 0
     webhook_failures: list[dict[str, Any]] = Field(default_factory=list)
     cdn_invalidation: str | None = None
+    cutouts: dict[str, Any] = Field(default_factory=dict, description="products cut per method, refused, unsure; one reason per SKU")
 
     def table(self) -> list[dict[str, Any]]:
         keys = ["ingested", "invalid", "skipped", "products", "generated", "unchanged", "passed", "failed",
@@ -92,6 +93,7 @@ class RunSummary(BaseModel):
             f"({self.failed_share:.1%}); **{self.to_review}** sent to review",
             f"- **{self.published}** published in {self.wall_s:.1f} s ({self.images_per_s:.2f} images/s)",
             f"- engine: {self.engine}",
+            *(["- cut-out: " + ", ".join(f"{n} {k}" for k, n in self.cutouts["counts"].items())] if self.cutouts.get("counts") else []),
             *self._consistency_lines(),
             f"- review gallery: `{self.review_uri}`" if self.review_uri else "- review gallery: none",
             f"- manifest: `{self.manifest_uri}`",
@@ -195,7 +197,26 @@ def summarise(
         quarantine=quarantine, skipped_rows=skipped, warnings=warnings, failures=failures_of(outputs),
         published_images=[{"sku": o.sku, "channel": o.name, "uri": o.uri, "sha256": o.sha256, "qc": o.qc}
                           for o in outputs if o.published == "written"],
+        cutouts=cutout_summary(outputs),
     )
+
+
+def cutout_summary(outputs: list[Output]) -> dict[str, Any]:
+    """Per product cut this run: which method cut it and why, or why it was refused; counts per outcome."""
+    per_sku: dict[str, dict[str, str]] = {}
+    for o in outputs:
+        if o.sku in per_sku:
+            continue
+        if "cutout_method" in o.metrics:
+            unsure = o.metrics.get("cutout_confident") is False
+            per_sku[o.sku] = {"method": o.metrics["cutout_method"] + (" (unsure: review)" if unsure else ""),
+                              "reason": o.metrics.get("cutout_reason", "")}
+        elif o.status == "failed" and (o.error or "").startswith("cut-out refused"):
+            per_sku[o.sku] = {"method": "refused", "reason": o.error or ""}
+    counts: dict[str, int] = {}
+    for v in per_sku.values():
+        counts[v["method"]] = counts.get(v["method"], 0) + 1
+    return {"counts": counts, "products": per_sku}
 
 
 def engine_note(spec, ai_fallback: str | None) -> str:  # noqa: ANN001 - BrandSpec
