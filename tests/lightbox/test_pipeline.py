@@ -182,3 +182,41 @@ def test_same_run_on_s3(tmp_path, s3_bucket):
     assert "acme-home/GOOD-0/amazon_main.jpg" in keys and "acme-home/manifest.json" in keys
     assert not [k for k in keys if "/staging/" in k]
     assert Image.open(io.BytesIO(store.read("acme-home/GOOD-1/shopify_square.jpg"))).size == (2048, 2048)
+
+
+def _scene_photo() -> bytes:
+    from lightbox.testing.cutout_set import build_cases
+
+    return next(c.data for c in build_cases() if c.name == "room-vase-blue")
+
+
+def test_a_scene_photo_is_refused_without_a_model_and_cut_by_one_with_it(tmp_path):
+    """The routing end to end: with no model the room photo is refused with one line and nothing of it is
+    published; with a model (the tiny ONNX one) it is cut by the model and the manifest says so."""
+    from lightbox.specs import load_brand_spec
+    from lightbox.testing.tiny_segmentation import tiny_onnx
+
+    catalog = make_catalog(tmp_path, bad={"SCENE-1": _scene_photo()}, n_good=2)
+    out = str(tmp_path / "out")
+    summary = run_plain(str(catalog), ACME, out)
+    refused = [f for f in summary.failures if f["sku"] == "SCENE-1"]
+    assert len(refused) == len(CHANNELS)
+    assert all(f["reason"].startswith("cut-out refused: no plain backdrop in the source photo; configure cutout.model")
+               for f in refused)
+    assert not any(p["sku"] == "SCENE-1" for p in summary.published_images)
+    manifest = load_manifest(Store(out), "acme-home")
+    assert {e["cutout"]["method"] for e in manifest.values()} == {"backdrop"}
+    assert all(e["cutout"]["reason"].startswith("plain backdrop") for e in manifest.values())
+    assert summary.cutouts["counts"] == {"backdrop": 2, "refused": 1}
+
+    model = tiny_onnx(tmp_path / "seg.onnx")
+    spec_doc = Path(ACME).read_text().replace("cutout: {threshold: 26, feather: 2.0}",
+                                              f"cutout: {{threshold: 26, feather: 2.0, model: {{path: '{model}'}}}}")
+    assert spec_doc != Path(ACME).read_text()
+    spec_path = tmp_path / "acme-home.yaml"
+    spec_path.write_text(spec_doc)
+    assert load_brand_spec(str(spec_path)).cutout.model is not None
+    summary = run_plain(str(catalog), str(spec_path), out)
+    scene = summary.cutouts["products"]["SCENE-1"]
+    assert scene["method"].startswith("model") and scene["reason"].startswith("no plain backdrop")
+    assert summary.cutouts["products"]["GOOD-0"]["method"] == "backdrop"  # studio photos keep the backdrop method
