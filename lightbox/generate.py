@@ -253,7 +253,6 @@ def construction_metrics(cut: CutOut, look: Look, blob: bytes) -> dict:
     m = {
         "product_box": [solid.x, solid.y, solid.x + solid.width, solid.y + solid.height],
         "upscale": round(solid.scale, 4),
-        "edge_confidence": round(cut.edge_confidence, 4),
         "cutout_method": cut.method,
         "cutout_reason": cut.reason,
         **cut.diagnostics,

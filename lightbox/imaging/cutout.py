@@ -70,10 +70,6 @@ class CutOut:
         return self.rgba[y0:y1, x0:x1]
 
     @property
-    def edge_confidence(self) -> float:
-        return float(self.diagnostics.get("cutout_edge_contrast", 1.0))
-
-    @property
     def touches_edge(self) -> bool:
         return int(self.diagnostics.get("cutout_borders", 0)) > 0
 
