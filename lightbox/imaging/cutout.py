@@ -90,6 +90,7 @@ class _Planned:
     reason: str = ""
     error: ItemError | None = None
     fallback: CutOut | None = None  # an unsure backdrop cut, used when the model is not there
+    test: BackdropTest | None = None  # the plain-backdrop test, when routing already ran it
 
 
 def plan_cut(im: Image.Image, params: CutoutParams, has_model: bool) -> _Planned:
@@ -114,18 +115,18 @@ def plan_cut(im: Image.Image, params: CutoutParams, has_model: bool) -> _Planned
     test = assess_backdrop(rgb, params)
     if not test.plain:
         if params.method == "auto" and has_model:
-            return _Planned(rgb=rgb, reason=f"no plain backdrop ({test.why})")
+            return _Planned(rgb=rgb, reason=f"no plain backdrop ({test.why})", test=test)
         return _Planned(error=ItemError(f"{NO_BACKDROP} ({test.why})"))
     try:
         cut = _backdrop(rgb, params, test)
     except ItemError as e:
         if params.method == "auto" and has_model:
-            return _Planned(rgb=rgb, reason=f"backdrop cut failed ({e})")
+            return _Planned(rgb=rgb, reason=f"backdrop cut failed ({e})", test=test)
         return _Planned(error=e)
     if cut.confident or params.method == "backdrop":
         return _Planned(cut=cut)
     if has_model:
-        return _Planned(rgb=rgb, reason=f"backdrop cut unsure ({cut.reason})", fallback=cut)
+        return _Planned(rgb=rgb, reason=f"backdrop cut unsure ({cut.reason})", fallback=cut, test=test)
     return _Planned(cut=cut)
 
 
@@ -152,7 +153,7 @@ def cut_out_many(images: list[Image.Image], params: list[CutoutParams],
             continue
         for i, soft in zip(idxs, masks, strict=True):
             try:
-                results[i] = _from_model(plans[i].rgb, soft, params[i], plans[i].reason)
+                results[i] = _from_model(plans[i].rgb, soft, params[i], plans[i].reason, plans[i].test)
             except ItemError as e:
                 results[i] = e
     return results  # type: ignore[return-value]
@@ -440,7 +441,8 @@ def _unsure(diag: dict[str, Any], params: CutoutParams) -> str | None:
     if diag["cutout_borders"] > 1:
         return f"the cut runs into {diag['cutout_borders']} sides of the photo"
     if diag.get("cutout_parts", 1) > 1:
-        return f"the product falls apart into {diag['cutout_parts']} pieces (a part the colour of the backdrop cut away?)"
+        return (f"the cut falls into {diag['cutout_parts']} separate pieces (a second object in the photo, or a part "
+                "the colour of the backdrop cut away)")
     return None
 
 
@@ -511,7 +513,7 @@ def _soft_edge(rgb: np.ndarray, model: np.ndarray, dist: np.ndarray, fg: np.ndar
 # --- model method --------------------------------------------------------------------------------------------
 
 
-def _from_model(rgb: np.ndarray, soft: np.ndarray, params: CutoutParams, reason: str) -> CutOut:
+def _from_model(rgb: np.ndarray, soft: np.ndarray, params: CutoutParams, reason: str, test: BackdropTest | None = None) -> CutOut:
     """A segmentation model's soft mask (H x W float 0..1 at the source size) -> cut-out: matting at the
     edge band, foreground colour recovered there, opaque pixels the source's own."""
     from lightbox.imaging.matting import refine
@@ -526,7 +528,7 @@ def _from_model(rgb: np.ndarray, soft: np.ndarray, params: CutoutParams, reason:
     alpha8, rgb_out = refine(rgb, soft, matting=params.matting)
     if not (alpha8 > 0).any():
         raise ItemError("the segmentation model found no product after edge refinement")
-    test = assess_backdrop(rgb, params)
+    test = test or assess_backdrop(rgb, params)  # routing ran it already unless the method was forced
     backdrop = None
     if test.plain:  # a studio photo cut by the model: its holes can be checked against the paper
         backdrop = (backdrop_model(rgb, test.ring, test.coef), float(max(params.min_threshold, params.noise_factor * test.noise)))

@@ -74,9 +74,13 @@ class _Base:
             raise SegmentationError(f"model {self.name} returned shape {raw.shape}, expected (batch, [1,] H, W)")
         if not np.isfinite(raw).all():
             raise SegmentationError(f"model {self.name} returned NaN or infinite values")
-        if self.cfg.output == "logits" or (self.cfg.output == "auto" and (raw.min() < 0.0 or raw.max() > 1.0)):
-            raw = 1.0 / (1.0 + np.exp(-np.clip(raw, -60, 60)))
-        return [np.asarray(Image.fromarray(m).resize((w, h), Image.Resampling.BILINEAR), np.float32) for m, (h, w) in zip(raw, shapes, strict=True)]
+        out = []
+        for m, (h, w) in zip(raw, shapes, strict=True):
+            # decided per image, so a photo's mask does not depend on what it was batched with
+            if self.cfg.output == "logits" or (self.cfg.output == "auto" and (m.min() < 0.0 or m.max() > 1.0)):
+                m = 1.0 / (1.0 + np.exp(-np.clip(m, -60, 60)))
+            out.append(np.asarray(Image.fromarray(m).resize((w, h), Image.Resampling.BILINEAR), np.float32))
+        return out
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
