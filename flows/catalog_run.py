@@ -15,7 +15,6 @@ from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from lightbox import progress
-from lightbox.errors import LightboxError
 from lightbox.fetch import FetchPolicy, load_fetch_policy
 from lightbox.webhooks import Delivery, WebhookConfig, load_webhooks
 from lightbox.records import Chunk, Output, RunContext
@@ -23,7 +22,7 @@ from lightbox.report import RunSummary
 from lightbox.specs import BrandSpec
 from flows.review import operator_review
 from tasks._policy import ensure_concurrency_limit
-from tasks.report import artifact_key, report_run
+from tasks.report import artifact_key, report_run, report_stopped
 from tasks.stages import (
     commit,
     generate_chunk,
@@ -41,6 +40,7 @@ from tasks.stages import (
 
 DEFAULT_WORKERS = 4
 QUALITY_ALARM = "QualityAlarm"  # final state name when the failed share exceeds quality.max_failed_share
+INVALID_CATALOG = "InvalidCatalog"  # final state name when the catalog is refused before rendering
 
 
 def new_run_id() -> str:
@@ -73,9 +73,12 @@ def catalog_run(
     Runs of one brand take turns (global concurrency limit ``lightbox-brand-<name>``, one slot), so two
     triggers for the same catalog never write the same outputs or the manifest at once.
 
-    Ends Completed with the RunSummary; Failed when a stage fails; Failed named "QualityAlarm" when
-    more outputs failed quality checks than the spec's quality.max_failed_share (the report, review
-    gallery and manifest are written first, and the spec's alert block is notified).
+    Ends Completed with the RunSummary; Failed named "InvalidCatalog" when more rows are invalid than the
+    spec's quality.max_invalid_share (summary.json and quarantine.csv are written, nothing is rendered);
+    Failed named "QualityAlarm" when more rendered outputs failed quality checks than the spec's
+    quality.max_failed_share (the report, review gallery and manifest are written first, and the spec's
+    alert block is notified); Failed when more outputs could not be rendered than that share, or a
+    chunk failed after its retries (after the manifest and report are written).
     """
     started = time.perf_counter()
     spec = load_spec(brand)
@@ -102,6 +105,11 @@ def _run(catalog: str, spec: BrandSpec, brand: str, out: str, chunk_size: int, l
     catalog_ref = ingest_catalog(catalog, spec, ctx, layout)
     # 2. Validate
     validated = validate_catalog(catalog_ref, spec, ctx)
+    if validated.rejected:
+        summary = report_stopped(spec, ctx, catalog=catalog, ingested=validated.ingested, quarantined=validated.quarantined,
+                                 warnings=validated.warnings, skipped=validated.skipped, reason=validated.rejected,
+                                 wall_s=time.perf_counter() - started)
+        return Failed(name=INVALID_CATALOG, message=f"{validated.rejected}; quarantine report: {_quarantine_uri(summary)}")
     # 3. Plan
     plan = plan_run(validated, spec, ctx, chunk_size, skus)
     indexes = [c.index for c in plan.chunks]
@@ -130,14 +138,23 @@ def _run(catalog: str, spec: BrandSpec, brand: str, out: str, chunk_size: int, l
         cdn_invalidation=cdn.result() if cdn.is_completed() else f"failed: {cdn.message}",
     )
     if chunk_errors:
-        raise LightboxError(f"{len(chunk_errors)} of {len(plan.chunks)} chunks failed after retries; first: {chunk_errors[0]}")
+        return Failed(message=f"{len(chunk_errors)} of {len(plan.chunks)} chunks failed after retries; first: {chunk_errors[0]}")
+    limit = spec.quality.max_failed_share
+    if summary.render_failed_share > limit:
+        first = next(f for f in summary.failures if f["stage"] == "generate")
+        return Failed(message=(f"{summary.render_failed} outputs could not be rendered ({summary.render_failed_share:.0%}, "
+                               f"over the spec's quality.max_failed_share of {limit:.0%}); first: {first['sku']}: {first['reason']}"))
     if summary.alarm:  # a distinct final state operators can filter and automate on
         return Failed(
             name=QUALITY_ALARM,
-            message=(f"{summary.failed_share:.0%} of outputs failed quality checks (limit {spec.quality.max_failed_share:.0%}); "
+            message=(f"{summary.failed_share:.0%} of rendered outputs failed quality checks (limit {limit:.0%}); "
                      f"published {summary.published}, to review {summary.to_review}: {summary.review_uri}"),
         )
     return summary
+
+
+def _quarantine_uri(summary: RunSummary) -> str:
+    return summary.summary_uri.rsplit("/", 1)[0] + "/quarantine.csv"
 
 
 def _deliveries(notified) -> list[Delivery]:  # noqa: ANN001 - PrefectFutureList

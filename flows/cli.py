@@ -13,8 +13,10 @@ import argparse
 import logging
 import os
 import sys
+import time
 
 DEFAULT_BRAND = "brand_specs/acme-home.yaml"
+LAYOUT_CHOICES = ["auto", "lightbox", "shopify", "woocommerce", "google-merchant"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
                      "Lightbox layout or a Shopify / WooCommerce / Google Merchant export")
     run.add_argument("--brand", default=DEFAULT_BRAND, help=f"brand spec YAML (default: {DEFAULT_BRAND})")
     run.add_argument("--out", default="out", help="output root: a directory or s3://bucket/prefix (default: out)")
-    run.add_argument("--layout", choices=["auto", "lightbox", "shopify", "woocommerce", "google-merchant"], default="auto",
+    run.add_argument("--layout", choices=LAYOUT_CHOICES, default="auto",
                      help="catalog layout (default: detected from the header)")
     run.add_argument("--fetch-policy", default=None,
                      help="fetch policy YAML for source images (default: $LIGHTBOX_FETCH_POLICY, else https + s3 only)")
@@ -34,6 +36,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--chunk-size", type=int, default=8, help="products per generate task (default: 8)")
     run.add_argument("--workers", type=int, default=None, help="concurrent tasks (default: CPU count, 2..8)")
     run.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs")
+
+    init = sub.add_parser("init", help="write a starter brand spec from a catalog export (valid for it at once)")
+    init.add_argument("catalog", help="catalog URI: a Shopify / WooCommerce / Google Merchant export or a Lightbox catalog")
+    init.add_argument("--brand", default=None, help="brand name, a slug (default: from the catalog's file name)")
+    init.add_argument("--layout", choices=LAYOUT_CHOICES, default="auto", help="catalog layout (default: detected)")
+    init.add_argument("--dir", default="brand_specs", help="where the spec is written (default: brand_specs)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing spec of that name")
+
+    val = sub.add_parser("validate", help="check a catalog against a brand spec without rendering (no server)")
+    val.add_argument("catalog", help="catalog URI (as for run)")
+    val.add_argument("--brand", default=DEFAULT_BRAND, help=f"brand spec YAML (default: {DEFAULT_BRAND})")
+    val.add_argument("--layout", choices=LAYOUT_CHOICES, default="auto", help="catalog layout (default: detected)")
 
     api = sub.add_parser("api", help="serve the job API (FastAPI; settings from LIGHTBOX_API_* variables)")
     api.add_argument("--host", default="127.0.0.1")
@@ -47,6 +61,84 @@ def _parser() -> argparse.ArgumentParser:
     ops.add_argument("action", choices=["setup", "automations", "deploy"])
     ops.add_argument("--dir", default="deployments", help="where the templates and automations live (default: deployments)")
     return p
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Write brand_specs/<name>.yaml from the catalog, then check the catalog against it."""
+    from pathlib import Path
+
+    from lightbox.catalog.ingest import read_catalog
+    from lightbox.catalog.validate import validate_catalog
+    from lightbox.errors import LightboxError
+    from lightbox.specs import load_brand_spec
+    from lightbox.specs.starter import brand_slug, starter_spec
+
+    try:
+        _check_catalog_exists(args.catalog)
+        frame = read_catalog(args.catalog, layout=None if args.layout == "auto" else args.layout)
+    except LightboxError as e:
+        return _fail(str(e), 2)
+    stem = args.catalog.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    name = args.brand or brand_slug(stem)
+    try:
+        starter = starter_spec(frame, name, args.catalog)
+    except ValueError as e:
+        return _fail(f"--brand: {e}", 2)
+    path = Path(args.dir) / f"{name}.yaml"
+    if path.exists() and not args.force:
+        return _fail(f"{path} exists (choose another --brand, or --force to overwrite it)", 2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(starter.text, encoding="utf-8")
+    try:
+        spec = load_brand_spec(str(path))
+    except LightboxError as e:  # a bug of init's, not the user's: say so plainly
+        return _fail(f"the written spec does not load ({e}); please report it", 1)
+    result = validate_catalog(frame, spec)
+    layout = frame.attrs.get("layout", "lightbox")
+    sys.stdout.write(
+        f"wrote {path}: {_n(len(starter.categories), 'category', 'categories')} -> {_n(len(starter.templates), 'template')} "
+        f"({', '.join(f'{t}: ' + (', '.join(a) or 'title only') for t, a in starter.templates.items())}), "
+        f"value sets for {', '.join(starter.value_sets) or 'no attribute'}, channels {', '.join(spec.channels)}\n"
+        f"{args.catalog} ({layout} layout): {len(result.valid)} of {result.total} products valid under it, "
+        f"{len(result.skipped)} rows skipped\n")
+    _print_validation(result)
+    sys.stdout.write(f"next: review the lines marked DECIDE in {path}, then\n"
+                     f"  lightbox run {args.catalog} --brand {path}\n")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Catalog and spec checked as a run would check them, without rendering or a server."""
+    from lightbox.errors import LightboxError
+    from lightbox.preflight import check_catalog, rejection
+    from lightbox.specs import load_brand_spec
+
+    try:
+        spec = load_brand_spec(args.brand)
+        _check_catalog_exists(args.catalog)
+        result = check_catalog(args.catalog, spec, args.layout)
+    except LightboxError as e:
+        return _fail(str(e), 2)
+    sys.stdout.write(f"{args.catalog} ({result.layout} layout) against {spec.name} v{spec.version}: {result.total} rows: "
+                     f"{len(result.valid)} valid, {len(result.quarantined)} invalid, {len(result.skipped)} skipped, "
+                     f"{len(result.warnings)} warnings\n")
+    _print_validation(result)
+    refused = rejection(result, spec)
+    if refused:
+        return _fail(refused, 2)
+    return 0
+
+
+def _n(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+def _print_validation(result) -> None:  # noqa: ANN001 - ValidationResult
+    from lightbox.preflight import reason_lines
+
+    for status, rows in (("invalid", result.quarantined), ("skipped", result.skipped), ("warning", result.warnings)):
+        for line in reason_lines(rows, top=5 if status == "invalid" else 3):
+            sys.stdout.write(f"{status}: {line}\n")
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -97,8 +189,8 @@ def _prepare_env(verbose: bool) -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    if not verbose:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
+    if not verbose:  # full logs still reach the Prefect API (and UI); the terminal gets the one-line outcome
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
         os.environ.setdefault("PREFECT_LOGGING_SERVER_LEVEL", "WARNING")
 
 
@@ -116,33 +208,53 @@ def root_cause(exc: BaseException) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from lightbox.catalog.ingest import detect_format
+    """Everything that can be checked without a server is checked first (spec, catalog, validation,
+    output); a catalog over the invalid-share limit, or one with nothing to render, ends here without
+    starting Prefect. Then the flow runs."""
     from lightbox.errors import LightboxError
     from lightbox.fetch import load_fetch_policy
-    from lightbox.webhooks import load_webhooks
+    from lightbox.preflight import check_catalog, new_run_id, rejection, write_stopped_run
     from lightbox.specs import load_brand_spec
-    from lightbox.storage import Store, filesystem
+    from lightbox.storage import Store
+    from lightbox.webhooks import load_webhooks
 
+    started = time.perf_counter()
     if args.chunk_size < 1:
         return _fail(f"--chunk-size must be >= 1, got {args.chunk_size}", 2)
     workers = args.workers or max(2, min(8, os.cpu_count() or 2))
+    skus = [s.strip() for s in args.skus.split(",") if s.strip()] if args.skus else None
+    out_existed = _exists_locally(args.out)
     try:
         spec = load_brand_spec(args.brand)  # a bad spec fails here, before any server starts
-        detect_format(args.catalog)
-        load_fetch_policy(args.fetch_policy or os.environ.get("LIGHTBOX_FETCH_POLICY"))
-        load_webhooks(args.webhooks or os.environ.get("LIGHTBOX_WEBHOOKS"))
-        fs, path = filesystem(args.catalog)
-        if not fs.exists(path):
-            return _fail(f"{args.catalog}: file not found", 2)
-        Store(args.out).check_writable()
+        policy = load_fetch_policy(args.fetch_policy or os.environ.get("LIGHTBOX_FETCH_POLICY"))
+        hooks = load_webhooks(args.webhooks or os.environ.get("LIGHTBOX_WEBHOOKS"))
+        _check_catalog_exists(args.catalog)
+        store = Store(args.out)
+        store.check_writable()
+        checked = check_catalog(args.catalog, spec, args.layout)
     except LightboxError as e:
+        _remove_if_left_empty(args.out, out_existed)
         return _fail(str(e), 2)
+
+    refused = rejection(checked, spec)
+    if refused:
+        summary = write_stopped_run(store, spec, new_run_id(), args.catalog, ingested=checked.total,
+                                    quarantined=checked.quarantined, warnings=checked.warnings, skipped=checked.skipped,
+                                    reason=refused, wall_s=time.perf_counter() - started)
+        _print_rows(summary)
+        return _fail(f"{refused}; quarantine report: {_quarantine_uri(summary)}", 2)
+    if not hooks.subscribers:
+        summary = _nothing_to_render(args, spec, store, checked, policy, skus, started)
+        if summary is not None:
+            _print_summary(summary)
+            sys.stdout.write(f"nothing to render: every output is unchanged (checked in {summary.wall_s:.1f} s; no flow run started)\n")
+            return 0
 
     _prepare_env(args.verbose)
     from prefect.task_runners import ThreadPoolTaskRunner
     from tqdm import tqdm
 
-    from flows.catalog_run import catalog_run
+    from flows.catalog_run import QUALITY_ALARM, catalog_run
     from lightbox import progress
 
     bar = tqdm(total=0, unit="product", desc="catalog-run", file=sys.stderr, disable=None)
@@ -157,64 +269,155 @@ def cmd_run(args: argparse.Namespace) -> int:
         flow = catalog_run.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
         state = flow(catalog=args.catalog, brand=args.brand, out=args.out, chunk_size=args.chunk_size,
                      layout=None if args.layout == "auto" else args.layout, fetch_policy=args.fetch_policy,
-                     skus=[s.strip() for s in args.skus.split(",") if s.strip()] if args.skus else None,
-                     webhooks=args.webhooks, return_state=True)
+                     skus=skus, webhooks=args.webhooks, return_state=True)
+    except Exception as e:  # noqa: BLE001 - the server or the engine broke: one line here, the traceback with -v
+        logging.getLogger(__name__).debug("the run raised", exc_info=True)
+        return _fail(root_cause(e), 1)
     finally:
         progress.set_listener(None)
         bar.close()
-    if state.name == "QualityAlarm":
-        _print_summary(_latest_summary(args.out, spec.name))
+    if state.is_completed():
+        _print_summary(state.result())
+        return 0
+    summary = _latest_summary(args.out, spec.name)
+    if summary is not None and summary.flow_run_id == str(state.state_details.flow_run_id):
+        _print_summary(summary)
+    else:
+        _remove_if_left_empty(args.out, out_existed)
+    if state.name == QUALITY_ALARM:
         return _fail(f"quality alarm: {state.message}", 3)
-    if not state.is_completed():
-        result = state.result(raise_on_failure=False)
-        reason = root_cause(result) if isinstance(result, BaseException) else (state.message or state.name)
-        return _fail(reason, 1)
-    _print_summary(state.result())
-    return 0
+    result = state.result(raise_on_failure=False)
+    reason = root_cause(result) if isinstance(result, BaseException) else (state.message or state.name)
+    return _fail(reason, 2 if state.name == "InvalidCatalog" else 1)
 
 
-def _latest_summary(out: str, brand: str):  # noqa: ANN202 - RunSummary
+def _check_catalog_exists(catalog: str) -> None:
+    from lightbox.catalog.ingest import detect_format
+    from lightbox.errors import CatalogError
+    from lightbox.storage import filesystem
+
+    detect_format(catalog)
+    fs, path = filesystem(catalog)
+    if not fs.exists(path):
+        raise CatalogError(f"{catalog}: file not found")
+
+
+def _nothing_to_render(args: argparse.Namespace, spec, store, checked, policy, skus, started: float):  # noqa: ANN001, ANN202
+    """The run's summary when every output of the planned products is unchanged (no flow needed), else None.
+    Only for studio specs (an AI engine's identity is known once its model is loaded)."""
+    from lightbox.catalog.ingest import to_products
+    from lightbox.engines import build_engines, uses_ai
+    from lightbox.fetch import SourceFetcher
+    from lightbox.generate import all_unchanged
+    from lightbox.manifest import load_manifest, manifest_key
+    from lightbox.plan import plan_run
+    from lightbox.preflight import new_run_id
+    from lightbox.records import RunContext
+    from lightbox.report import summarise, write_summary
+    from lightbox.specs import spec_channels
+
+    if uses_ai(spec):
+        return None
+    known = {q.sku for q in checked.quarantined + checked.skipped}
+    plan = plan_run(to_products(checked.valid), spec, load_manifest(store, spec.name), args.chunk_size, only=skus, known=known)
+    ctx = RunContext(run_id=new_run_id(), brand_uri=args.brand, out_uri=args.out, fetch=policy.for_catalog(args.catalog))
+    items = [item for chunk in plan.chunks for item in chunk.items]
+    outputs = all_unchanged(items, spec, spec_channels(spec), ctx, store, build_engines(spec, None), SourceFetcher(ctx.fetch, ctx.run_id))
+    if outputs is None:
+        return None
+    summary = summarise(
+        run_id=ctx.run_id, brand=spec.name, spec_version=spec.version, catalog=args.catalog, store=store,
+        ingested=checked.total, quarantine=checked.quarantined, warnings=checked.warnings,
+        skipped=checked.skipped + plan.skipped, products=plan.products, outputs=outputs, wall_s=time.perf_counter() - started,
+        manifest_uri=store.uri(manifest_key(spec.name)), max_failed_share=spec.quality.max_failed_share,
+    )
+    summary = summary.model_copy(update={"skus_requested": skus, "unknown_skus": plan.unknown_skus})
+    write_summary(store, summary)
+    return summary
+
+
+def _exists_locally(out: str) -> bool:
+    return "://" in out and not out.startswith("file://") or os.path.exists(out.removeprefix("file://"))
+
+
+def _remove_if_left_empty(out: str, existed: bool) -> None:
+    """A failed run leaves no empty output folder behind (only folders this run created, and only empty ones)."""
+    if existed:
+        return
+    root = out.removeprefix("file://")
+    for folder, _, files in os.walk(root, topdown=False):
+        if files:
+            return
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return
+
+
+def _latest_summary(out: str, brand: str):  # noqa: ANN202 - RunSummary | None
     import json
 
     from lightbox.report import RunSummary
     from lightbox.storage import Store
 
     store = Store(out)
-    pointer = json.loads(store.read(f"{brand}/latest-run.json"))
-    return RunSummary.model_validate_json(store.read(store.key_of(pointer["summary"])))
+    try:
+        pointer = json.loads(store.read(f"{brand}/latest-run.json"))
+        return RunSummary.model_validate_json(store.read(store.key_of(pointer["summary"])))
+    except (FileNotFoundError, ValueError, KeyError):
+        return None
+
+
+def _quarantine_uri(summary) -> str:  # noqa: ANN001 - RunSummary
+    return summary.summary_uri.rsplit("/", 1)[0] + "/quarantine.csv"
+
+
+def _print_rows(s) -> None:  # noqa: ANN001 - RunSummary
+    """Rows not rendered, grouped by cause, per status."""
+    from lightbox.preflight import reason_lines
+
+    for status, rows in (("invalid", s.quarantine), ("skipped", s.skipped_rows), ("warning", s.warnings)):
+        for line in reason_lines(rows, top=5 if status == "invalid" else 3):
+            sys.stdout.write(f"{status}: {line}\n")
+    if s.quarantine or s.skipped_rows or s.warnings:
+        sys.stdout.write(f"quarantine: {_quarantine_uri(s)}\n")
 
 
 def _print_summary(s) -> None:  # noqa: ANN001 - RunSummary
     sys.stdout.write(
         f"{s.brand}: {s.ingested} rows, {s.invalid} quarantined, {s.skipped} skipped, {s.generated} generated, "
-        f"{s.unchanged} unchanged, {s.failed} failed, {s.published} published "
-        f"in {s.wall_s:.1f} s ({s.images_per_s:.2f} images/s)\n"
+        f"{s.unchanged} unchanged, {s.published} published in {s.wall_s:.1f} s ({s.images_per_s:.2f} images/s); "
+        f"failed: {s.render_failed} to render, {s.qc_failed} quality\n"
         f"summary: {s.summary_uri}\nmanifest: {s.manifest_uri}\n"
     )
     counts = (getattr(s, "cutouts", None) or {}).get("counts")
     if counts:
         sys.stdout.write("cut-out: " + ", ".join(f"{n} {method}" for method, n in counts.items()) + "\n")
-    for q in s.quarantine[:10]:
-        sys.stdout.write(f"quarantined row {q.row} {q.sku}: {q.reason}\n")
-    for f in s.failures[:10]:
-        sys.stdout.write(f"failed {f['sku']}/{f['channel']} ({f['stage']}): {f['reason']}\n")
-    more = max(0, len(s.quarantine) - 10) + max(0, len(s.failures) - 10)
-    if more:
-        sys.stdout.write(f"... {more} more in the summary\n")
+    _print_rows(s)
+    by_cause: dict[tuple[str, str, str], int] = {}
+    for f in s.failures:
+        key = (f["sku"], "render" if f["stage"] == "generate" else "quality", f["reason"])
+        by_cause[key] = by_cause.get(key, 0) + 1
+    for (sku, stage, reason), n in list(by_cause.items())[:10]:
+        sys.stdout.write(f"failed {sku} ({n} output{'s' if n != 1 else ''}, {stage}): {reason}\n")
+    if len(by_cause) > 10:
+        sys.stdout.write(f"... {len(by_cause) - 10} more failures in the summary\n")
+    if s.unknown_skus:
+        sys.stdout.write(f"unknown SKUs (not in the catalog): {', '.join(s.unknown_skus)}\n")
     if s.consistency and s.consistency.get("score") is not None:
         sys.stdout.write(f"catalog consistency: {s.consistency['score']:.3f}\n")
-    if s.review_uri and s.to_review:
-        sys.stdout.write(f"review: {s.review_uri}\n")
+    if s.review_uri and (s.warned or s.to_review or s.qc_failed):
+        sys.stdout.write(f"review: {s.warned} warned, {s.to_review} to review, {s.qc_failed} failed quality: {s.review_uri}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     verbose = getattr(args, "verbose", False)
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if not verbose:  # libraries that set their own loggers to INFO (Great Expectations) stay quiet too
-        for handler in logging.getLogger().handlers:
-            handler.setLevel(logging.WARNING)
-    commands = {"run": cmd_run, "api": cmd_api, "api-key": cmd_api_key, "ops": cmd_ops}
+    if verbose:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    else:  # the terminal gets the outcome lines; logs go to the Prefect API and with -v here
+        logging.getLogger().addHandler(logging.NullHandler())
+    commands = {"run": cmd_run, "init": cmd_init, "validate": cmd_validate, "api": cmd_api, "api-key": cmd_api_key, "ops": cmd_ops}
     return commands[args.command](args)
 
 

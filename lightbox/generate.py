@@ -123,19 +123,10 @@ def prepare_item(
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    data: bytes | None = None
-    if product.images:
-        source = product.images[0]
-        try:
-            data = sources.read(source)
-        except FileNotFoundError:
-            return failed(f"source image not found: {source}"), None
-        except ItemError as e:  # refused by the fetch policy, too large, not an image, timed out...
-            return failed(f"source image not fetched: {e}"), None
-        except PermissionError as e:
-            return failed(f"source image not readable: {e}"), None
-        except OSError as e:
-            return failed(f"source image not readable: {source}: {e}"), None
+    data, problem = _read_source(product, sources)
+    if problem:
+        return failed(problem), None
+    if data is not None:
         timings["read_ms"] = (time.perf_counter() - t0) * 1000
     source_sha = hashlib.sha256(data).hexdigest() if data is not None else "no-photo"
 
@@ -145,20 +136,8 @@ def prepare_item(
     except ItemError as e:
         return failed(str(e)), None
 
-    outputs: list[Output] = []
     pending = _Pending(item=item, looks=looks, cut=None, alt_text=alt_text, failed=failed, timings=timings, prompts=prompts)
-    for ch in channels:
-        look = looks[ch.name]
-        for v in range(_variants(look)):
-            seed = seed_for(product.sku, v, spec.version)
-            fp = fingerprint(product, source_sha, look, spec, engine_id(look, engines), v, seed)
-            key = output_key(spec, product.sku, ch, v)
-            if item.previous.get(output_name(ch.name, v)) == fp and store.exists(key):
-                outputs.append(Output(**base, channel=ch.name, variant=v, status="unchanged", fingerprint=fp,
-                                      uri=store.uri(key), seed=seed, engine=look.engine, alt_text=alt_text,
-                                      ai_generated=look.generation is not None))
-            else:
-                pending.todo.append((ch, v, fp))
+    outputs = _sort_unchanged(item, spec, channels, looks, engines, store, source_sha, alt_text, pending.todo)
     if not pending.todo:
         return outputs, None
 
@@ -170,6 +149,67 @@ def prepare_item(
         except ItemError as e:
             return outputs + _failed_todo(pending, str(e)), None
     return outputs, pending
+
+
+def _read_source(product: Product, sources: SourceFetcher) -> tuple[bytes | None, str | None]:
+    """The product's first photo (None when it has none), or the one-line reason it cannot be read."""
+    if not product.images:
+        return None, None
+    source = product.images[0]
+    try:
+        return sources.read(source), None
+    except FileNotFoundError:
+        return None, f"source image not found: {source}"
+    except ItemError as e:  # refused by the fetch policy, too large, not an image, timed out...
+        return None, f"source image not fetched: {e}"
+    except PermissionError as e:
+        return None, f"source image not readable: {e}"
+    except OSError as e:
+        return None, f"source image not readable: {source}: {e}"
+
+
+def _sort_unchanged(item: WorkItem, spec: BrandSpec, channels: list[ChannelPreset], looks: dict[str, Look], engines: dict[str, Engine],
+                    store: Store, source_sha: str, alt_text: str, todo: list[tuple[ChannelPreset, int, str]]) -> list[Output]:
+    """Outputs whose fingerprint matches the manifest and whose object exists are returned as unchanged;
+    the rest are appended to ``todo`` (channel, variant, fingerprint)."""
+    product = item.product
+    outputs: list[Output] = []
+    for ch in channels:
+        look = looks[ch.name]
+        for v in range(_variants(look)):
+            seed = seed_for(product.sku, v, spec.version)
+            fp = fingerprint(product, source_sha, look, spec, engine_id(look, engines), v, seed)
+            key = output_key(spec, product.sku, ch, v)
+            if item.previous.get(output_name(ch.name, v)) == fp and store.exists(key):
+                outputs.append(Output(sku=product.sku, row=product.row, category=product.category, channel=ch.name, variant=v,
+                                      status="unchanged", fingerprint=fp, uri=store.uri(key), seed=seed, engine=look.engine,
+                                      alt_text=alt_text, ai_generated=look.generation is not None))
+            else:
+                todo.append((ch, v, fp))
+    return outputs
+
+
+def all_unchanged(items: list[WorkItem], spec: BrandSpec, channels: list[ChannelPreset], ctx: RunContext, store: Store,
+                  engines: dict[str, Engine], sources: SourceFetcher) -> list[Output] | None:
+    """Every output of ``items`` as unchanged, or None as soon as one would be rendered (or would fail:
+    an unreadable photo, a missing attribute). Reads each source (cached fetches revalidate), renders nothing."""
+    outputs: list[Output] = []
+    for item in items:
+        product = item.product
+        looks = {ch.name: effective_look(spec, product.category, ch, ctx) for ch in channels}
+        data, problem = _read_source(product, sources)
+        if problem:
+            return None
+        try:
+            alt_text = fill_template(spec.template_for(product.category).alt_text, product)
+        except ItemError:
+            return None
+        todo: list[tuple[ChannelPreset, int, str]] = []
+        source_sha = hashlib.sha256(data).hexdigest() if data is not None else "no-photo"
+        outputs += _sort_unchanged(item, spec, channels, looks, engines, store, source_sha, alt_text, todo)
+        if todo:
+            return None
+    return outputs
 
 
 def _failed_todo(pending: _Pending, reason: str) -> list[Output]:

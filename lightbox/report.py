@@ -29,13 +29,18 @@ class RunSummary(BaseModel):
     generated: int
     unchanged: int
     passed: int
-    failed: int
+    failed: int = Field(description="render_failed + qc_failed")
     published: int
     to_review: int
     wall_s: float
     images_per_s: float
     invalid_share: float
-    failed_share: float
+    failed_share: float = Field(description="share of rendered outputs that failed quality checks (the alarm's measure)")
+    render_failed: int = Field(0, description="outputs that could not be rendered (unreadable source, refused cut-out...)")
+    render_failed_share: float = Field(0.0, description="share of attempted outputs that could not be rendered")
+    qc_failed: int = Field(0, description="rendered outputs that failed quality checks")
+    warned: int = Field(0, description="outputs that passed with warnings (published, listed in the review gallery)")
+    stopped: str | None = Field(None, description="why the run stopped before rendering (invalid catalog), else None")
     manifest_uri: str
     summary_uri: str
     engine: str = "studio"
@@ -58,8 +63,8 @@ class RunSummary(BaseModel):
     cutouts: dict[str, Any] = Field(default_factory=dict, description="products cut per method, refused, unsure; one reason per SKU")
 
     def table(self) -> list[dict[str, Any]]:
-        keys = ["ingested", "invalid", "skipped", "products", "generated", "unchanged", "passed", "failed",
-                "published", "to_review", "wall_s", "images_per_s", "failed_share", "alarm"]
+        keys = ["ingested", "invalid", "skipped", "products", "generated", "unchanged", "passed", "warned", "render_failed",
+                "qc_failed", "published", "to_review", "wall_s", "images_per_s", "failed_share", "alarm"]
         score = (self.consistency or {}).get("score")
         return [{"metric": k, "value": getattr(self, k)} for k in keys] + [{"metric": "consistency", "value": score}]
 
@@ -82,14 +87,16 @@ class RunSummary(BaseModel):
         lines = [
             f"# Catalog run `{self.run_id}` - {self.brand} (spec v{self.spec_version})",
             "",
-            *([f"**QUALITY ALARM**: {self.failed_share:.0%} of outputs failed quality checks "
+            *([f"**STOPPED before rendering**: {self.stopped}", ""] if self.stopped else []),
+            *([f"**QUALITY ALARM**: {self.failed_share:.0%} of rendered outputs failed quality checks "
                f"(alert: {self.alert or 'no alert block configured'})", ""] if self.alarm else []),
             f"Catalog `{self.catalog}` -> `{self.out}`",
             "",
             f"- **{self.ingested}** rows ingested, **{self.invalid}** quarantined ({self.invalid_share:.1%}), "
             f"**{self.skipped}** skipped (hero)",
             f"- **{self.generated}** images generated, **{self.unchanged}** unchanged since the last run",
-            f"- **{self.passed}** passed quality checks, **{self.failed}** failed "
+            f"- **{self.render_failed}** could not be rendered ({self.render_failed_share:.1%} of those attempted)",
+            f"- **{self.passed}** passed quality checks ({self.warned} with warnings), **{self.qc_failed}** failed "
             f"({self.failed_share:.1%}); **{self.to_review}** sent to review",
             f"- **{self.published}** published in {self.wall_s:.1f} s ({self.images_per_s:.2f} images/s)",
             f"- engine: {self.engine}",
@@ -176,18 +183,24 @@ def summarise(
     quarantine: list[QuarantinedRow], warnings: list[QuarantinedRow], skipped: list[QuarantinedRow],
     products: int, outputs: list[Output], wall_s: float, manifest_uri: str, engine_note: str = "studio",
     consistency: dict[str, Any] | None = None, consistency_previous: float | None = None,
-    review_uri: str | None = None, max_failed_share: float = 1.0,
+    review_uri: str | None = None, max_failed_share: float = 1.0, stopped: str | None = None,
 ) -> RunSummary:
+    """Counts of one run. Two failure causes are kept apart: outputs that could not be rendered (their
+    share is ``render_failed_share``) and rendered outputs that failed quality checks (``failed_share``,
+    which alone raises the quality alarm)."""
     generated = sum(o.status == "rendered" for o in outputs)
-    failed = sum(o.status == "failed" or o.qc == "failed" for o in outputs)
-    attempted = generated + sum(o.status == "failed" for o in outputs)
+    render_failed = sum(o.status == "failed" for o in outputs)
+    qc_failed = sum(o.qc == "failed" for o in outputs)
+    attempted = generated + render_failed
     published = sum(o.published == "written" for o in outputs)
-    failed_share = round(failed / attempted, 4) if attempted else 0.0
+    failed_share = round(qc_failed / generated, 4) if generated else 0.0
     return RunSummary(
         run_id=run_id, brand=brand, spec_version=spec_version, catalog=catalog, out=store.root_uri,
         ingested=ingested, invalid=len(quarantine), skipped=len(skipped), products=products,
         generated=generated, unchanged=sum(o.status == "unchanged" for o in outputs),
-        passed=sum(o.qc in ("passed", "warned") for o in outputs), failed=failed, published=published,
+        passed=sum(o.qc in ("passed", "warned") for o in outputs), failed=render_failed + qc_failed, published=published,
+        render_failed=render_failed, qc_failed=qc_failed, warned=sum(o.qc == "warned" for o in outputs),
+        render_failed_share=round(render_failed / attempted, 4) if attempted else 0.0, stopped=stopped,
         to_review=sum(o.published == "review" for o in outputs), wall_s=round(wall_s, 2),
         images_per_s=round(generated / wall_s, 3) if wall_s > 0 else 0.0,
         invalid_share=round(len(quarantine) / ingested, 4) if ingested else 0.0,
@@ -231,12 +244,19 @@ def engine_note(spec, ai_fallback: str | None) -> str:  # noqa: ANN001 - BrandSp
     return f"diffusers {d.model}@{d.revision or 'default'} ({d.steps} steps, batch {d.batch_size}) + studio for locked backgrounds"
 
 
-def quarantine_csv(rows: list[QuarantinedRow]) -> bytes:
+QUARANTINE_COLUMNS = ["row", "sku", "status", "column", "reason"]
+
+
+def quarantine_csv(summary: RunSummary) -> bytes:
+    """Every row that was not rendered as it is, one line each: ``status`` is invalid (quarantined),
+    skipped (not a product by design: hero, grouped, archived...) or warning (rendered, with a data warning)."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["row", "sku", "column", "reason"])
-    for q in rows:
-        w.writerow([q.row, q.sku, q.column, q.reason])
+    w.writerow(QUARANTINE_COLUMNS)
+    rows = [("invalid", q) for q in summary.quarantine] + [("skipped", q) for q in summary.skipped_rows]
+    rows += [("warning", q) for q in summary.warnings]
+    for status, q in sorted(rows, key=lambda r: r[1].row):
+        w.writerow([q.row, q.sku, status, q.column, q.reason])
     return buf.getvalue().encode()
 
 
@@ -248,7 +268,7 @@ def write_summary(store: Store, summary: RunSummary) -> str:
     """summary.json and quarantine.csv under the run's folder; latest-run.json beside the manifest."""
     body = summary.model_dump_json(indent=1).encode()
     store.write_atomic(run_key(summary.brand, summary.run_id, "summary.json"), body)
-    store.write_atomic(run_key(summary.brand, summary.run_id, "quarantine.csv"), quarantine_csv(summary.quarantine + summary.skipped_rows))
+    store.write_atomic(run_key(summary.brand, summary.run_id, "quarantine.csv"), quarantine_csv(summary))
     store.write_atomic(f"{summary.brand}/latest-run.json", json.dumps({"run_id": summary.run_id, "summary": summary.summary_uri}).encode())
     if summary.flow_run_id:  # the job API finds a run's summary by its flow run id
         store.write_atomic(job_key(summary.flow_run_id), body)

@@ -8,6 +8,7 @@ from prefect import get_run_logger, task
 from prefect.runtime import flow_run
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
+from lightbox.preflight import write_stopped_run
 from lightbox.records import Output, QuarantinedRow, RunContext
 from lightbox.report import RunSummary, catalog_checks, engine_note, summarise, write_summary
 from lightbox.specs import BrandSpec
@@ -41,7 +42,7 @@ def send_alert(block_name: str, summary: RunSummary) -> str:
     try:
         block = Block.load(block_name)
         block.notify(
-            body=(f"{summary.brand}: {summary.failed} outputs failed ({summary.failed_share:.0%} of those attempted) "
+            body=(f"{summary.brand}: {summary.qc_failed} outputs failed quality checks ({summary.failed_share:.0%} of those rendered) "
                   f"in run {summary.run_id}; {summary.published} published. Review: {summary.review_uri}"),
             subject=f"Lightbox quality alarm: {summary.brand}",
         )
@@ -100,4 +101,17 @@ def report_run(
         ctx.run_id, summary.ingested, summary.invalid, summary.generated, summary.failed, summary.published,
         summary.images_per_s, (cons or {}).get("score"),
     )
+    return summary
+
+
+@task(name="report-stopped", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
+def report_stopped(spec: BrandSpec, ctx: RunContext, *, catalog: str, ingested: int, quarantined: list[QuarantinedRow],
+                   warnings: list[QuarantinedRow], skipped: list[QuarantinedRow], reason: str, wall_s: float) -> RunSummary:
+    """The report of a run refused before rendering (summary.json, quarantine.csv, the quarantine artifact)."""
+    summary = write_stopped_run(Store(ctx.out_uri), spec, ctx.run_id, catalog, ingested=ingested, quarantined=quarantined,
+                                warnings=warnings, skipped=skipped, reason=reason, wall_s=wall_s)
+    create_table_artifact(key=artifact_key(spec.name, "quarantine"), table=[q.model_dump() for q in quarantined + skipped],
+                          description=f"Rows not rendered: {reason}")
+    create_markdown_artifact(key=artifact_key(spec.name, "run-report"), markdown=summary.markdown(),
+                             description=f"Catalog run {ctx.run_id} (stopped)")
     return summary

@@ -14,12 +14,12 @@ from lightbox.catalog.ingest import read_catalog, to_products
 from lightbox.catalog.validate import validate_catalog as _validate
 from lightbox.cdn import CdnConfig, invalidate
 from lightbox.engines import build_engines, prepare_ai, uses_ai
-from lightbox.errors import ValidationThresholdError
 from lightbox.generate import generate_chunk as _generate_chunk
 from lightbox.generate import output_key
 from lightbox.imaging.segmentation import prepare_segmentation
 from lightbox.manifest import commit_manifest, load_manifest, manifest_key
 from lightbox.plan import Plan
+from lightbox.preflight import reason_lines, rejection
 from lightbox.plan import plan_run as _plan_run
 from lightbox.publish import approve_output
 from lightbox.publish import publish_chunk as _publish_chunk
@@ -40,6 +40,7 @@ class Validated(BaseModel):
     quarantined: list[QuarantinedRow]
     warnings: list[QuarantinedRow]
     skipped: list[QuarantinedRow] = []
+    rejected: str | None = None  # the catalog is refused as a whole (too many invalid rows): why
 
 
 def _write_frame(store: Store, key: str, frame: pd.DataFrame) -> str:
@@ -98,7 +99,8 @@ def ingest_catalog(catalog_uri: str, spec: BrandSpec, ctx: RunContext, layout: s
 
 @task(name="validate", **RETRIES)
 def validate_catalog(catalog_ref: str, spec: BrandSpec, ctx: RunContext) -> Validated:
-    """pandera + Great Expectations; fails the run only above the spec's invalid-share threshold."""
+    """pandera + Great Expectations. Above the spec's invalid-share threshold the result says why the
+    catalog is refused (the flow writes the report, then stops)."""
     store = Store(ctx.out_uri)
     frame = pd.read_parquet(io.BytesIO(store.read(store.key_of(catalog_ref))))
     result = _validate(frame, spec)
@@ -106,16 +108,14 @@ def validate_catalog(catalog_ref: str, spec: BrandSpec, ctx: RunContext) -> Vali
     for q in result.quarantined:
         logger.warning("quarantined row %d (%s): %s", q.row, q.sku, q.reason)
     valid_uri = _write_frame(store, run_key(spec.name, ctx.run_id, "valid.parquet"), result.valid)
-    limit = spec.quality.max_invalid_share
-    if result.invalid_share > limit:
-        raise ValidationThresholdError(
-            f"{len(result.quarantined)} of {result.total} catalog rows are invalid ({result.invalid_share:.0%}), "
-            f"over the brand spec's quality.max_invalid_share of {limit:.0%}; see the quarantine report"
-        )
     for q in result.skipped:
         logger.info("skipped row %d (%s): %s", q.row, q.sku, q.reason)
+    rejected = rejection(result, spec)
+    if rejected:
+        for line in reason_lines(result.quarantined):
+            logger.error("invalid: %s", line)
     return Validated(valid_uri=valid_uri, ingested=result.total, quarantined=result.quarantined,
-                     warnings=result.warnings, skipped=result.skipped)
+                     warnings=result.warnings, skipped=result.skipped, rejected=rejected)
 
 
 @task(name="plan", **RETRIES)

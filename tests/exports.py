@@ -192,3 +192,119 @@ IMAGE_NAMES = sorted({
     "vase.jpg", "vase-side.jpg", "candle.jpg", "candle-red.jpg", "kettle.jpg",
     "teapot-black.jpg", "teapot-side.jpg", "teapot-scene.jpg", "teapot-red.jpg", "board.jpg",
 })
+
+
+# ---- apparel samples, in the shape of each platform's own sample export (a new user's first catalog) ----
+
+def shopify_apparel_rows(img: ImageUrl) -> list[dict[str, str]]:
+    """Shopify's sample store shape: 8 apparel products, size (and colour) variants with SKUs, product
+    types Shirts / Tops / Sweaters / Jackets / Bags, one product without any image (it cannot render)."""
+    products = [
+        ("ocean-blue-shirt", "Ocean Blue Shirt", "Shirts", [("Size", ["xs", "s", "m"])], "blue", "cotton"),
+        ("classic-varsity-top", "Classic Varsity Top", "Tops", [("Size", ["s", "m"])], "white", "cotton"),
+        ("yellow-wool-jumper", "Yellow Wool Jumper", "Sweaters", [("Size", ["m", "l"])], "yellow", "wool"),
+        ("floral-white-top", "Floral White Top", "Tops", [("Size", ["s"])], "white", "viscose"),
+        ("striped-silk-blouse", "Striped Silk Blouse", "Tops", [("Size", ["s", "m"])], "red", "silk"),
+        ("classic-leather-jacket", "Classic Leather Jacket", "Jackets", [("Size", ["m", "l"])], "brown", "leather"),
+        ("black-leather-bag", "Black Leather Bag", "Bags", [("Title", ["Default Title"])], "black", "leather"),
+        ("chequered-red-shirt", "Chequered Red Shirt", "Shirts", [("Size", ["m"])], "red", "cotton"),
+    ]
+    rows: list[dict[str, str]] = []
+    for handle, title, ptype, options, color, material in products:
+        (opt_name, values), = options
+        for v, value in enumerate(values):
+            row = {"Handle": handle, "Option1 Value": value, "Variant SKU": f"{handle.upper()[:12]}-{value.upper().replace(' ', '')}",
+                   "Variant Price": "49.00", "Variant Inventory Policy": "deny", "Variant Fulfillment Service": "manual",
+                   "Variant Requires Shipping": "true", "Variant Taxable": "true", "Variant Weight Unit": "kg"}
+            if v == 0:
+                row.update({"Title": title, "Body (HTML)": f"<p>{title}, made of {material}.</p>", "Vendor": "Company 123",
+                            "Product Category": "Apparel & Accessories > Clothing", "Type": ptype, "Tags": "women",
+                            "Published": "true", "Option1 Name": opt_name, "Gift Card": "false", "Status": "active",
+                            "Material (product.metafields.shopify.material)": material})
+                if handle != "chequered-red-shirt":  # a product with no image at all
+                    row.update({"Image Src": img(f"{handle}.jpg"), "Image Position": "1", "Image Alt Text": title})
+            row["Color (product.metafields.shopify.color-pattern)"] = color
+            rows.append(row)
+    return rows
+
+
+SHOPIFY_APPAREL_HEADER = [*SHOPIFY_CLASSIC, "Color (product.metafields.shopify.color-pattern)"]
+
+
+def write_shopify_apparel(path: Path, img: ImageUrl) -> Path:
+    return _csv(path, SHOPIFY_APPAREL_HEADER, shopify_apparel_rows(img))
+
+
+def woo_apparel_rows(img: ImageUrl) -> list[dict[str, str]]:
+    """WooCommerce's sample_products.csv shape: a variable V-neck with colour variations, simple hoodies,
+    accessories, a virtual album (skipped), a grouped logo collection (skipped)."""
+    rows = [
+        {"ID": "1", "Type": "variable", "SKU": "woo-vneck-tee", "Name": "V-Neck T-Shirt", "Published": "1",
+         "Categories": "Clothing > Tshirts", "Images": img("vneck.jpg"), "Attribute 1 name": "Color",
+         "Attribute 1 value(s)": "Blue, Green, Red", "Attribute 1 visible": "1", "Attribute 1 global": "1"},
+    ]
+    for i, color in enumerate(["Blue", "Green", "Red"], start=2):
+        rows.append({"ID": str(i), "Type": "variation", "SKU": f"woo-vneck-tee-{color.lower()}",
+                     "Name": f"V-Neck T-Shirt - {color}", "Parent": "id:1", "Images": img(f"vneck-{color.lower()}.jpg"),
+                     "Attribute 1 name": "Color", "Attribute 1 value(s)": color})
+    for i, (sku, name, cat, color) in enumerate([
+        ("woo-hoodie-with-logo", "Hoodie with Logo", "Clothing > Hoodies", "Blue"),
+        ("woo-hoodie-with-zipper", "Hoodie with Zipper", "Clothing > Hoodies", "Grey"),
+        ("woo-beanie", "Beanie", "Clothing > Accessories", "Red"),
+        ("woo-belt", "Belt", "Clothing > Accessories", "Brown"),
+        ("woo-cap", "Cap", "Clothing > Accessories", "Yellow"),
+        ("woo-sunglasses", "Sunglasses", "Clothing > Accessories", "Black"),
+    ], start=5):
+        rows.append({"ID": str(i), "Type": "simple", "SKU": sku, "Name": name, "Published": "1", "Categories": cat,
+                     "Short description": "<p>This is a simple product.</p>", "Images": img(f"{sku}.jpg"),
+                     "Attribute 1 name": "Color", "Attribute 1 value(s)": color, "Attribute 1 visible": "1"})
+    rows += [
+        {"ID": "11", "Type": "simple, downloadable, virtual", "SKU": "woo-album", "Name": "Album", "Categories": "Music",
+         "Images": img("album.jpg")},
+        {"ID": "12", "Type": "grouped", "SKU": "logo-collection", "Name": "Logo Collection", "Categories": "Clothing",
+         "Grouped products": "woo-hoodie-with-logo, woo-beanie", "Images": img("logo-collection.jpg")},
+    ]
+    return rows
+
+
+def write_woocommerce_apparel(path: Path, img: ImageUrl) -> Path:
+    return _csv(path, WOO_HEADER, woo_apparel_rows(img))
+
+
+GMC_APPAREL_FIELDS = ["id", "title", "description", "link", "image_link", "availability", "price", "brand", "gtin",
+                      "condition", "google_product_category", "product_type", "item_group_id", "color", "size", "gender",
+                      "age_group", "material"]
+
+
+def gmc_apparel_items(img: ImageUrl) -> list[dict[str, str]]:
+    """Google's apparel feed shape: item groups of colour x size, product_type paths, one item whose
+    image_link is missing (not renderable)."""
+    items = []
+    for group, title, ptype, colors, sizes, material in [
+        ("TS1", "Organic Cotton T-Shirt", "Apparel & Accessories > Clothing > Shirts & Tops", ["white", "black"], ["S", "M"], "cotton"),
+        ("DR1", "Linen Summer Dress", "Apparel & Accessories > Clothing > Dresses", ["blue"], ["S", "M"], "linen"),
+        ("SN1", "Canvas Sneakers", "Apparel & Accessories > Shoes", ["white"], ["40", "42"], "canvas"),
+    ]:
+        for color in colors:
+            for size in sizes:
+                items.append({"id": f"{group}-{color[:3].upper()}-{size}", "title": f"{title} - {color}, {size}",
+                              "description": f"{title} in {color}.", "link": f"https://shop.example.com/{group}",
+                              "image_link": img(f"{group}-{color}.jpg"), "availability": "in_stock", "price": "29.00 USD",
+                              "brand": "Example", "condition": "new", "google_product_category": ptype,
+                              "product_type": ptype, "item_group_id": group, "color": color, "size": size,
+                              "gender": "unisex", "age_group": "adult", "material": material})
+    items[-1]["image_link"] = ""  # the last sneaker has no image
+    return items
+
+
+def write_gmc_apparel(path: Path, img: ImageUrl) -> Path:
+    return _csv(path, GMC_APPAREL_FIELDS, gmc_apparel_items(img), delimiter="\t")
+
+
+APPAREL_IMAGE_NAMES = sorted(
+    {f"{h}.jpg" for h in ("ocean-blue-shirt", "classic-varsity-top", "yellow-wool-jumper", "floral-white-top",
+                          "striped-silk-blouse", "classic-leather-jacket", "black-leather-bag")}
+    | {"vneck.jpg", "vneck-blue.jpg", "vneck-green.jpg", "vneck-red.jpg", "album.jpg", "logo-collection.jpg"}
+    | {f"{s}.jpg" for s in ("woo-hoodie-with-logo", "woo-hoodie-with-zipper", "woo-beanie", "woo-belt", "woo-cap", "woo-sunglasses")}
+    | {"TS1-white.jpg", "TS1-black.jpg", "DR1-blue.jpg", "SN1-white.jpg"}
+)

@@ -49,14 +49,16 @@ class CatalogFrame(pa.DataFrameModel):
 def _schema_for(spec: BrandSpec) -> pa.DataFrameSchema:
     """The model plus what depends on the spec: known categories, and which rows may lack a photo
     (heroes; and categories rendered text-to-image when the spec enables it)."""
-    known = sorted(spec.categories)
-    schema = CatalogFrame.to_schema().update_column("category", checks=[pa.Check.isin(known, name="known_category")])
-    photo_free = set()
-    if spec.diffusion is not None and spec.diffusion.text_to_image:
-        photo_free = {c for c in spec.categories if spec.engine_for(c) == "diffusers"}
+    schema = CatalogFrame.to_schema()
+    if spec.fallback_template is None:
+        schema = schema.update_column("category", checks=[pa.Check.isin(sorted(spec.categories), name="known_category")])
+    text_to_image = spec.diffusion is not None and spec.diffusion.text_to_image
+
+    def photo_free(category: str) -> bool:
+        return text_to_image and spec.knows(category) and spec.engine_for(category) == "diffusers"
 
     def image_unless_exempt(df: pd.DataFrame) -> pd.Series:
-        return (df["images"] != "") | df["hero"].str.lower().isin(_TRUE) | df["category"].isin(photo_free)
+        return (df["images"] != "") | df["hero"].str.lower().isin(_TRUE) | df["category"].map(photo_free).astype(bool)
 
     schema.checks = [*schema.checks, pa.Check(image_unless_exempt, name="image_required")]
     return schema
@@ -77,7 +79,8 @@ def _reason(column: str | None, check: str, value: object, spec: BrandSpec, fram
     if column == "title":
         return "title is empty" if v == "" else f"title is over 500 characters ({len(str(v))})"
     if column == "category":
-        return f"category {v!r} is not in the brand spec (known: {', '.join(sorted(spec.categories))})"
+        return (f"category {v!r} is not in the brand spec (known: {', '.join(sorted(spec.categories))}; "
+                "map it under categories, or set fallback_template)")
     if column == "priority":
         return f"priority {v!r} is not a whole number 0-9999"
     if column == "hero":
@@ -114,10 +117,11 @@ def structural_errors(frame: pd.DataFrame, spec: BrandSpec) -> Reasons:
         idx = int(idx)
         column = case.get("column") if isinstance(case.get("column"), str) else None
         check = str(case.get("check"))
+        if check == "image_required":  # a frame-wide check: pandera lists every column of the row; one reason
+            _add(out, idx, "images", _reason(None, check, frame.at[idx, "images"], spec, frame, idx))
+            continue
         value = case.get("failure_case")
-        if column is None and check == "image_required":
-            value = frame.at[idx, "images"]
-        _add(out, idx, column or ("images" if check == "image_required" else ""), _reason(column, check, value, spec, frame, idx))
+        _add(out, idx, column or "", _reason(column, check, value, spec, frame, idx))
     return out
 
 
@@ -137,8 +141,8 @@ def quality_suite(frame: pd.DataFrame, spec: BrandSpec) -> tuple[list[Expectatio
 
     expectations: list[Expectation] = []
     absent: Reasons = {}
-    for category in sorted(set(frame["category"]) & set(spec.categories)):
-        tpl_name = spec.categories[category]
+    for category in sorted(c for c in set(frame["category"]) if spec.knows(c)):
+        tpl_name = spec.template_name(category)
         for name in sorted(spec.fields_used(category) - {"sku", "title", "category"}):
             col = f"attr_{name}"
             cond = f'category=="{category}"'
@@ -217,6 +221,7 @@ class ValidationResult:
     quarantined: list[QuarantinedRow]
     warnings: list[QuarantinedRow] = field(default_factory=list)
     skipped: list[QuarantinedRow] = field(default_factory=list)  # not products by design (grouped, archived...)
+    layout: str = "lightbox"
 
     @property
     def total(self) -> int:
@@ -256,4 +261,5 @@ def validate_catalog(frame: pd.DataFrame, spec: BrandSpec) -> ValidationResult:
     valid = frame.loc[~frame.index.isin(list(reasons))].reset_index(drop=True)
     log.info("validated %d rows: %d valid, %d quarantined, %d skipped, %d warnings",
              len(frame), len(valid), len(quarantined), len(skipped), len(warnings))
-    return ValidationResult(valid=valid, quarantined=quarantined, warnings=warnings, skipped=skipped)
+    return ValidationResult(valid=valid, quarantined=quarantined, warnings=warnings, skipped=skipped,
+                            layout=frame.attrs.get("layout", "lightbox"))

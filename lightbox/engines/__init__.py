@@ -24,7 +24,7 @@ __all__ = ["Engine", "RenderJob", "Rendered"]
 
 
 def uses_ai(spec) -> bool:  # noqa: ANN001 - BrandSpec (kept import-light)
-    return spec.diffusion is not None and any(spec.engine_for(c) == "diffusers" for c in spec.categories)
+    return spec.diffusion is not None and any((spec.templates[t].engine or spec.engine) == "diffusers" for t in spec.template_names())
 
 
 def build_engines(spec, ai_fallback: str | None) -> dict[str, Engine]:  # noqa: ANN001

@@ -25,6 +25,10 @@ def _format_errors(source: str, err: ValidationError) -> str:
         shown = e.get("input")
         if e["type"] in ("missing",):
             parts.append(f"{loc}: field required")
+        elif e["type"] == "invalid_key":  # YAML read "opacity: 0,30" in a {...} mapping as "opacity: 0" and a key 30
+            parent = ".".join(str(p) for p in e["loc"][:-1]) or "top level"
+            parts.append(f"{parent}: unexpected key {shown!r} - a decimal comma? In YAML '0,30' inside {{...}} is two "
+                         "entries; write 0.30")
         elif isinstance(shown, (dict, list)) or e["type"].startswith("extra"):
             parts.append(f"{loc}: {msg}")
         else:

@@ -241,6 +241,8 @@ class BrandSpec(_Model):
     cutout: Cutout = Cutout()
     templates: dict[str, Template] = Field(default_factory=lambda: {"default": Template()})
     categories: dict[str, str] = Field(description="catalog category -> template name")
+    fallback_template: str | None = Field(
+        None, description="template for catalog categories not listed in categories (default: none; such rows are quarantined)")
     channels: list[str] = Field(min_length=1)
     duplicate_images: Literal["warn", "quarantine"] = "warn"
     value_sets: dict[str, list[str]] = Field(default_factory=dict, description="attribute -> allowed values")
@@ -263,6 +265,9 @@ class BrandSpec(_Model):
                 raise ValueError(
                     f"categories.{category}: unknown template {tpl!r} (templates: {', '.join(sorted(self.templates))})"
                 )
+        if self.fallback_template is not None and self.fallback_template not in self.templates:
+            raise ValueError(f"fallback_template: unknown template {self.fallback_template!r} "
+                             f"(templates: {', '.join(sorted(self.templates))})")
         if len(set(self.channels)) != len(self.channels):
             raise ValueError(f"channels: listed twice: {self.channels!r}")
         uses_ai = self.engine == "diffusers" or any(t.engine == "diffusers" for t in self.templates.values())
@@ -276,8 +281,23 @@ class BrandSpec(_Model):
     def engine_for(self, category: str) -> str:
         return self.template_for(category).engine or self.engine
 
+    def knows(self, category: str) -> bool:
+        """Whether rows of this category are rendered (listed, or taken by the fallback template)."""
+        return category in self.categories or self.fallback_template is not None
+
+    def template_name(self, category: str) -> str:
+        """The category's template: listed in categories, else the fallback. KeyError when neither."""
+        name = self.categories.get(category, self.fallback_template)
+        if name is None:
+            raise KeyError(category)
+        return name
+
+    def template_names(self) -> set[str]:
+        """Every template a category can reach (the fallback included)."""
+        return set(self.categories.values()) | ({self.fallback_template} if self.fallback_template else set())
+
     def template_for(self, category: str) -> Template:
-        return self.templates[self.categories[category]]
+        return self.templates[self.template_name(category)]
 
     def cutout_for(self, category: str) -> Cutout:
         return self.template_for(category).cutout or self.cutout

@@ -1,13 +1,14 @@
 """catalog-run under the Prefect test harness: the DAG, artifacts, reruns, S3 output, failure modes."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
 
 from flows.catalog_run import catalog_run
-from lightbox.errors import SpecError, ValidationThresholdError
+from lightbox.errors import SpecError
 from tests.conftest import ACME, EXAMPLE_CATALOG
 from tests.lightbox.test_pipeline import make_catalog
 
@@ -90,7 +91,11 @@ def test_flow_publishes_to_s3(tmp_path, s3_bucket):
     assert sum(k.endswith(".jpg") and "/_" not in k for k in keys) == 6
 
 
-def test_invalid_share_over_threshold_fails_the_run_with_the_reason(tmp_path):
+def test_invalid_share_over_threshold_stops_the_run_with_its_report(tmp_path):
+    """A deployment run of a refused catalog ends 'InvalidCatalog' with the reason, after writing
+    summary.json and quarantine.csv (status column); nothing is rendered, the manifest is not touched."""
+    import csv
+
     import pandas as pd
 
     catalog = make_catalog(tmp_path / "cat", n_good=2)
@@ -98,11 +103,16 @@ def test_invalid_share_over_threshold_fails_the_run_with_the_reason(tmp_path):
     frame.loc[0, "sku"] = "bad/sku"
     frame.to_csv(catalog, index=False)  # 1 of 2 rows invalid = 50% > 25%
     state = catalog_run(str(catalog), brand=ACME, out=str(tmp_path / "out"), return_state=True)
-    assert state.is_failed()
-    with pytest.raises(ValidationThresholdError, match=r"1 of 2 catalog rows are invalid \(50%\), over .* 25%"):
-        state.result()
-    quarantine = next((tmp_path / "out" / "acme-home" / "_runs").glob("*/valid.parquet"))
-    assert quarantine.exists()
+    assert state.is_failed() and state.name == "InvalidCatalog"
+    assert re.search(r"1 of 2 catalog rows are invalid \(50%\), over .* 25%; quarantine report: .*quarantine.csv", state.message)
+    run_dir = next((tmp_path / "out" / "acme-home" / "_runs").glob("*/summary.json")).parent
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["stopped"].startswith("1 of 2 catalog rows are invalid") and summary["generated"] == 0
+    with open(run_dir / "quarantine.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["row"], r["sku"], r["status"]) for r in rows] == [("1", "bad/sku", "invalid")]
+    assert not (tmp_path / "out" / "acme-home" / "manifest.json").exists()
+    assert not list((tmp_path / "out" / "acme-home").glob("*/amazon_main.jpg"))
 
 
 def test_bad_spec_fails_the_run_naming_the_file(tmp_path):
@@ -174,10 +184,10 @@ def test_quality_alarm_ends_in_its_own_state_and_alerts_a_webhook(tmp_path):
         state = catalog_run(str(catalog), brand=str(spec), out=str(out), return_state=True)
         received = [json.loads(body) for _, body in rx.posts]
         assert state.is_failed() and state.name == "QualityAlarm"
-        assert "33% of outputs failed quality checks (limit 10%)" in state.message
+        assert "33% of rendered outputs failed quality checks (limit 10%)" in state.message
         assert len(received) == 1
         assert received[0]["subject"] == "Lightbox quality alarm: acme-home" and "THUMB" not in received[0]["subject"]
-        assert "3 outputs failed (33% of those attempted)" in received[0]["text"]
+        assert "3 outputs failed quality checks (33% of those rendered)" in received[0]["text"]
         live = sorted(p.parent.name for p in (out / "acme-home").glob("*/amazon_main.jpg"))
         assert live == ["GOOD-0", "GOOD-1"]  # what passed is published; the thumbnail went to review
         review = list((out / "acme-home" / "_review").glob("*/THUMB-1/*.jpg"))

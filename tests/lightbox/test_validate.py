@@ -33,7 +33,7 @@ def spec():
         ({"sku": "x..y"}, "is not filename-safe"),
         ({"sku": ""}, "sku is empty"),
         ({"title": ""}, "title is empty"),
-        ({"category": "garden"}, "category 'garden' is not in the brand spec (known: decor, kitchen, lighting, tableware)"),
+        ({"category": "garden"}, "category 'garden' is not in the brand spec (known: decor, kitchen, lighting, tableware; map it under categories, or set fallback_template)"),
         ({"priority": "high"}, "priority 'high' is not a whole number 0-9999"),
         ({"hero": "maybe"}, "hero 'maybe' is not one of true/false/yes/no/1/0"),
         ({"image": ""}, "no source image (only hero products may omit one)"),

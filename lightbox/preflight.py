@@ -1,0 +1,95 @@
+"""What can be known about a run before any server starts or any pixel is rendered.
+
+- :func:`check_catalog`: the catalog read (any supported layout) and validated against the brand spec;
+- :func:`grouped_reasons`: the reasons of many rows grouped by cause, most frequent first
+  ("15 rows: category 'shirts' is not in the brand spec");
+- :func:`rejection`: the one-line reason a catalog is refused (too many invalid rows), else None;
+- :func:`write_stopped_run`: the report (summary.json, quarantine.csv) of a run that stopped there.
+
+``lightbox validate`` and the start of ``lightbox run`` use these without Prefect; the flow's validate
+task uses the same :func:`rejection`, so a deployment run refuses the same catalogs with the same words.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections import Counter
+from datetime import datetime, timezone
+
+from lightbox.catalog.ingest import read_catalog
+from lightbox.catalog.validate import ValidationResult, validate_catalog
+from lightbox.records import QuarantinedRow
+from lightbox.report import RunSummary, summarise, write_summary
+from lightbox.specs.models import BrandSpec
+from lightbox.storage import Store
+
+
+def check_catalog(catalog: str, spec: BrandSpec, layout: str | None = None) -> ValidationResult:
+    """Read and validate. Raises CatalogError when the catalog as a whole cannot be read."""
+    frame = read_catalog(catalog, layout=None if layout == "auto" else layout)
+    return validate_catalog(frame, spec)
+
+
+def rejection(result: ValidationResult, spec: BrandSpec) -> str | None:
+    """Why the catalog is refused as a whole (its invalid share is over the spec's limit), else None."""
+    limit = spec.quality.max_invalid_share
+    if result.total and result.invalid_share > limit:
+        return (f"{len(result.quarantined)} of {result.total} catalog rows are invalid ({result.invalid_share:.0%}), "
+                f"over the brand spec's quality.max_invalid_share of {limit:.0%}")
+    return None
+
+
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+_HOLE = "\x00"
+
+
+def grouped_reasons(rows: list[QuarantinedRow], shown_values: int = 6) -> list[tuple[int, str]]:
+    """(rows, reason) per cause, most frequent first. Reasons that differ only in their quoted values are
+    one cause: "category '…' is not in the brand spec - 'tops' 5, 'shirts' 3" (values that are the same in
+    every row of the cause stay in the text)."""
+    groups: dict[str, list[list[str]]] = {}
+    for q in rows:
+        groups.setdefault(_QUOTED.sub(_HOLE, q.reason), []).append(_QUOTED.findall(q.reason))
+    out = []
+    for key, values in groups.items():
+        columns = list(zip(*values, strict=True))  # one key, one count of quoted values
+        varying = [i for i, col in enumerate(columns) if len(set(col)) > 1]
+        parts = key.split(_HOLE)
+        text = parts[0] + "".join(("'…'" if i in varying else columns[i][0]) + part for i, part in enumerate(parts[1:]))
+        if varying:
+            counts = Counter(" ".join(v[i] for i in varying) for v in values).most_common()
+            text += " - " + ", ".join(f"{v} {n}" for v, n in counts[:shown_values])
+            if len(counts) > shown_values:
+                text += f", ... ({len(counts) - shown_values} more)"
+        out.append((len(values), text))
+    return sorted(out, key=lambda nt: (-nt[0], nt[1]))
+
+
+def reason_lines(rows: list[QuarantinedRow], top: int = 5) -> list[str]:
+    """At most ``top`` lines "N rows: reason", then "... and N more reasons"."""
+    groups = grouped_reasons(rows)
+    lines = [f"{n} row{'s' if n != 1 else ''}: {reason}" for n, reason in groups[:top]]
+    if len(groups) > top:
+        lines.append(f"... and {len(groups) - top} more reasons (see quarantine.csv)")
+    return lines
+
+
+def new_run_id() -> str:
+    """A run id for runs that never reach Prefect (same shape as the flow's: time, then 8 hex digits)."""
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def write_stopped_run(store: Store, spec: BrandSpec, run_id: str, catalog: str, *, ingested: int, quarantined: list[QuarantinedRow],
+                      warnings: list[QuarantinedRow], skipped: list[QuarantinedRow], reason: str, wall_s: float) -> RunSummary:
+    """The report of a run that stopped before rendering: summary.json, quarantine.csv, latest-run.json.
+    Nothing else is written and the manifest is not touched."""
+    from lightbox.manifest import manifest_key
+
+    summary = summarise(
+        run_id=run_id, brand=spec.name, spec_version=spec.version, catalog=catalog, store=store, ingested=ingested,
+        quarantine=quarantined, warnings=warnings, skipped=skipped, products=0, outputs=[], wall_s=wall_s,
+        manifest_uri=store.uri(manifest_key(spec.name)), stopped=reason,
+    )
+    write_summary(store, summary)
+    return summary
