@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from api.keys import KeyStore
+from lightbox.config import api_keys_file
 from lightbox.catalog.ingest import normalise
 from lightbox.catalog.validate import structural_errors
 from lightbox.errors import LightboxError
@@ -46,7 +47,7 @@ RESERVED = {"sku", "title", "category", "images", "image", "priority", "hero", "
 class Settings:
     """From the environment (``LIGHTBOX_API_*``); see docs/operations.md."""
 
-    keys_file: str = "api-keys.json"
+    keys_file: str = field(default_factory=api_keys_file)
     out: str = "out"
     brands_dir: str = "brand_specs"
     incoming: str | None = None  # where posted product lists are written; default <out>/_incoming
@@ -60,7 +61,7 @@ class Settings:
     def from_env(cls) -> Settings:
         e = os.environ.get
         return cls(
-            keys_file=e("LIGHTBOX_API_KEYS_FILE", "api-keys.json"), out=e("LIGHTBOX_API_OUT", "out"),
+            keys_file=api_keys_file(), out=e("LIGHTBOX_API_OUT", "out"),
             brands_dir=e("LIGHTBOX_API_BRANDS_DIR", "brand_specs"), incoming=e("LIGHTBOX_API_INCOMING") or None,
             catalog_prefixes=[p for p in e("LIGHTBOX_API_CATALOG_PREFIXES", "s3://").split(",") if p],
             default_catalog=e("LIGHTBOX_DEFAULT_CATALOG") or None,
@@ -306,7 +307,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary = _read_summary(p.get("out") or settings.out, str(run.id))
         if summary:
             status.counts = {k: summary.get(k) for k in ("ingested", "invalid", "skipped", "products", "generated",
-                                                          "unchanged", "passed", "failed", "published", "to_review")}
+                                                          "unchanged", "passed", "warned", "failed", "render_failed", "qc_failed",
+                                                          "published", "to_review")}
             status.published = summary.get("published_images", [])
             status.unknown_skus = summary.get("unknown_skus", [])
             status.summary_uri, status.review_uri = summary.get("summary_uri"), summary.get("review_uri")

@@ -2,7 +2,7 @@
 
 A key is 32 random bytes (``lbx_`` + URL-safe base64), so a plain SHA-256 is the right hash: there is
 nothing to brute-force that a slow password hash would protect. Comparison is constant-time.
-File: ``$LIGHTBOX_API_KEYS_FILE`` (default ``api-keys.json``)::
+File: ``$LIGHTBOX_API_KEYS_FILE`` (default ``$LIGHTBOX_HOME/api-keys.json``, ``~/.lightbox/api-keys.json``)::
 
     {"keys": [{"name": "pim", "sha256": "…", "created": "2026-11-24T03:00:00+00:00"}]}
 """
@@ -23,16 +23,24 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_key(path: str | Path, name: str) -> str:
-    """Append a new key's hash to the file (created 0600 if missing); returns the key, shown once."""
+def create_key(path: str | Path, name: str, replace: bool = False) -> str:
+    """Append a new key's hash to the file (created 0600 if missing); returns the key, shown once.
+    ``replace``: an existing key of that name is revoked in the same write (rotation)."""
     path = Path(path)
     doc = _read(path)
     if any(k["name"] == name for k in doc["keys"]):
-        raise ValueError(f"{path}: a key named {name!r} exists (revoke it first)")
+        if not replace:
+            raise ValueError(f"{path}: a key named {name!r} exists (rotate it: lightbox api-key rotate {name})")
+        doc["keys"] = [k for k in doc["keys"] if k["name"] != name]
     key = "lbx_" + secrets.token_urlsafe(32)
     doc["keys"].append({"name": name, "sha256": hash_key(key), "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     _write(path, doc)
     return key
+
+
+def list_keys(path: str | Path) -> list[dict]:
+    """Name and creation time of each key (hashes stay in the file)."""
+    return [{"name": k["name"], "created": k.get("created", "")} for k in _read(Path(path))["keys"]]
 
 
 def revoke_key(path: str | Path, name: str) -> bool:
@@ -87,7 +95,7 @@ def _read(path: Path) -> dict:
 
 
 def _write(path: Path, doc: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".keys-")
     with os.fdopen(fd, "w") as f:
         json.dump(doc, f, indent=1)

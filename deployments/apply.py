@@ -26,7 +26,28 @@ QUEUES = {"urgent": 1, "default": 5, "nightly": 10}  # lower number = taken firs
 DEPLOY_VARIABLES = ("LIGHTBOX_REPO", "LIGHTBOX_OUT", "LIGHTBOX_BRAND_SPEC", "LIGHTBOX_NIGHTLY_CATALOG")
 
 
-def setup(directory: str = "deployments") -> list[str]:
+OPS_BLOCK = "lightbox-ops"  # the notification block the automations in automations.yaml notify
+
+
+def ensure_ops_block(url: str | None) -> str | None:
+    """With ``url``: create (or point at ``url``) the custom-webhook notification block ``lightbox-ops``
+    (Slack, Teams, Mattermost or any receiver taking JSON ``{"subject", "text"}``). Returns a line, or
+    None when no URL was given. The URL is never echoed (webhook URLs carry their secret)."""
+    if not url:
+        return None
+    from urllib.parse import urlsplit
+
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("--notify-url: expected an http(s) URL")
+    CustomWebhookNotificationBlock(name=OPS_BLOCK, url=url, json_data={"subject": "{{subject}}", "text": "{{body}}"}).save(
+        OPS_BLOCK, overwrite=True)
+    return f"notification block custom-webhook/{OPS_BLOCK}: saved (posts to {parts.scheme}://{parts.hostname})"
+
+
+def setup(directory: str = "deployments", notify_url: str | None = None) -> list[str]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
@@ -58,6 +79,9 @@ def setup(directory: str = "deployments") -> list[str]:
     slots = int(os.environ.get("LIGHTBOX_GPU_SLOTS", "1"))
     ensure_concurrency_limit("gpu", slots)
     lines.append(f"concurrency limit gpu: {slots} slot(s) (kept if it existed)")
+    block = ensure_ops_block(notify_url)
+    if block:
+        lines.append(block)
     return lines + apply_automations(directory)
 
 
@@ -79,7 +103,8 @@ def apply_automations(directory: str = "deployments") -> list[str]:
             block_id = blocks.get(spec["notify"])
             if block_id is None:
                 lines.append(f"automation {spec['name']}: skipped - notification block {spec['notify']!r} does not exist "
-                             "(create it in the UI or with a block's .save())")
+                             "(lightbox ops setup --notify-url URL creates it; or create any notification block of that "
+                             "name in the UI)")
                 continue
             automation = AutomationCore(
                 name=spec["name"], description=spec.get("description", ""), enabled=True,
@@ -100,5 +125,20 @@ def deploy(repo: str = ".") -> list[str]:
     r = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"], cwd=repo,
                        capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
-        raise RuntimeError(f"prefect deploy failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
-    return [line for line in r.stdout.splitlines() if "Deployment" in line and "created" in line.lower()] or ["deployed"]
+        tail = (r.stderr or r.stdout).strip().splitlines()
+        raise RuntimeError(f"prefect deploy failed: {tail[-1] if tail else 'no output'}")
+    return deployed_lines()
+
+
+def deployed_lines(flow: str = "catalog-run") -> list[str]:
+    """One line per deployment of ``flow`` as the server has it: name, id, queue, schedule or trigger."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    with get_client(sync_client=True) as client:
+        deployments = client.read_deployments(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow])))
+    lines = []
+    for d in sorted(deployments, key=lambda d: d.name):
+        when = ", ".join(f"cron {s.schedule.cron}" for s in d.schedules if getattr(s.schedule, "cron", None)) or "on demand / triggers"
+        lines.append(f"deployment {flow}/{d.name}: id {d.id}, pool {d.work_pool_name}, queue {d.work_queue_name}, {when}")
+    return lines

@@ -30,7 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--layout", choices=LAYOUT_CHOICES, default="auto",
                      help="catalog layout (default: detected from the header)")
     run.add_argument("--fetch-policy", default=None,
-                     help="fetch policy YAML for source images (default: $LIGHTBOX_FETCH_POLICY, else https + s3 only)")
+                     help="fetch policy YAML for source images (default: $LIGHTBOX_FETCH_POLICY, else https and s3, "
+                          "plus local files when the catalog itself is local)")
     run.add_argument("--skus", default=None, help="comma-separated SKUs: only these (unknown ones are reported)")
     run.add_argument("--webhooks", default=None, help="webhook subscribers YAML (default: $LIGHTBOX_WEBHOOKS)")
     run.add_argument("--chunk-size", type=int, default=8, help="products per generate task (default: 8)")
@@ -52,14 +53,19 @@ def _parser() -> argparse.ArgumentParser:
     api = sub.add_parser("api", help="serve the job API (FastAPI; settings from LIGHTBOX_API_* variables)")
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8080)
-    key = sub.add_parser("api-key", help="create or revoke job API keys (stored hashed)")
-    key.add_argument("action", choices=["create", "revoke"])
-    key.add_argument("name", help="who the key is for, e.g. pim or catalog-sync")
-    key.add_argument("--file", default=None, help="keys file (default: $LIGHTBOX_API_KEYS_FILE, else api-keys.json)")
+    key = sub.add_parser("api-key", help="create, rotate, revoke or list job API keys (stored hashed)",
+                         description="The key is printed alone on stdout, once: export KEY=$(lightbox api-key create NAME)")
+    key.add_argument("action", choices=["create", "rotate", "revoke", "list"])
+    key.add_argument("name", nargs="?", help="who the key is for, e.g. pim or catalog-sync")
+    key.add_argument("--file", default=None,
+                     help="keys file (default: $LIGHTBOX_API_KEYS_FILE, else $LIGHTBOX_HOME/api-keys.json, ~/.lightbox/api-keys.json)")
 
     ops = sub.add_parser("ops", help="operations: create work pool, queues and limits; apply automations")
     ops.add_argument("action", choices=["setup", "automations", "deploy"])
     ops.add_argument("--dir", default="deployments", help="where the templates and automations live (default: deployments)")
+    ops.add_argument("--notify-url", default=None,
+                     help="setup: webhook URL (Slack, Teams, any JSON receiver) for the lightbox-ops notification block the "
+                          "automations notify (default: $LIGHTBOX_OPS_WEBHOOK_URL; without one an existing block is used)")
     return p
 
 
@@ -150,12 +156,19 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_api_key(args: argparse.Namespace) -> int:
-    from api.keys import create_key, revoke_key
+    from api.keys import create_key, list_keys, revoke_key
+    from lightbox.config import api_keys_file
 
-    path = args.file or os.environ.get("LIGHTBOX_API_KEYS_FILE", "api-keys.json")
-    if args.action == "create":
+    path = args.file or api_keys_file()
+    if args.action == "list":
+        for k in list_keys(path):
+            sys.stdout.write(f"{k['name']}\t{k['created']}\n")
+        return 0
+    if not args.name:
+        return _fail(f"api-key {args.action}: a key name is needed, e.g. lightbox api-key {args.action} catalog-sync", 2)
+    if args.action in ("create", "rotate"):
         try:
-            key = create_key(path, args.name)
+            key = create_key(path, args.name, replace=args.action == "rotate")
         except ValueError as e:
             return _fail(str(e), 2)
         sys.stdout.write(f"{key}\n")
@@ -170,7 +183,8 @@ def cmd_ops(args: argparse.Namespace) -> int:
     from deployments.apply import apply_automations, deploy, setup
 
     _prepare_env(verbose=False)
-    actions = {"setup": lambda: setup(args.dir), "automations": lambda: apply_automations(args.dir), "deploy": deploy}
+    notify_url = args.notify_url or os.environ.get("LIGHTBOX_OPS_WEBHOOK_URL")
+    actions = {"setup": lambda: setup(args.dir, notify_url), "automations": lambda: apply_automations(args.dir), "deploy": deploy}
     try:
         lines = actions[args.action]()
     except Exception as e:  # noqa: BLE001 - one line for the operator

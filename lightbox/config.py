@@ -1,7 +1,10 @@
-"""Small YAML config files (fetch policy, webhooks) read into pydantic models with one-line errors."""
+"""Small YAML config files (fetch policy, webhooks) read into pydantic models with one-line errors, and
+where Lightbox keeps its own files (``$LIGHTBOX_HOME``, default ``~/.lightbox``: API keys)."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TypeVar
 
 import yaml
@@ -33,3 +36,13 @@ def load_yaml_model(uri: str | None, model: type[M]) -> M:
         err = e.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or model.__name__
         raise SpecError(f"{uri}: {where}: {err['msg']} (got {err.get('input')!r})") from None
+
+
+def lightbox_home() -> Path:
+    """``$LIGHTBOX_HOME``, else ``~/.lightbox`` (not the working directory: keys must not land in a repo)."""
+    return Path(os.environ.get("LIGHTBOX_HOME") or Path.home() / ".lightbox")
+
+
+def api_keys_file() -> str:
+    """``$LIGHTBOX_API_KEYS_FILE``, else ``$LIGHTBOX_HOME/api-keys.json``."""
+    return os.environ.get("LIGHTBOX_API_KEYS_FILE") or str(lightbox_home() / "api-keys.json")
