@@ -408,14 +408,16 @@ def _print_summary(s) -> None:  # noqa: ANN001 - RunSummary
     if counts:
         sys.stdout.write("cut-out: " + ", ".join(f"{n} {method}" for method, n in counts.items()) + "\n")
     _print_rows(s)
-    by_cause: dict[tuple[str, str, str], int] = {}
+    by_product: dict[tuple[str, str], list[str]] = {}  # (sku, cause) -> "channel: reason" of each failed output
     for f in s.failures:
-        key = (f["sku"], "render" if f["stage"] == "generate" else "quality", f["reason"])
-        by_cause[key] = by_cause.get(key, 0) + 1
-    for (sku, stage, reason), n in list(by_cause.items())[:10]:
-        sys.stdout.write(f"failed {sku} ({n} output{'s' if n != 1 else ''}, {stage}): {reason}\n")
-    if len(by_cause) > 10:
-        sys.stdout.write(f"... {len(by_cause) - 10} more failures in the summary\n")
+        by_product.setdefault((f["sku"], "render" if f["stage"] == "generate" else "quality"), []).append(
+            f"{f['channel']}: {f['reason']}")
+    for (sku, cause), reasons in list(by_product.items())[:10]:
+        n = len(reasons)
+        first = reasons[0].split(": ", 1)[1] if len(set(r.split(": ", 1)[1] for r in reasons)) == 1 else reasons[0]
+        sys.stdout.write(f"failed {sku} ({n} output{'s' if n != 1 else ''}, {cause}): {first}\n")
+    if len(by_product) > 10:
+        sys.stdout.write(f"... {len(by_product) - 10} more failed products in the summary\n")
     if s.unknown_skus:
         sys.stdout.write(f"unknown SKUs (not in the catalog): {', '.join(s.unknown_skus)}\n")
     if s.consistency and s.consistency.get("score") is not None:

@@ -50,7 +50,8 @@ def grouped_reasons(rows: list[QuarantinedRow], shown_values: int = 6) -> list[t
     every row of the cause stay in the text)."""
     groups: dict[str, list[list[str]]] = {}
     for q in rows:
-        groups.setdefault(_QUOTED.sub(_HOLE, q.reason), []).append(_QUOTED.findall(q.reason))
+        for reason in q.causes or [q.reason]:  # a row with several reasons counts under each
+            groups.setdefault(_QUOTED.sub(_HOLE, reason), []).append(_QUOTED.findall(reason))
     out = []
     for key, values in groups.items():
         columns = list(zip(*values, strict=True))  # one key, one count of quoted values

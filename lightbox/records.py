@@ -41,6 +41,7 @@ class QuarantinedRow(_Record):
     sku: str
     reason: str
     column: str = Field("", description="the source column(s) the reason is about")
+    causes: list[str] = Field(default_factory=list, description="the reasons one by one, when there are several")
 
 
 class WorkItem(_Record):

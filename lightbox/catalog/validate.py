@@ -248,7 +248,7 @@ def validate_catalog(frame: pd.DataFrame, spec: BrandSpec) -> ValidationResult:
     def row_of(i: int, rs: list[tuple[str, str]]) -> QuarantinedRow:
         cols = dict.fromkeys(source_columns.get(c, c) for c, _ in rs if c)
         return QuarantinedRow(row=int(frame.at[i, "row"]), sku=str(frame.at[i, "sku"]), reason="; ".join(r for _, r in rs),
-                              column=", ".join(cols))
+                              column=", ".join(cols), causes=[r for _, r in rs] if len(rs) > 1 else [])
 
     notes = frame.attrs.get("notes") or []
 
