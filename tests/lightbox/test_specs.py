@@ -83,6 +83,8 @@ channels: [amazon_main]
         ("shadow: {opacity: 3}", r"shadow\.opacity: Input should be less than or equal to 1"),
         ("colour_grade: warm", r"colour_grade: Extra inputs are not permitted"),
         ("templates: {default: {alt_text: '{title'}}", r"templates\.default\.alt_text"),
+        ("fallback_template: other", r"fallback_template: unknown template 'other' \(templates: default\)"),
+        ("shadow: {enabled: true, opacity: 0,30}", r"shadow: unexpected key 30 - a decimal comma\? .*write 0\.30"),
     ],
 )
 def test_bad_spec_names_file_field_and_reason(tmp_path, patch, message):

@@ -86,3 +86,26 @@ def test_several_problems_on_one_row_are_reported_together(spec):
 def test_invalid_share(spec):
     result = validate_catalog(_frame({}, {"title": ""}, {"title": ""}, {}), spec)
     assert result.invalid_share == 0.5
+
+
+def test_a_fallback_template_takes_categories_the_spec_does_not_list(spec):
+    """Without one, an unknown category quarantines the row; with one, the row is valid, its template's
+    attributes are required like any other, and rendering looks it up through the fallback."""
+    frame = _frame({"category": "garden"}, {"category": "garden", "color": ""}, {})
+    assert [q.row for q in validate_catalog(frame, spec).quarantined] == [1, 2]
+    lenient = spec.model_copy(update={"fallback_template": "decor"})
+    result = validate_catalog(frame, lenient)
+    assert [(q.row, q.reason) for q in result.quarantined] == [(2, "attribute 'color' is empty, used by template 'decor'")]
+    assert lenient.template_name("garden") == "decor" and lenient.template_name("kitchen") == "default"
+    assert lenient.fields_used("garden") == {"title", "color"}
+
+
+def test_grouped_reasons_fold_rows_that_differ_only_in_a_value(spec):
+    from lightbox.preflight import reason_lines
+
+    frame = _frame(*([{"category": "shirts"}] * 4), *([{"category": "tops"}] * 2), {"category": "tops", "image": "", "sku": "NOIMG"})
+    result = validate_catalog(frame, spec)
+    lines = reason_lines(result.quarantined)
+    assert lines[0].startswith("7 rows: category '…' is not in the brand spec (known: decor, kitchen, lighting, tableware;")
+    assert lines[0].endswith("- 'shirts' 4, 'tops' 3")
+    assert lines[1] == "1 row: no source image (only hero products may omit one)"
