@@ -15,6 +15,7 @@ from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from lightbox import progress
+from lightbox.errors import CatalogError
 from lightbox.fetch import FetchPolicy, load_fetch_policy
 from lightbox.webhooks import Delivery, WebhookConfig, load_webhooks
 from lightbox.records import Chunk, Output, RunContext
@@ -101,8 +102,13 @@ def _run(catalog: str, spec: BrandSpec, brand: str, out: str, chunk_size: int, l
     ctx = RunContext(run_id=new_run_id(), brand_uri=brand, out_uri=out, ai_fallback=ai_fallback,
                      cutout_fallback=cutout_fallback, fetch=policy)
 
-    # 1. Ingest
-    catalog_ref = ingest_catalog(catalog, spec, ctx, layout)
+    # 1. Ingest (a catalog that cannot be read is reported like a refused one)
+    ingested = ingest_catalog(catalog, spec, ctx, layout, return_state=True)
+    if ingested.is_failed() and isinstance(unreadable := ingested.result(raise_on_failure=False), CatalogError):
+        report_stopped(spec, ctx, catalog=catalog, ingested=0, quarantined=[], warnings=[], skipped=[], reason=str(unreadable),
+                       wall_s=time.perf_counter() - started)
+        return Failed(name=INVALID_CATALOG, message=str(unreadable))
+    catalog_ref = ingested.result()
     # 2. Validate
     validated = validate_catalog(catalog_ref, spec, ctx)
     if validated.rejected:

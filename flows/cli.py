@@ -286,6 +286,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                      skus=skus, webhooks=args.webhooks, return_state=True)
     except Exception as e:  # noqa: BLE001 - the server or the engine broke: one line here, the traceback with -v
         logging.getLogger(__name__).debug("the run raised", exc_info=True)
+        _remove_if_left_empty(args.out, out_existed)
+        if "Failed to reach API" in str(e):
+            return _fail(f"cannot reach the Prefect API at {os.environ.get('PREFECT_API_URL')} (is the server running? "
+                         "without PREFECT_API_URL a temporary server is started)", 1)
         return _fail(root_cause(e), 1)
     finally:
         progress.set_listener(None)

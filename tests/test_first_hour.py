@@ -162,6 +162,8 @@ def test_every_failure_before_the_run_is_one_line_exit_2_and_starts_no_server(tm
         (["validate", str(bad["unknown-layout.csv"])], "unknown column layout"),
         (["init", "nope.csv"], "nope.csv: file not found"),
         (["api-key", "revoke", "nobody", "--file", str(tmp_path / "keys.json")], "no key named 'nobody'"),
+        (["run", example, "--fetch-policy", str(channel)], "channel.yaml: name: Extra inputs are not permitted"),
+        (["run", example, "--webhooks", str(tmp_path / "hooks.yaml")], "hooks.yaml: file not found"),
     ]
     for args, message in cases:
         out = tmp_path / "out"
@@ -170,6 +172,14 @@ def test_every_failure_before_the_run_is_one_line_exit_2_and_starts_no_server(tm
         assert message in _one_error_line(r), (args, r.stderr)
         assert not out.exists(), args  # nothing left behind, not even an empty folder
     assert not (home / "prefect.db").exists()
+
+
+def test_an_unreachable_server_is_one_line_and_exit_1(tmp_path):
+    env = {**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api", "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    r = _cli("run", str(REPO / "examples" / "acme-home" / "catalog.csv"), "--out", str(tmp_path / "out"), env=env)
+    assert r.returncode == 1
+    assert "cannot reach the Prefect API at http://127.0.0.1:9/api (is the server running?" in _one_error_line(r)
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.fixture

@@ -235,14 +235,14 @@ def test_service_end_to_end(tmp_path):
             last = [e for e in events if e["type"] == "run.completed"][-1]["data"]
             assert last["published"] == 3 and last["unknown_skus"] == ["E2E-999"]
 
-            # the automations as code: a job whose catalog is gone fails, and the operators are told
+            # the automations as code: a job whose catalog is gone ends InvalidCatalog, and the operators are told
             r = api.post("/v1/jobs", json={"brand": "acme-home", "catalog": str(catalog.parent / "gone.csv")})
             assert r.status_code == 202, r.text
             failed = _wait("the broken job to fail", lambda: (lambda s: s if s["state"] in ("FAILED", "CRASHED") else None)(
                 api.get(r.json()["status_url"]).json()), 180, every=2)
-            assert "gone.csv" in (failed["message"] or "")
+            assert "gone.csv" in (failed["message"] or "") and failed["state_name"] == "InvalidCatalog"
             note = _wait("the run-failed automation's notification", lambda: ops_rx.posts, 60)
             subject = json.loads(note[0][1])["subject"]
-            assert subject.startswith("Lightbox: catalog run") and "Failed" in subject, subject
+            assert subject.startswith("Lightbox: catalog run") and "InvalidCatalog" in subject, subject
         finally:
             procs.stop()

@@ -194,3 +194,12 @@ def test_quality_alarm_ends_in_its_own_state_and_alerts_a_webhook(tmp_path):
         assert len(review) == 3
         summary = json.loads(next((out / "acme-home" / "_runs").glob("*/summary.json")).read_text())
         assert summary["alarm"] is True and summary["alert"] == "sent" and summary["consistency"]["score"] is not None
+
+
+def test_a_catalog_that_cannot_be_read_is_reported_and_named(tmp_path):
+    """A deployment run whose catalog vanished (or is not a catalog) ends 'InvalidCatalog' with a report."""
+    gone = tmp_path / "gone.csv"
+    state = catalog_run(str(gone), brand=ACME, out=str(tmp_path / "out"), return_state=True)
+    assert state.is_failed() and state.name == "InvalidCatalog" and "gone.csv" in state.message
+    summary = json.loads(next((tmp_path / "out" / "acme-home" / "_runs").glob("*/summary.json")).read_text())
+    assert "gone.csv" in summary["stopped"] and summary["ingested"] == 0
