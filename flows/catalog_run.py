@@ -115,7 +115,7 @@ def _run(catalog: str, spec: BrandSpec, brand: str, out: str, chunk_size: int, l
         summary = report_stopped(spec, ctx, catalog=catalog, ingested=validated.ingested, quarantined=validated.quarantined,
                                  warnings=validated.warnings, skipped=validated.skipped, reason=validated.rejected,
                                  wall_s=time.perf_counter() - started)
-        return Failed(name=INVALID_CATALOG, message=f"{validated.rejected}; quarantine report: {_quarantine_uri(summary)}")
+        return Failed(name=INVALID_CATALOG, message=f"{validated.rejected}; quarantine report: {summary.quarantine_uri}")
     # 3. Plan
     plan = plan_run(validated, spec, ctx, chunk_size, skus)
     indexes = [c.index for c in plan.chunks]
@@ -157,10 +157,6 @@ def _run(catalog: str, spec: BrandSpec, brand: str, out: str, chunk_size: int, l
                      f"published {summary.published}, to review {summary.to_review}: {summary.review_uri}"),
         )
     return summary
-
-
-def _quarantine_uri(summary: RunSummary) -> str:
-    return summary.summary_uri.rsplit("/", 1)[0] + "/quarantine.csv"
 
 
 def _deliveries(notified) -> list[Delivery]:  # noqa: ANN001 - PrefectFutureList

@@ -107,7 +107,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         f"value sets for {', '.join(starter.value_sets) or 'no attribute'}, channels {', '.join(spec.channels)}\n"
         f"{args.catalog} ({layout} layout): {len(result.valid)} of {result.total} products valid under it, "
         f"{len(result.skipped)} rows skipped\n")
-    _print_validation(result)
+    _print_rows(result.quarantined, result.skipped, result.warnings)
     sys.stdout.write(f"next: review the lines marked DECIDE in {path}, then\n"
                      f"  lightbox run {args.catalog} --brand {path}\n")
     return 0
@@ -128,7 +128,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     sys.stdout.write(f"{args.catalog} ({result.layout} layout) against {spec.name} v{spec.version}: {result.total} rows: "
                      f"{len(result.valid)} valid, {len(result.quarantined)} invalid, {len(result.skipped)} skipped, "
                      f"{len(result.warnings)} warnings\n")
-    _print_validation(result)
+    _print_rows(result.quarantined, result.skipped, result.warnings)
     refused = rejection(result, spec)
     if refused:
         return _fail(refused, 2)
@@ -137,14 +137,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _n(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else many or one + 's'}"
-
-
-def _print_validation(result) -> None:  # noqa: ANN001 - ValidationResult
-    from lightbox.preflight import reason_lines
-
-    for status, rows in (("invalid", result.quarantined), ("skipped", result.skipped), ("warning", result.warnings)):
-        for line in reason_lines(rows, top=5 if status == "invalid" else 3):
-            sys.stdout.write(f"{status}: {line}\n")
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -227,7 +219,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     starting Prefect. Then the flow runs."""
     from lightbox.errors import LightboxError
     from lightbox.fetch import load_fetch_policy
-    from lightbox.preflight import check_catalog, new_run_id, rejection, write_stopped_run
+    from lightbox.preflight import check_catalog, new_run_id, rejection, unchanged_run, write_stopped_run
     from lightbox.specs import load_brand_spec
     from lightbox.storage import Store
     from lightbox.webhooks import load_webhooks
@@ -255,10 +247,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         summary = write_stopped_run(store, spec, new_run_id(), args.catalog, ingested=checked.total,
                                     quarantined=checked.quarantined, warnings=checked.warnings, skipped=checked.skipped,
                                     reason=refused, wall_s=time.perf_counter() - started)
-        _print_rows(summary)
-        return _fail(f"{refused}; quarantine report: {_quarantine_uri(summary)}", 2)
+        _print_rows(summary.quarantine, summary.skipped_rows, summary.warnings, summary.quarantine_uri)
+        return _fail(f"{refused}; quarantine report: {summary.quarantine_uri}", 2)
     if not hooks.subscribers:
-        summary = _nothing_to_render(args, spec, store, checked, policy, skus, started)
+        summary = unchanged_run(args.catalog, args.brand, spec, store, checked, policy, args.chunk_size, skus, started)
         if summary is not None:
             _print_summary(summary)
             sys.stdout.write(f"nothing to render: every output is unchanged (checked in {summary.wall_s:.1f} s; no flow run started)\n")
@@ -268,7 +260,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from prefect.task_runners import ThreadPoolTaskRunner
     from tqdm import tqdm
 
-    from flows.catalog_run import QUALITY_ALARM, catalog_run
+    from flows.catalog_run import INVALID_CATALOG, QUALITY_ALARM, catalog_run
     from lightbox import progress
 
     bar = tqdm(total=0, unit="product", desc="catalog-run", file=sys.stderr, disable=None)
@@ -306,7 +298,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _fail(f"quality alarm: {state.message}", 3)
     result = state.result(raise_on_failure=False)
     reason = root_cause(result) if isinstance(result, BaseException) else (state.message or state.name)
-    return _fail(reason, 2 if state.name == "InvalidCatalog" else 1)
+    return _fail(reason, 2 if state.name == INVALID_CATALOG else 1)
 
 
 def _check_catalog_exists(catalog: str) -> None:
@@ -318,40 +310,6 @@ def _check_catalog_exists(catalog: str) -> None:
     fs, path = filesystem(catalog)
     if not fs.exists(path):
         raise CatalogError(f"{catalog}: file not found")
-
-
-def _nothing_to_render(args: argparse.Namespace, spec, store, checked, policy, skus, started: float):  # noqa: ANN001, ANN202
-    """The run's summary when every output of the planned products is unchanged (no flow needed), else None.
-    Only for studio specs (an AI engine's identity is known once its model is loaded)."""
-    from lightbox.catalog.ingest import to_products
-    from lightbox.engines import build_engines, uses_ai
-    from lightbox.fetch import SourceFetcher
-    from lightbox.generate import all_unchanged
-    from lightbox.manifest import load_manifest, manifest_key
-    from lightbox.plan import plan_run
-    from lightbox.preflight import new_run_id
-    from lightbox.records import RunContext
-    from lightbox.report import summarise, write_summary
-    from lightbox.specs import spec_channels
-
-    if uses_ai(spec):
-        return None
-    known = {q.sku for q in checked.quarantined + checked.skipped}
-    plan = plan_run(to_products(checked.valid), spec, load_manifest(store, spec.name), args.chunk_size, only=skus, known=known)
-    ctx = RunContext(run_id=new_run_id(), brand_uri=args.brand, out_uri=args.out, fetch=policy.for_catalog(args.catalog))
-    items = [item for chunk in plan.chunks for item in chunk.items]
-    outputs = all_unchanged(items, spec, spec_channels(spec), ctx, store, build_engines(spec, None), SourceFetcher(ctx.fetch, ctx.run_id))
-    if outputs is None:
-        return None
-    summary = summarise(
-        run_id=ctx.run_id, brand=spec.name, spec_version=spec.version, catalog=args.catalog, store=store,
-        ingested=checked.total, quarantine=checked.quarantined, warnings=checked.warnings,
-        skipped=checked.skipped + plan.skipped, products=plan.products, outputs=outputs, wall_s=time.perf_counter() - started,
-        manifest_uri=store.uri(manifest_key(spec.name)), max_failed_share=spec.quality.max_failed_share,
-    )
-    summary = summary.model_copy(update={"skus_requested": skus, "unknown_skus": plan.unknown_skus})
-    write_summary(store, summary)
-    return summary
 
 
 def _exists_locally(out: str) -> bool:
@@ -386,19 +344,15 @@ def _latest_summary(out: str, brand: str):  # noqa: ANN202 - RunSummary | None
         return None
 
 
-def _quarantine_uri(summary) -> str:  # noqa: ANN001 - RunSummary
-    return summary.summary_uri.rsplit("/", 1)[0] + "/quarantine.csv"
-
-
-def _print_rows(s) -> None:  # noqa: ANN001 - RunSummary
-    """Rows not rendered, grouped by cause, per status."""
+def _print_rows(invalid: list, skipped: list, warnings: list, quarantine_uri: str | None = None) -> None:
+    """Rows not rendered as they are, grouped by cause, per status (invalid, skipped, warning)."""
     from lightbox.preflight import reason_lines
 
-    for status, rows in (("invalid", s.quarantine), ("skipped", s.skipped_rows), ("warning", s.warnings)):
+    for status, rows in (("invalid", invalid), ("skipped", skipped), ("warning", warnings)):
         for line in reason_lines(rows, top=5 if status == "invalid" else 3):
             sys.stdout.write(f"{status}: {line}\n")
-    if s.quarantine or s.skipped_rows or s.warnings:
-        sys.stdout.write(f"quarantine: {_quarantine_uri(s)}\n")
+    if quarantine_uri and (invalid or skipped or warnings):
+        sys.stdout.write(f"quarantine: {quarantine_uri}\n")
 
 
 def _print_summary(s) -> None:  # noqa: ANN001 - RunSummary
@@ -411,7 +365,7 @@ def _print_summary(s) -> None:  # noqa: ANN001 - RunSummary
     counts = (getattr(s, "cutouts", None) or {}).get("counts")
     if counts:
         sys.stdout.write("cut-out: " + ", ".join(f"{n} {method}" for method, n in counts.items()) + "\n")
-    _print_rows(s)
+    _print_rows(s.quarantine, s.skipped_rows, s.warnings, s.quarantine_uri)
     by_product: dict[tuple[str, str], list[str]] = {}  # (sku, cause) -> "channel: reason" of each failed output
     for f in s.failures:
         by_product.setdefault((f["sku"], "render" if f["stage"] == "generate" else "quality"), []).append(

@@ -4,7 +4,8 @@
 - :func:`grouped_reasons`: the reasons of many rows grouped by cause, most frequent first
   ("15 rows: category 'shirts' is not in the brand spec");
 - :func:`rejection`: the one-line reason a catalog is refused (too many invalid rows), else None;
-- :func:`write_stopped_run`: the report (summary.json, quarantine.csv) of a run that stopped there.
+- :func:`write_stopped_run`: the report (summary.json, quarantine.csv) of a run that stopped there;
+- :func:`unchanged_run`: the summary of a run with nothing to render (no flow needed).
 
 ``lightbox validate`` and the start of ``lightbox run`` use these without Prefect; the flow's validate
 task uses the same :func:`rejection`, so a deployment run refuses the same catalogs with the same words.
@@ -13,12 +14,14 @@ task uses the same :func:`rejection`, so a deployment run refuses the same catal
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections import Counter
 from datetime import datetime, timezone
 
 from lightbox.catalog.ingest import read_catalog
 from lightbox.catalog.validate import ValidationResult, validate_catalog
+from lightbox.fetch import FetchPolicy
 from lightbox.records import QuarantinedRow
 from lightbox.report import RunSummary, summarise, write_summary
 from lightbox.specs.models import BrandSpec
@@ -92,5 +95,38 @@ def write_stopped_run(store: Store, spec: BrandSpec, run_id: str, catalog: str, 
         quarantine=quarantined, warnings=warnings, skipped=skipped, products=0, outputs=[], wall_s=wall_s,
         manifest_uri=store.uri(manifest_key(spec.name)), stopped=reason,
     )
+    write_summary(store, summary)
+    return summary
+
+
+def unchanged_run(catalog: str, brand_uri: str, spec: BrandSpec, store: Store, checked: ValidationResult, policy: FetchPolicy,
+                  chunk_size: int, skus: list[str] | None, started: float) -> RunSummary | None:
+    """When every output of the planned products is unchanged (fingerprints from the photos' bytes match the
+    manifest and the objects exist), the run's summary - written, with no flow run - else None. Stops at the
+    first output that would render. Only for studio specs (an AI engine is identified once its model loads)."""
+    from lightbox.catalog.ingest import to_products
+    from lightbox.engines import build_engines, uses_ai
+    from lightbox.fetch import SourceFetcher
+    from lightbox.generate import all_unchanged
+    from lightbox.manifest import load_manifest, manifest_key
+    from lightbox.plan import plan_run
+    from lightbox.records import RunContext
+    from lightbox.specs.loader import spec_channels
+
+    if uses_ai(spec):
+        return None
+    known = {q.sku for q in checked.quarantined + checked.skipped}
+    plan = plan_run(to_products(checked.valid), spec, load_manifest(store, spec.name), chunk_size, only=skus, known=known)
+    ctx = RunContext(run_id=new_run_id(), brand_uri=brand_uri, out_uri=store.root_uri, fetch=policy.for_catalog(catalog))
+    items = [item for chunk in plan.chunks for item in chunk.items]
+    outputs = all_unchanged(items, spec, spec_channels(spec), ctx, store, build_engines(spec, None), SourceFetcher(ctx.fetch, ctx.run_id))
+    if outputs is None:
+        return None
+    summary = summarise(
+        run_id=ctx.run_id, brand=spec.name, spec_version=spec.version, catalog=catalog, store=store, ingested=checked.total,
+        quarantine=checked.quarantined, warnings=checked.warnings, skipped=checked.skipped + plan.skipped,
+        products=plan.products, outputs=outputs, wall_s=time.perf_counter() - started,
+        manifest_uri=store.uri(manifest_key(spec.name)), max_failed_share=spec.quality.max_failed_share,
+    ).model_copy(update={"skus_requested": skus, "unknown_skus": plan.unknown_skus})
     write_summary(store, summary)
     return summary

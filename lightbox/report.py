@@ -62,6 +62,11 @@ class RunSummary(BaseModel):
     cdn_invalidation: str | None = None
     cutouts: dict[str, Any] = Field(default_factory=dict, description="products cut per method, refused, unsure; one reason per SKU")
 
+    @property
+    def quarantine_uri(self) -> str:
+        """quarantine.csv beside summary.json."""
+        return self.summary_uri.rsplit("/", 1)[0] + "/quarantine.csv"
+
     def table(self) -> list[dict[str, Any]]:
         keys = ["ingested", "invalid", "skipped", "products", "generated", "unchanged", "passed", "warned", "render_failed",
                 "qc_failed", "published", "to_review", "wall_s", "images_per_s", "failed_share", "alarm"]
