@@ -16,9 +16,12 @@ are parsed. Start it with ``lightbox api``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import posixpath
 import uuid
+from urllib.parse import unquote
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,6 +30,7 @@ import pandas as pd
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from api.keys import KeyStore
@@ -43,6 +47,14 @@ QUEUES = {"urgent": "urgent", "normal": "default", "low": "nightly"}
 RESERVED = {"sku", "title", "category", "images", "image", "priority", "hero", "row"}
 
 
+# --- limits: in the schema, enforced by parsing before any other work -------------------------------------
+MAX_PRODUCTS = 5000          # products per job
+MAX_ATTRIBUTES = 100         # attributes per product
+MAX_ATTRIBUTE_NAMES = 200    # distinct attribute names per job (columns of the validated frame)
+MAX_VALUE = 1000             # characters per attribute value
+MAX_IMAGES = 20              # images per product
+MAX_URI = 2048               # characters per URI
+
 @dataclass
 class Settings:
     """From the environment (``LIGHTBOX_API_*``); see docs/operations.md."""
@@ -51,11 +63,12 @@ class Settings:
     out: str = "out"
     brands_dir: str = "brand_specs"
     incoming: str | None = None  # where posted product lists are written; default <out>/_incoming
-    catalog_prefixes: list[str] = field(default_factory=lambda: ["s3://"])
+    catalog_prefixes: list[str] = field(default_factory=list)  # none until configured
+    local_prefixes: list[str] = field(default_factory=list)  # local folders jobs' photos may come from; none by default
     default_catalog: str | None = None
     deployment: str = "catalog-run/on-demand"
     max_body: int = 1_000_000
-    max_products: int = 5000
+    max_products: int = MAX_PRODUCTS
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -63,10 +76,12 @@ class Settings:
         return cls(
             keys_file=api_keys_file(), out=e("LIGHTBOX_API_OUT", "out"),
             brands_dir=e("LIGHTBOX_API_BRANDS_DIR", "brand_specs"), incoming=e("LIGHTBOX_API_INCOMING") or None,
-            catalog_prefixes=[p for p in e("LIGHTBOX_API_CATALOG_PREFIXES", "s3://").split(",") if p],
+            catalog_prefixes=[p for p in e("LIGHTBOX_API_CATALOG_PREFIXES", "").split(",") if p],
+            local_prefixes=[p for p in e("LIGHTBOX_API_LOCAL_PREFIXES", "").split(",") if p],
             default_catalog=e("LIGHTBOX_DEFAULT_CATALOG") or None,
             deployment=e("LIGHTBOX_API_DEPLOYMENT", "catalog-run/on-demand"),
-            max_body=int(e("LIGHTBOX_API_MAX_BODY", "1000000")), max_products=int(e("LIGHTBOX_API_MAX_PRODUCTS", "5000")),
+            max_body=int(e("LIGHTBOX_API_MAX_BODY", "1000000")),
+            max_products=min(MAX_PRODUCTS, int(e("LIGHTBOX_API_MAX_PRODUCTS", str(MAX_PRODUCTS)))),
         )
 
     @property
@@ -77,6 +92,9 @@ class Settings:
 # --- request and response bodies -----------------------------------------------------------------------
 Brand = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$", description="brand spec name in brand_specs/")]
 Sku = Annotated[str, Field(min_length=1, max_length=64)]
+Uri = Annotated[str, Field(min_length=1, max_length=MAX_URI)]
+AttributeName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
+AttributeValue = Annotated[str, Field(max_length=MAX_VALUE)]
 
 
 class ProductIn(BaseModel):
@@ -84,9 +102,10 @@ class ProductIn(BaseModel):
 
     sku: Sku
     title: str = Field(min_length=1, max_length=500)
-    category: str = Field(min_length=1)
-    images: list[str] = Field(default_factory=list, max_length=20, description="absolute URLs or s3:// URIs")
-    attributes: dict[str, str] = Field(default_factory=dict)
+    category: str = Field(min_length=1, max_length=200)
+    images: list[Uri] = Field(default_factory=list, max_length=MAX_IMAGES,
+                              description="absolute https:// or s3:// URIs (file:// only inside LIGHTBOX_API_LOCAL_PREFIXES)")
+    attributes: dict[AttributeName, AttributeValue] = Field(default_factory=dict, max_length=MAX_ATTRIBUTES)
     priority: int = Field(0, ge=0, le=9999)
     hero: bool = False
 
@@ -111,8 +130,9 @@ class JobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     brand: Brand
-    catalog: str | None = Field(None, description="catalog URI (one of catalog / products)")
-    products: list[ProductIn] | None = Field(None, min_length=1, description="products to render (one of catalog / products)")
+    catalog: Uri | None = Field(None, description="catalog URI under LIGHTBOX_API_CATALOG_PREFIXES (one of catalog / products)")
+    products: list[ProductIn] | None = Field(None, min_length=1, max_length=MAX_PRODUCTS,
+                                             description="products to render (one of catalog / products)")
     skus: list[Sku] | None = Field(None, min_length=1, max_length=10000, description="limit a catalog run to these SKUs")
     priority: Literal["urgent", "normal", "low"] = "normal"
     layout: Literal["lightbox", "shopify", "woocommerce", "google-merchant"] | None = None
@@ -122,7 +142,15 @@ class JobRequest(BaseModel):
     def _one_source(self) -> JobRequest:
         if (self.catalog is None) == (self.products is None):
             raise ValueError("give exactly one of 'catalog' and 'products'")
+        names = {n.lower() for p in self.products or [] for n in p.attributes}
+        if len(names) > MAX_ATTRIBUTE_NAMES:
+            raise ValueError(f"at most {MAX_ATTRIBUTE_NAMES} distinct attribute names per job, got {len(names)}")
         return self
+
+    def fingerprint(self) -> str:
+        """What the request asks for, canonically: two bodies with equal fingerprints ask for the same job."""
+        doc = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(doc.encode()).hexdigest()[:32]
 
 
 class JobAccepted(BaseModel):
@@ -156,13 +184,26 @@ class CatalogEvent(BaseModel):
 
     brand: Brand
     skus: list[Sku] | None = Field(None, min_length=1, max_length=10000, description="the changed SKUs")
-    catalog: str | None = Field(None, description="catalog URI (default: the service's LIGHTBOX_DEFAULT_CATALOG)")
+    catalog: Uri | None = Field(None, description="catalog URI (default: the service's LIGHTBOX_DEFAULT_CATALOG)")
 
     @model_validator(mode="after")
     def _something(self) -> CatalogEvent:
         if self.skus is None and self.catalog is None:
             raise ValueError("name the changed 'skus', a 'catalog', or both")
         return self
+
+
+class Conflict(BaseModel):
+    detail: str
+    job_id: str = Field(description="the job the Idempotency-Key already belongs to")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who called: the key's name (a tenant) and whether it may see every key's jobs."""
+
+    name: str
+    admin: bool = False
 
 
 class EventAccepted(BaseModel):
@@ -175,6 +216,27 @@ class EventAccepted(BaseModel):
 # --- the app --------------------------------------------------------------------------------------------
 def _unprocessable(loc: list, msg: str) -> HTTPException:
     return HTTPException(422, detail=[{"loc": loc, "msg": msg, "type": "value_error"}])
+
+
+def normalise_uri(uri: str, loc: list) -> str:
+    """A catalog or photo URI in one canonical form before any prefix check: control characters refused;
+    local paths and file:// URIs percent-decoded and resolved (``..``, symlinks) to ``file://<real path>``;
+    s3:// keys must not contain ``.`` or ``..`` segments, raw or percent-encoded. 422 otherwise."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in uri):
+        raise _unprocessable(loc, "URI contains control characters (NUL, newline, ...)")
+    scheme = uri.split("://", 1)[0].lower() if "://" in uri else "file"
+    if scheme == "file":
+        path = unquote(uri[len("file://"):]) if uri.lower().startswith("file://") else uri
+        if "\x00" in path or not path:
+            raise _unprocessable(loc, "local path is empty or contains a NUL byte")
+        return "file://" + os.path.realpath(path)
+    if scheme in ("s3", "s3a"):
+        rest = uri.split("://", 1)[1]
+        decoded = unquote(rest)
+        if any(ord(c) < 32 for c in decoded) or any(seg in (".", "..") for seg in decoded.split("/")):
+            raise _unprocessable(loc, "s3 URI must not contain '.' or '..' segments or control characters")
+        return "s3://" + posixpath.normpath(rest) + ("/" if rest.endswith("/") and rest.strip("/") else "")
+    raise _unprocessable(loc, f"scheme {scheme!r} is not allowed for catalogs (a local path under the allowed prefixes, or s3://)")
 
 
 class BodyLimit:
@@ -222,23 +284,14 @@ class BodyLimit:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
-    keys = KeyStore(settings.keys_file)
     app = FastAPI(title="Lightbox job API", version="1", description=__doc__)
+    app.state.keys = KeyStore(settings.keys_file)
     app.add_middleware(BodyLimit, limit=settings.max_body)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         return JSONResponse({"detail": detail}, status_code=422)
-
-    def api_key(authorization: str | None = Header(None), x_api_key: str | None = Header(None)) -> str:
-        presented = x_api_key
-        if authorization and authorization.lower().startswith("bearer "):
-            presented = authorization[7:].strip()
-        name = keys.check(presented)
-        if name is None:
-            raise HTTPException(401, detail="missing or invalid API key", headers={"WWW-Authenticate": "Bearer"})
-        return name
 
     def brand_spec_path(brand: str, loc: list) -> str:
         path = Path(settings.brands_dir) / f"{brand}.yaml"
@@ -247,88 +300,104 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return str(path)
 
     def check_catalog(uri: str, loc: list) -> str:
+        """The catalog URI, normalised, when it lies under an allowed prefix; else 422 (never a 500)."""
+        normal = normalise_uri(uri, loc)
         allowed = [settings.incoming_uri, *settings.catalog_prefixes]
-        probe = uri if "://" in uri else os.path.realpath(uri)
-        roots = [p if "://" in p else os.path.realpath(p) for p in allowed]
-        if not any(probe == r or probe.startswith(r.rstrip("/") + "/") or (r.endswith("://") and probe.startswith(r))
-                   for r in roots):
-            raise _unprocessable(loc, f"catalog {uri!r} is outside the allowed locations ({', '.join(allowed)})")
-        return uri
+        roots = [normalise_uri(p, loc) for p in allowed]
+        if not any(normal == r or normal.startswith(r.rstrip("/") + "/") for r in roots):
+            shown = ", ".join(settings.catalog_prefixes) or "none configured: set LIGHTBOX_API_CATALOG_PREFIXES"
+            raise _unprocessable(loc, f"catalog {uri!r} is outside the allowed locations ({shown})")
+        return normal
+
+    def check_images(products: list[ProductIn]) -> None:
+        """Photos of an API job follow the fetch policy of a remote catalog: https/s3, or file:// inside an
+        operator's LIGHTBOX_API_LOCAL_PREFIXES."""
+        roots = [os.path.realpath(p) for p in settings.local_prefixes]
+        for i, product in enumerate(products):
+            for j, ref in enumerate(product.images):
+                scheme = ref.split("://", 1)[0].lower()
+                loc = ["body", "products", i, "images", j]
+                if scheme == "file":
+                    real = normalise_uri(ref, loc).removeprefix("file://")
+                    if not any(real == r or real.startswith(r.rstrip("/") + "/") for r in roots):
+                        raise _unprocessable(loc, "local files are not allowed for API jobs (outside LIGHTBOX_API_LOCAL_PREFIXES)")
+                elif scheme not in ("https", "http", "s3"):
+                    raise _unprocessable(loc, f"scheme {scheme!r} is not allowed (https, s3)")
+
+    def owned_run(job_id: uuid.UUID, caller: Caller):  # noqa: ANN202 - FlowRun
+        """The job's flow run when it is a Lightbox job of this key (any key's for admin); 404 otherwise,
+        so a key cannot learn that another key's job exists."""
+        return _read_run(job_id, caller)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:
         return {"ok": True}
 
-    @app.post("/v1/jobs", status_code=202, response_model=JobAccepted)
-    async def submit_job(body: JobRequest, who: str = Depends(api_key),
+    @app.post("/v1/jobs", status_code=202, response_model=JobAccepted,
+              responses={409: {"model": Conflict, "description": "Idempotency-Key reused with a different body"},
+                         422: {"description": "invalid request, naming the field"}})
+    async def submit_job(body: JobRequest, caller: CallerDep,
                          idempotency_key: str | None = Header(None, max_length=200)) -> JobAccepted:
         from prefect.deployments import run_deployment
 
         spec_path = brand_spec_path(body.brand, ["body", "brand"])
+        fingerprint = body.fingerprint()
         if body.products is not None:
             if len(body.products) > settings.max_products:
                 raise _unprocessable(["body", "products"], f"at most {settings.max_products} products per job")
-            catalog = _write_products(body.products, spec_path, settings)
+            check_images(body.products)
+            # pandas and pandera off the event loop: /healthz and other requests stay answered
+            catalog = await run_in_threadpool(_write_products, body.products, spec_path, settings, fingerprint)
         else:
             catalog = check_catalog(body.catalog or "", ["body", "catalog"])
         queue = QUEUES[body.priority]
         params = {"catalog": catalog, "brand": spec_path, "out": settings.out, "chunk_size": body.chunk_size,
-                  "layout": body.layout, "skus": body.skus}
+                  "layout": body.layout, "skus": body.skus, "local_files": settings.local_prefixes}
         run = await run_deployment(
             settings.deployment, parameters=params, timeout=0, work_queue_name=queue, as_subflow=False,
-            tags=["lightbox", "api", f"priority:{body.priority}", f"brand:{body.brand}", f"key:{who}"],
-            idempotency_key=f"{who}:{idempotency_key}" if idempotency_key else None,
+            tags=["lightbox", "api", f"priority:{body.priority}", f"brand:{body.brand}", f"key:{caller.name}",
+                  f"request:{fingerprint}"],
+            idempotency_key=f"{caller.name}:{idempotency_key}" if idempotency_key else None,
         )
+        if idempotency_key and f"request:{fingerprint}" not in (run.tags or []):
+            raise HTTPException(409, detail=Conflict(
+                detail=f"Idempotency-Key {idempotency_key!r} was used for job {run.id} with a different request body; "
+                       "use a new key for a new request", job_id=str(run.id)).model_dump())
         return JobAccepted(job_id=str(run.id), status_url=f"/v1/jobs/{run.id}", state=run.state.type.value if run.state else "SCHEDULED",
                            work_queue=queue, catalog=catalog)
 
-    @app.get("/v1/jobs/{job_id}", response_model=JobStatus)
-    async def job_status(job_id: uuid.UUID, who: str = Depends(api_key)) -> JobStatus:
+    @app.post("/v1/jobs/{job_id}/cancel", status_code=202, response_model=JobStatus)
+    async def cancel_job(job_id: uuid.UUID, caller: CallerDep) -> JobStatus:
         from prefect.client.orchestration import get_client
-        from prefect.exceptions import ObjectNotFound
+        from prefect.states import Cancelling
 
-        async with get_client() as client:
-            try:
-                run = await client.read_flow_run(job_id)
-            except ObjectNotFound:
-                raise HTTPException(404, detail=f"no job {job_id}") from None
-        if "lightbox" not in (run.tags or []):
-            raise HTTPException(404, detail=f"no job {job_id}")
-        p = run.parameters or {}
-        status = JobStatus(
-            job_id=str(run.id), state=run.state.type.value if run.state else "UNKNOWN",
-            state_name=run.state.name if run.state else "Unknown", message=run.state.message if run.state else None,
-            brand=next((t.split(":", 1)[1] for t in run.tags if t.startswith("brand:")), None), catalog=p.get("catalog"),
-            priority=next((t.split(":", 1)[1] for t in run.tags if t.startswith("priority:")), None),
-            created=run.created.isoformat() if run.created else None,
-            started=run.start_time.isoformat() if run.start_time else None,
-            ended=run.end_time.isoformat() if run.end_time else None,
-        )
-        summary = _read_summary(p.get("out") or settings.out, str(run.id))
-        if summary:
-            status.counts = {k: summary.get(k) for k in ("ingested", "invalid", "skipped", "products", "generated",
-                                                          "unchanged", "passed", "warned", "failed", "render_failed", "qc_failed",
-                                                          "published", "to_review")}
-            status.published = summary.get("published_images", [])
-            status.unknown_skus = summary.get("unknown_skus", [])
-            status.summary_uri, status.review_uri = summary.get("summary_uri"), summary.get("review_uri")
-        return status
+        run = await owned_run(job_id, caller)
+        if run.state is not None and not run.state.is_final():
+            async with get_client() as client:
+                await client.set_flow_run_state(run.id, Cancelling(message=f"cancelled through the job API by {caller.name}"),
+                                                force=True)
+            run = await owned_run(job_id, caller)
+        return _status_of(run, settings)
+
+    @app.get("/v1/jobs/{job_id}", response_model=JobStatus)
+    async def job_status(job_id: uuid.UUID, caller: CallerDep) -> JobStatus:
+        return _status_of(await owned_run(job_id, caller), settings)
 
     @app.post("/v1/catalog-events", status_code=202, response_model=EventAccepted)
-    def catalog_event(body: CatalogEvent, who: str = Depends(api_key)) -> EventAccepted:
+    def catalog_event(body: CatalogEvent, caller: CallerDep) -> EventAccepted:
         from prefect.events import emit_event
 
         spec_path = brand_spec_path(body.brand, ["body", "brand"])
         catalog = body.catalog or settings.default_catalog
         if not catalog:
             raise _unprocessable(["body", "catalog"], "no catalog named and no LIGHTBOX_DEFAULT_CATALOG configured")
-        check_catalog(catalog, ["body", "catalog"])
+        catalog = check_catalog(catalog, ["body", "catalog"])
         ev = emit_event(
             event=EVENT,
             resource={"prefect.resource.id": f"lightbox.catalog.{body.brand}", "prefect.resource.name": body.brand},
-            related=[{"prefect.resource.id": f"lightbox.api-key.{who}", "prefect.resource.role": "requester"}],
+            related=[{"prefect.resource.id": f"lightbox.api-key.{caller.name}", "prefect.resource.role": "requester"}],
             payload={"brand": body.brand, "brand_spec": spec_path, "catalog": catalog, "out": settings.out,
-                     "skus": body.skus},
+                     "skus": body.skus, "local_files": settings.local_prefixes},
         )
         if ev is None:
             raise HTTPException(503, detail="events are not reaching Prefect (is PREFECT_API_URL set?)")
@@ -337,8 +406,60 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _write_products(products: list[ProductIn], spec_path: str, settings: Settings) -> str:
-    """Validate like ingest does (pandera, under the brand spec), then write JSON Lines for the run."""
+def _caller(request: Request, authorization: str | None = Header(None), x_api_key: str | None = Header(None)) -> Caller:
+    """The API key presented (``Authorization: Bearer`` or ``X-API-Key``), checked against the hashes; 401 otherwise."""
+    presented = x_api_key
+    if authorization and authorization.lower().startswith("bearer "):
+        presented = authorization[7:].strip()
+    who = request.app.state.keys.identify(presented)
+    if who is None:
+        raise HTTPException(401, detail="missing or invalid API key", headers={"WWW-Authenticate": "Bearer"})
+    return Caller(name=who[0], admin="admin" in who[1])
+
+
+CallerDep = Annotated[Caller, Depends(_caller)]
+
+
+async def _read_run(job_id: uuid.UUID, caller: Caller):  # noqa: ANN202 - FlowRun
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    async with get_client() as client:
+        try:
+            run = await client.read_flow_run(job_id)
+        except ObjectNotFound:
+            raise HTTPException(404, detail=f"no job {job_id}") from None
+    tags = run.tags or []
+    if "lightbox" not in tags or not (caller.admin or f"key:{caller.name}" in tags):
+        raise HTTPException(404, detail=f"no job {job_id}")
+    return run
+
+
+def _status_of(run, settings: Settings) -> JobStatus:  # noqa: ANN001 - FlowRun
+    p = run.parameters or {}
+    status = JobStatus(
+        job_id=str(run.id), state=run.state.type.value if run.state else "UNKNOWN",
+        state_name=run.state.name if run.state else "Unknown", message=run.state.message if run.state else None,
+        brand=next((t.split(":", 1)[1] for t in run.tags if t.startswith("brand:")), None), catalog=p.get("catalog"),
+        priority=next((t.split(":", 1)[1] for t in run.tags if t.startswith("priority:")), None),
+        created=run.created.isoformat() if run.created else None,
+        started=run.start_time.isoformat() if run.start_time else None,
+        ended=run.end_time.isoformat() if run.end_time else None,
+    )
+    summary = _read_summary(p.get("out") or settings.out, str(run.id))
+    if summary:
+        status.counts = {k: summary.get(k) for k in ("ingested", "invalid", "skipped", "products", "generated",
+                                                      "unchanged", "passed", "warned", "failed", "render_failed", "qc_failed",
+                                                      "published", "to_review")}
+        status.published = summary.get("published_images", [])
+        status.unknown_skus = summary.get("unknown_skus", [])
+        status.summary_uri, status.review_uri = summary.get("summary_uri"), summary.get("review_uri")
+    return status
+
+
+def _write_products(products: list[ProductIn], spec_path: str, settings: Settings, fingerprint: str) -> str:
+    """Validate like ingest does (pandera, under the brand spec), then write JSON Lines for the run, named
+    by the request's fingerprint (a retried request writes the same file)."""
     rows = [{"sku": p.sku, "title": p.title, "category": p.category, "images": "|".join(p.images),
              "priority": str(p.priority), "hero": "true" if p.hero else "false", **p.attributes} for p in products]
     frame = normalise(pd.DataFrame(rows, dtype=object).fillna(""), "api")
@@ -355,7 +476,7 @@ def _write_products(products: list[ProductIn], spec_path: str, settings: Setting
                 detail.append({"loc": ["body", "products", idx, field_name], "msg": reason, "type": "value_error"})
         raise HTTPException(422, detail=detail)
     store = Store(settings.incoming_uri)
-    key = f"{uuid.uuid4().hex}.jsonl"
+    key = f"{fingerprint}.jsonl"
     lines = [json.dumps({"sku": p.sku, "title": p.title, "category": p.category, "images": p.images,
                          "priority": p.priority, "hero": p.hero, "attributes": p.attributes}) for p in products]
     store.write_atomic(key, ("\n".join(lines) + "\n").encode())

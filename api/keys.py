@@ -4,7 +4,10 @@ A key is 32 random bytes (``lbx_`` + URL-safe base64), so a plain SHA-256 is the
 nothing to brute-force that a slow password hash would protect. Comparison is constant-time.
 File: ``$LIGHTBOX_API_KEYS_FILE`` (default ``$LIGHTBOX_HOME/api-keys.json``, ``~/.lightbox/api-keys.json``)::
 
-    {"keys": [{"name": "pim", "sha256": "…", "created": "2026-11-24T03:00:00+00:00"}]}
+    {"keys": [{"name": "pim", "sha256": "…", "created": "2026-11-24T03:00:00+00:00", "scopes": ["jobs"]}]}
+
+Scopes: ``jobs`` (submit jobs and events; see and cancel the jobs this key submitted) and ``admin``
+(also see and cancel every key's jobs). A key is a tenant: without ``admin`` it sees only its own jobs.
 """
 
 from __future__ import annotations
@@ -23,24 +26,39 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_key(path: str | Path, name: str, replace: bool = False) -> str:
+SCOPES = ("jobs", "admin")
+
+
+def create_key(path: str | Path, name: str, replace: bool = False, scopes: list[str] | None = None) -> str:
     """Append a new key's hash to the file (created 0600 if missing); returns the key, shown once.
-    ``replace``: an existing key of that name is revoked in the same write (rotation)."""
+    ``replace``: an existing key of that name is revoked in the same write (rotation; its scopes are kept
+    unless ``scopes`` is given)."""
     path = Path(path)
+    if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name):
+        raise ValueError(f"key name {name!r}: 1-64 letters, digits, '-', '_' or '.'")
+    unknown = sorted(set(scopes or []) - set(SCOPES))
+    if unknown:
+        raise ValueError(f"unknown scope(s) {unknown} (known: {', '.join(SCOPES)})")
     doc = _read(path)
-    if any(k["name"] == name for k in doc["keys"]):
+    old = next((k for k in doc["keys"] if k["name"] == name), None)
+    if old is not None:
         if not replace:
             raise ValueError(f"{path}: a key named {name!r} exists (rotate it: lightbox api-key rotate {name})")
         doc["keys"] = [k for k in doc["keys"] if k["name"] != name]
+    elif replace:
+        raise ValueError(f"{path}: no key named {name!r} to rotate")
+    kept = (old or {}).get("scopes") or ["jobs"]
     key = "lbx_" + secrets.token_urlsafe(32)
-    doc["keys"].append({"name": name, "sha256": hash_key(key), "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    doc["keys"].append({"name": name, "sha256": hash_key(key), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                        "scopes": sorted(set(scopes or kept) | {"jobs"})})
     _write(path, doc)
     return key
 
 
 def list_keys(path: str | Path) -> list[dict]:
     """Name and creation time of each key (hashes stay in the file)."""
-    return [{"name": k["name"], "created": k.get("created", "")} for k in _read(Path(path))["keys"]]
+    return [{"name": k["name"], "created": k.get("created", ""), "scopes": k.get("scopes") or ["jobs"]}
+            for k in _read(Path(path))["keys"]]
 
 
 def revoke_key(path: str | Path, name: str) -> bool:
@@ -59,7 +77,7 @@ class KeyStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._mtime: float | None = None
-        self._hashes: dict[str, str] = {}
+        self._hashes: dict[str, tuple[str, tuple[str, ...]]] = {}  # sha256 -> (name, scopes)
 
     def _load(self) -> None:
         try:
@@ -68,20 +86,25 @@ class KeyStore:
             self._hashes, self._mtime = {}, None
             return
         if mtime != self._mtime:
-            self._hashes = {k["sha256"]: k["name"] for k in _read(self.path)["keys"]}
+            self._hashes = {k["sha256"]: (k["name"], tuple(k.get("scopes") or ["jobs"])) for k in _read(self.path)["keys"]}
             self._mtime = mtime
 
-    def check(self, key: str | None) -> str | None:
-        """The key's name when valid, else None."""
+    def identify(self, key: str | None) -> tuple[str, tuple[str, ...]] | None:
+        """(name, scopes) of a valid key, else None."""
         if not key:
             return None
         self._load()
         presented = hash_key(key)
-        name = None
-        for stored, owner in self._hashes.items():
+        found = None
+        for stored, who in self._hashes.items():
             if hmac.compare_digest(stored, presented):
-                name = owner
-        return name
+                found = who
+        return found
+
+    def check(self, key: str | None) -> str | None:
+        """The key's name when valid, else None."""
+        who = self.identify(key)
+        return who[0] if who else None
 
 
 def _read(path: Path) -> dict:

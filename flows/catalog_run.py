@@ -59,6 +59,7 @@ def catalog_run(
     fetch_policy: str | None = None,
     skus: list[str] | None = None,
     webhooks: str | None = None,
+    local_files: list[str] | None = None,
 ) -> RunSummary | State:
     """Render a catalog for one brand spec and publish what passes.
 
@@ -70,6 +71,8 @@ def catalog_run(
     fetch_policy: fetch policy YAML for source images (default: $LIGHTBOX_FETCH_POLICY, else https + s3)
     skus: only these SKUs (a catalog-update event); unknown ones are reported, the rest processed
     webhooks: webhook subscribers YAML (default: $LIGHTBOX_WEBHOOKS, else none)
+    local_files: for catalogs from outside (the job API): local photos only inside these folders, none when
+        empty (default None: a local catalog may name local files, as on the command line)
 
     Runs of one brand take turns (global concurrency limit ``lightbox-brand-<name>``, one slot), so two
     triggers for the same catalog never write the same outputs or the manifest at once.
@@ -84,7 +87,7 @@ def catalog_run(
     started = time.perf_counter()
     spec = load_spec(brand)
     hooks = load_webhooks(webhooks or os.environ.get("LIGHTBOX_WEBHOOKS"))
-    policy = load_fetch_policy(fetch_policy or os.environ.get("LIGHTBOX_FETCH_POLICY")).for_catalog(catalog)
+    policy = load_fetch_policy(fetch_policy or os.environ.get("LIGHTBOX_FETCH_POLICY")).for_catalog(catalog, local_files)
     lock = brand_lock_name(spec.name)
     ensure_concurrency_limit(lock, 1)
     with concurrency(lock, occupy=1, strict=True):

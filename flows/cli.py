@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     key.add_argument("name", nargs="?", help="who the key is for, e.g. pim or catalog-sync")
     key.add_argument("--file", default=None,
                      help="keys file (default: $LIGHTBOX_API_KEYS_FILE, else $LIGHTBOX_HOME/api-keys.json, ~/.lightbox/api-keys.json)")
+    key.add_argument("--scope", action="append", choices=["jobs", "admin"], default=None,
+                     help="jobs (default): submit, see and cancel its own jobs; admin: every key's jobs")
 
     ops = sub.add_parser("ops", help="operations: create work pool, queues and limits; apply automations")
     ops.add_argument("action", choices=["setup", "automations", "deploy"])
@@ -101,14 +103,14 @@ def cmd_init(args: argparse.Namespace) -> int:
         return _fail(f"the written spec does not load ({e}); please report it", 1)
     result = validate_catalog(frame, spec)
     layout = frame.attrs.get("layout", "lightbox")
-    sys.stdout.write(
+    _say(
         f"wrote {path}: {_n(len(starter.categories), 'category', 'categories')} -> {_n(len(starter.templates), 'template')} "
         f"({', '.join(f'{t}: ' + (', '.join(a) or 'title only') for t, a in starter.templates.items())}), "
         f"value sets for {', '.join(starter.value_sets) or 'no attribute'}, channels {', '.join(spec.channels)}\n"
         f"{args.catalog} ({layout} layout): {len(result.valid)} of {result.total} products valid under it, "
         f"{len(result.skipped)} rows skipped\n")
     _print_rows(result.quarantined, result.skipped, result.warnings)
-    sys.stdout.write(f"next: review the lines marked DECIDE in {path}, then\n"
+    _say(f"next: review the lines marked DECIDE in {path}, then\n"
                      f"  lightbox run {args.catalog} --brand {path}\n")
     return 0
 
@@ -125,7 +127,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         result = check_catalog(args.catalog, spec, args.layout)
     except LightboxError as e:
         return _fail(str(e), 2)
-    sys.stdout.write(f"{args.catalog} ({result.layout} layout) against {spec.name} v{spec.version}: {result.total} rows: "
+    _say(f"{args.catalog} ({result.layout} layout) against {spec.name} v{spec.version}: {result.total} rows: "
                      f"{len(result.valid)} valid, {len(result.quarantined)} invalid, {len(result.skipped)} skipped, "
                      f"{len(result.warnings)} warnings\n")
     _print_rows(result.quarantined, result.skipped, result.warnings)
@@ -154,16 +156,16 @@ def cmd_api_key(args: argparse.Namespace) -> int:
     path = args.file or api_keys_file()
     if args.action == "list":
         for k in list_keys(path):
-            sys.stdout.write(f"{k['name']}\t{k['created']}\n")
+            _say(f"{k['name']}\t{k['created']}\t{','.join(k['scopes'])}\n")
         return 0
     if not args.name:
         return _fail(f"api-key {args.action}: a key name is needed, e.g. lightbox api-key {args.action} catalog-sync", 2)
     if args.action in ("create", "rotate"):
         try:
-            key = create_key(path, args.name, replace=args.action == "rotate")
+            key = create_key(path, args.name, replace=args.action == "rotate", scopes=args.scope)
         except ValueError as e:
             return _fail(str(e), 2)
-        sys.stdout.write(f"{key}\n")
+        _say(f"{key}\n")
         sys.stderr.write(f"key for {args.name!r} stored hashed in {path}; it is shown only this once\n")
         return 0
     if not revoke_key(path, args.name):
@@ -182,13 +184,23 @@ def cmd_ops(args: argparse.Namespace) -> int:
     except Exception as e:  # noqa: BLE001 - one line for the operator
         return _fail(root_cause(e), 1)
     for line in lines:
-        sys.stdout.write(line + "\n")
+        _say(line + "\n")
     return 0
 
 
 def _fail(msg: str, code: int) -> int:
-    sys.stderr.write(f"lightbox: error: {msg}\n")
+    from lightbox.safe_text import terminal
+
+    sys.stderr.write(f"lightbox: error: {terminal(msg)}\n")
     return code
+
+
+def _say(text: str) -> None:
+    """Lines for the terminal, with any control characters from catalog text shown escaped."""
+    from lightbox.safe_text import terminal
+
+    for line in text.rstrip("\n").split("\n"):
+        sys.stdout.write(terminal(line) + "\n")
 
 
 def _prepare_env(verbose: bool) -> None:
@@ -253,7 +265,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         summary = unchanged_run(args.catalog, args.brand, spec, store, checked, policy, args.chunk_size, skus, started)
         if summary is not None:
             _print_summary(summary)
-            sys.stdout.write(f"nothing to render: every output is unchanged (checked in {summary.wall_s:.1f} s; no flow run started)\n")
+            _say(f"nothing to render: every output is unchanged (checked in {summary.wall_s:.1f} s; no flow run started)\n")
             return 0
 
     _prepare_env(args.verbose)
@@ -350,13 +362,13 @@ def _print_rows(invalid: list, skipped: list, warnings: list, quarantine_uri: st
 
     for status, rows in (("invalid", invalid), ("skipped", skipped), ("warning", warnings)):
         for line in reason_lines(rows, top=5 if status == "invalid" else 3):
-            sys.stdout.write(f"{status}: {line}\n")
+            _say(f"{status}: {line}\n")
     if quarantine_uri and (invalid or skipped or warnings):
-        sys.stdout.write(f"quarantine: {quarantine_uri}\n")
+        _say(f"quarantine: {quarantine_uri}\n")
 
 
 def _print_summary(s) -> None:  # noqa: ANN001 - RunSummary
-    sys.stdout.write(
+    _say(
         f"{s.brand}: {s.ingested} rows, {s.invalid} quarantined, {s.skipped} skipped, {s.generated} generated, "
         f"{s.unchanged} unchanged, {s.published} published in {s.wall_s:.1f} s ({s.images_per_s:.2f} images/s); "
         f"failed: {s.render_failed} to render, {s.qc_failed} quality\n"
@@ -364,7 +376,7 @@ def _print_summary(s) -> None:  # noqa: ANN001 - RunSummary
     )
     counts = (getattr(s, "cutouts", None) or {}).get("counts")
     if counts:
-        sys.stdout.write("cut-out: " + ", ".join(f"{n} {method}" for method, n in counts.items()) + "\n")
+        _say("cut-out: " + ", ".join(f"{n} {method}" for method, n in counts.items()) + "\n")
     _print_rows(s.quarantine, s.skipped_rows, s.warnings, s.quarantine_uri)
     by_product: dict[tuple[str, str], list[str]] = {}  # (sku, cause) -> "channel: reason" of each failed output
     for f in s.failures:
@@ -373,15 +385,15 @@ def _print_summary(s) -> None:  # noqa: ANN001 - RunSummary
     for (sku, cause), reasons in list(by_product.items())[:10]:
         n = len(reasons)
         first = reasons[0].split(": ", 1)[1] if len(set(r.split(": ", 1)[1] for r in reasons)) == 1 else reasons[0]
-        sys.stdout.write(f"failed {sku} ({n} output{'s' if n != 1 else ''}, {cause}): {first}\n")
+        _say(f"failed {sku} ({n} output{'s' if n != 1 else ''}, {cause}): {first}\n")
     if len(by_product) > 10:
-        sys.stdout.write(f"... {len(by_product) - 10} more failed products in the summary\n")
+        _say(f"... {len(by_product) - 10} more failed products in the summary\n")
     if s.unknown_skus:
-        sys.stdout.write(f"unknown SKUs (not in the catalog): {', '.join(s.unknown_skus)}\n")
+        _say(f"unknown SKUs (not in the catalog): {', '.join(s.unknown_skus)}\n")
     if s.consistency and s.consistency.get("score") is not None:
-        sys.stdout.write(f"catalog consistency: {s.consistency['score']:.3f}\n")
+        _say(f"catalog consistency: {s.consistency['score']:.3f}\n")
     if s.review_uri and (s.warned or s.to_review or s.qc_failed):
-        sys.stdout.write(f"review: {s.warned} warned, {s.to_review} to review, {s.qc_failed} failed quality: {s.review_uri}\n")
+        _say(f"review: {s.warned} warned, {s.to_review} to review, {s.qc_failed} failed quality: {s.review_uri}\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,7 @@ import ipaddress
 import json
 import logging
 import os
+from urllib.parse import unquote
 import socket
 import tempfile
 import threading
@@ -109,6 +110,8 @@ class FetchPolicy(BaseModel):
     credentials: dict[str, str] = Field(
         default_factory=dict, description="exact host -> environment variable holding its Authorization header"
     )
+    file_prefixes: list[str] | None = Field(
+        None, description="when set, local files are read only inside these folders (symlinks resolved); [] forbids them")
     cache_dir: str | None = Field(None, description="default: $LIGHTBOX_CACHE_DIR, else ~/.cache/lightbox/sources")
     ca_bundle: str | None = Field(None, description="PEM file of CAs to trust for https (a private CDN); default: certifi's")
     user_agent: str = "lightbox-fetch/0.1"
@@ -123,8 +126,13 @@ class FetchPolicy(BaseModel):
                 raise ValueError(f"{n!r} is not a network (use CIDR, e.g. 127.0.0.1/32)") from None
         return v
 
-    def for_catalog(self, catalog_uri: str) -> FetchPolicy:
-        """The effective policy for one catalog: plain paths are readable when the catalog is local."""
+    def for_catalog(self, catalog_uri: str, local_files: list[str] | None = None) -> FetchPolicy:
+        """The effective policy for one catalog: plain paths are readable when the catalog is local (the
+        same trust domain). ``local_files`` is for catalogs from outside (job API): local reads are
+        confined to those folders, and refused altogether when it is empty."""
+        if local_files is not None:
+            schemes = [s for s in self.schemes if s != "file"] + (["file"] if local_files else [])
+            return self.model_copy(update={"schemes": schemes, "file_prefixes": list(local_files)})
         local = "://" not in catalog_uri or catalog_uri.startswith("file://")
         if local and "schemes" not in self.model_fields_set and "file" not in self.schemes:
             return self.model_copy(update={"schemes": [*self.schemes, "file"]})
@@ -251,7 +259,16 @@ class SourceFetcher:
 
     # -- local and S3 -------------------------------------------------------------------------------
     def _file(self, uri: str) -> bytes:
-        path = uri[len("file://") :] if uri.startswith("file://") else uri
+        path = unquote(uri[len("file://") :]) if uri.startswith("file://") else uri
+        if "\x00" in path:
+            raise FetchRefused("local path contains a NUL byte")
+        if self.policy.file_prefixes is not None:
+            real = os.path.realpath(path)
+            roots = [os.path.realpath(p) for p in self.policy.file_prefixes]
+            if not any(real == r or real.startswith(r.rstrip("/") + "/") for r in roots):
+                self._count("refused")
+                raise FetchRefused(f"{uri}: local file outside the folders the fetch policy allows")
+            path = real
         try:
             size = os.path.getsize(path)
         except FileNotFoundError:
@@ -259,9 +276,11 @@ class SourceFetcher:
         if os.path.isdir(path):
             raise FileNotFoundError(f"{uri}: is a directory, not a file")
         self._check_size(uri, size)
-        self._count("local")
         with open(path, "rb") as f:
-            return f.read()
+            data = f.read()
+        self._check_magic(uri, data)
+        self._count("local")
+        return data
 
     def _s3(self, uri: str) -> bytes:
         fs, path = filesystem(uri)
@@ -462,8 +481,7 @@ class SourceFetcher:
 
     def _check_magic(self, uri: str, data: bytes) -> None:
         if sniff(data) is None:
-            head = data[:12]
-            raise FetchRefused(f"{uri}: body is not an image (starts with {head!r})")
+            raise FetchRefused(f"{uri}: not an image (no JPEG/PNG/WebP/TIFF/GIF/BMP signature)")
 
     # -- cache ----------------------------------------------------------------------------------------
     def _count(self, what: str) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from lightbox import safe_text
 from lightbox.records import Output, QuarantinedRow
 from lightbox.storage import Store
 
@@ -92,10 +93,10 @@ class RunSummary(BaseModel):
         lines = [
             f"# Catalog run `{self.run_id}` - {self.brand} (spec v{self.spec_version})",
             "",
-            *([f"**STOPPED before rendering**: {self.stopped}", ""] if self.stopped else []),
+            *([f"**STOPPED before rendering**: {_md(self.stopped)}", ""] if self.stopped else []),
             *([f"**QUALITY ALARM**: {self.failed_share:.0%} of rendered outputs failed quality checks "
                f"(alert: {self.alert or 'no alert block configured'})", ""] if self.alarm else []),
-            f"Catalog `{self.catalog}` -> `{self.out}`",
+            f"Catalog {_md(self.catalog)} -> {_md(self.out)}",
             "",
             f"- **{self.ingested}** rows ingested, **{self.invalid}** quarantined ({self.invalid_share:.1%}), "
             f"**{self.skipped}** skipped (hero)",
@@ -112,7 +113,7 @@ class RunSummary(BaseModel):
         ]
         if self.skus_requested is not None:
             lines.append(f"- limited to {len(self.skus_requested)} requested SKUs"
-                         + (f"; unknown to the catalog: {', '.join(self.unknown_skus)}" if self.unknown_skus else ""))
+                         + (f"; unknown to the catalog: {_md(', '.join(self.unknown_skus))}" if self.unknown_skus else ""))
         if self.webhooks_sent or self.webhook_failures:
             lines.append(f"- webhooks: {self.webhooks_sent} delivered, {len(self.webhook_failures)} failed")
         if self.cdn_invalidation:
@@ -125,7 +126,7 @@ class RunSummary(BaseModel):
         if self.failures:
             lines += ["", "## Failed outputs", "", "| sku | channel | reason |", "|---|---|---|"]
             for f in self.failures[:50]:
-                lines.append(f"| {f['sku']} | {f['channel']} | {_md(f['reason'])} |")
+                lines.append(f"| {_md(f['sku'])} | {_md(f['channel'])} | {_md(f['reason'])} |")
             if len(self.failures) > 50:
                 lines.append(f"| ... | | {len(self.failures) - 50} more in the summary JSON |")
         if self.quarantine:
@@ -134,7 +135,7 @@ class RunSummary(BaseModel):
                 lines.append(f"| {q.row} | {_md(q.sku)} | {_md(q.column)} | {_md(q.reason)} |")
         if self.skipped_rows:
             lines += ["", "## Skipped", ""] + [
-                f"- row {q.row} `{q.sku}`{f' ({q.column})' if q.column else ''}: {q.reason}" for q in self.skipped_rows
+                f"- row {q.row} {_md(q.sku)}{f' ({_md(q.column)})' if q.column else ''}: {_md(q.reason)}" for q in self.skipped_rows
             ]
         if self.warnings:
             lines += ["", "## Data-quality warnings", "", "| row | sku | column | warning |", "|---|---|---|---|"]
@@ -143,8 +144,8 @@ class RunSummary(BaseModel):
         return "\n".join(lines) + "\n"
 
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+def _md(text: object) -> str:
+    return safe_text.markdown(text)
 
 
 def catalog_checks(store: Store, brand: str, run_id: str, outputs: list[Output]) -> tuple[dict[str, Any], float | None, str]:
@@ -261,7 +262,7 @@ def quarantine_csv(summary: RunSummary) -> bytes:
     rows = [("invalid", q) for q in summary.quarantine] + [("skipped", q) for q in summary.skipped_rows]
     rows += [("warning", q) for q in summary.warnings]
     for status, q in sorted(rows, key=lambda r: r[1].row):
-        w.writerow([q.row, q.sku, status, q.column, q.reason])
+        w.writerow([safe_text.csv_cell(v) for v in (q.row, q.sku, status, q.column, q.reason)])
     return buf.getvalue().encode()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import uuid
 
 import pytest
@@ -28,9 +29,17 @@ def deployment():
 
     from deployments.apply import setup
 
-    lines = setup(str(REPO / "deployments"))
-    assert "queue lightbox-process/urgent: created, priority 1" in lines
-    assert any(line.startswith("automation lightbox-run-failed: skipped") for line in lines)  # no block yet
+    from prefect.blocks.core import Block
+
+    try:
+        Block.load("custom-webhook/lightbox-ops")
+        had_block = True
+    except ValueError:
+        had_block = False
+    lines = setup(str(REPO / "deployments"))  # idempotent: this fixture also serves tests/test_api_hostile.py
+    assert any(line.startswith("queue lightbox-process/urgent:") and line.endswith("priority 1") for line in lines)
+    if not had_block:
+        assert any(line.startswith("automation lightbox-run-failed: skipped") for line in lines)  # no block yet
 
     async def make():
         async with get_client() as client:
@@ -159,7 +168,7 @@ def test_a_catalog_job_with_skus_and_a_low_priority(api, tmp_path):
     assert r.status_code == 202, r.text
     run = _run(r.json()["job_id"])
     assert run.work_queue_name == "nightly" and run.parameters["skus"] == ["A-1", "B-2"]
-    assert run.parameters["catalog"] == str(catalog)
+    assert run.parameters["catalog"] == "file://" + os.path.realpath(catalog)  # normalised before the prefix check
 
 
 def test_status_of_unknown_jobs(api):

@@ -44,11 +44,54 @@ def detect_format(uri: str) -> str:
     raise CatalogError(f"{uri}: unknown catalog format (use .csv, .tsv/.txt, .jsonl/.ndjson, .parquet or .xml)")
 
 
+# a valid UTF-8 multi-byte sequence: its presence means the file is UTF-8 (with some broken rows at worst)
+_UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+_SURROGATE = re.compile("[\udc80-\udcff]")
+_UNDECODED = re.compile("[\U000f0080-\U000f00ff]")  # a byte that was not UTF-8, parked in the private use area
+
+
+def decode_text(data: bytes) -> tuple[str, str]:
+    """Catalog bytes as text, and the encoding used: UTF-8 (BOM or not); a file without a single valid UTF-8
+    multi-byte sequence but with high bytes is a legacy single-byte export (Excel's "CSV" on Windows):
+    Windows-1252, else Latin-1. A UTF-8 file with some broken bytes keeps them as markers so the rows
+    holding them can be reported one by one."""
+    try:
+        return data.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    if not _UTF8_MULTIBYTE.search(data):
+        try:
+            return data.decode("cp1252"), "cp1252"
+        except UnicodeDecodeError:
+            return data.decode("latin-1"), "latin-1"
+    text = data.removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="surrogateescape")
+    # parsers refuse lone surrogates: park each broken byte in the private use area, found again per row
+    return _SURROGATE.sub(lambda m: chr(0xF0000 + ord(m.group()) - 0xDC00), text), "utf-8 (some rows broken)"
+
+
+def _undecodable_rows(raw: pd.DataFrame) -> list[dict]:
+    """Rows holding bytes that are not UTF-8: one invalid note each (the bytes themselves never quoted)."""
+    notes = []
+    for i, rec in enumerate(raw.itertuples(index=False)):
+        bad = [str(col) for col, v in zip(raw.columns, rec, strict=True) if isinstance(v, str) and _UNDECODED.search(v)]
+        if bad:
+            sku = next((str(v) for col, v in zip(raw.columns, rec, strict=True) if str(col).strip().lower() in
+                        ("sku", "variant sku", "id") and isinstance(v, str) and not _UNDECODED.search(v)), "")
+            notes.append({"row": i + 1, "sku": sku, "column": ", ".join(bad), "kind": "invalid",
+                          "reason": f"not valid UTF-8 text in {', '.join(repr(b) for b in bad)} (re-export the catalog as UTF-8)"})
+    return notes
+
+
 def _parse(data: bytes, fmt: str, uri: str) -> pd.DataFrame:
     try:
         if fmt in ("csv", "tsv"):
-            return pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, encoding="utf-8-sig",
-                               sep="\t" if fmt == "tsv" else ",")
+            text, encoding = decode_text(data)
+            raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep="\t" if fmt == "tsv" else ",")
+            notes = _undecodable_rows(raw) if encoding.startswith("utf-8 (") else []
+            if notes:  # the rows stay (row numbers hold); read_catalog quarantines them after the layout is mapped
+                raw = raw.apply(lambda col: col.map(lambda v: _UNDECODED.sub("\ufffd", v) if isinstance(v, str) else v))
+            raw.attrs.update({"encoding": encoding, "decode_notes": notes})
+            return raw
         if fmt == "xml":
             from lightbox.catalog.formats.merchant import parse_xml
 
@@ -107,17 +150,35 @@ def read_catalog(uri: str, fmt: str | None = None, layout: str | None = None) ->
     if not data.strip():
         raise CatalogError(f"{uri}: the catalog is empty")
     raw = _parse(data, fmt, uri)
+    encoding, decode_notes = raw.attrs.get("encoding", "utf-8"), raw.attrs.get("decode_notes", [])
     if layout in (None, "auto"):
         layout = "google-merchant" if fmt == "xml" else detect_layout([str(c) for c in raw.columns])
     if layout == "lightbox":
         frame = normalise(raw, uri)
         frame.attrs.update({"layout": "lightbox", "notes": [], "columns": {}})
-        return frame
-    try:
-        adapted = adapt(layout, raw, uri)
-    except KeyError as e:
-        raise CatalogError(f"{uri}: not a {layout} export: column {e.args[0]!r} is missing") from None
-    return records_frame(adapted, uri)
+    else:
+        try:
+            adapted = adapt(layout, raw, uri)
+        except KeyError as e:
+            raise CatalogError(f"{uri}: not a {layout} export: column {e.args[0]!r} is missing") from None
+        frame = records_frame(adapted, uri)
+    return _with_decoding(frame, encoding, decode_notes)
+
+
+def _with_decoding(frame: pd.DataFrame, encoding: str, decode_notes: list[dict]) -> pd.DataFrame:
+    """Rows with bytes that are not UTF-8 leave the frame as invalid notes; a legacy encoding is a warning."""
+    attrs = dict(frame.attrs)
+    notes = list(attrs.get("notes") or [])
+    if decode_notes:
+        bad = {n["row"] for n in decode_notes}
+        frame = frame.loc[~frame["row"].isin(bad)].reset_index(drop=True)
+        notes += decode_notes
+    if encoding in ("cp1252", "latin-1"):
+        notes.append({"row": 0, "sku": "", "column": "", "kind": "warning",
+                      "reason": f"the catalog is not UTF-8: read as {'Windows-1252' if encoding == 'cp1252' else 'Latin-1'} "
+                                "(export it as UTF-8 to be sure every accent is read right)"})
+    frame.attrs.update({**attrs, "notes": notes, "encoding": encoding})
+    return frame
 
 
 def records_frame(adapted: Adapted, uri: str) -> pd.DataFrame:

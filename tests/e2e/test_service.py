@@ -127,7 +127,8 @@ def test_service_end_to_end(tmp_path):
         "LIGHTBOX_NIGHTLY_CATALOG": str(catalog), "LIGHTBOX_WEBHOOKS": str(hooks),
         "LIGHTBOX_E2E_HOOK_SECRET": SECRET, "LIGHTBOX_CACHE_DIR": str(tmp_path / "cache"),
         "LIGHTBOX_API_KEYS_FILE": str(keys), "LIGHTBOX_API_OUT": str(out), "LIGHTBOX_API_BRANDS_DIR": str(brand.parent),
-        "LIGHTBOX_API_CATALOG_PREFIXES": str(catalog.parent), "LIGHTBOX_DEFAULT_CATALOG": str(catalog),
+        "LIGHTBOX_API_CATALOG_PREFIXES": str(catalog.parent), "LIGHTBOX_API_LOCAL_PREFIXES": str(catalog.parent),
+        "LIGHTBOX_DEFAULT_CATALOG": str(catalog),
     }
     cli = [sys.executable, "-m", "flows.cli"]
     with WebhookReceiver() as rx, WebhookReceiver() as ops_rx:
