@@ -23,6 +23,8 @@ from lightbox.specs.models import BrandSpec
 log = logging.getLogger(__name__)
 
 SKU_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+# the brand's own files sit beside the SKU folders (<brand>/manifest.json, ...): no SKU may take their names
+RESERVED_SKUS = frozenset({"manifest.json", "latest-run.json", "consistency.json"})
 HERO_VALUES = ["", "true", "false", "yes", "no", "1", "0", "y", "n", "TRUE", "FALSE", "True", "False", "Yes", "No"]
 _TRUE = {"true", "yes", "1", "y"}
 
@@ -41,6 +43,10 @@ class CatalogFrame(pa.DataFrameModel):
     @pa.check("sku", name="filename_safe")
     def _sku_filename_safe(cls, s: Series[str]) -> Series[bool]:
         return s.str.fullmatch(SKU_PATTERN) & ~s.str.contains("..", regex=False)
+
+    @pa.check("sku", name="not_reserved")
+    def _sku_not_reserved(cls, s: Series[str]) -> Series[bool]:
+        return ~s.str.lower().isin(RESERVED_SKUS)
 
     class Config:
         strict = False  # attr_* columns vary by catalog
@@ -72,6 +78,8 @@ def _reason(column: str | None, check: str, value: object, spec: BrandSpec, fram
             return f"sku {v!r} appears more than once (rows {', '.join(map(str, rows))})"
         if v == "":
             return "sku is empty"
+        if check == "not_reserved":
+            return f"sku {v!r} is the name of one of the brand's own files ({', '.join(sorted(RESERVED_SKUS))}); rename the product"
         return (
             f"sku {v!r} is not filename-safe: 1-64 of letters, digits, '.', '_', '-', "
             "starting with a letter or digit, no '/', '\\', '..', spaces or control characters"

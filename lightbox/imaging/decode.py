@@ -20,7 +20,20 @@ from lightbox.errors import ItemError
 log = logging.getLogger(__name__)
 
 _SRGB = ImageCms.createProfile("sRGB")
-SRGB_ICC: bytes = ImageCms.ImageCmsProfile(_SRGB).tobytes()
+# LittleCMS stamps the profile with the time it was made (header bytes 24-35): every process would embed
+# different bytes in identical images. Pin the date so outputs are byte-identical across processes and
+# machines (the profile ID, bytes 84-99, is left zero: "not computed", as LittleCMS writes it).
+_ICC_DATE = slice(24, 36)
+_PINNED_DATE = bytes.fromhex("07ea00010001000000000000")  # 2026-01-01 00:00:00
+
+
+def _pinned(profile: bytes) -> bytes:
+    if profile[84:100] != bytes(16):
+        raise RuntimeError("the sRGB profile carries a profile ID; pinning its date would need the ID recomputed")
+    return profile[:_ICC_DATE.start] + _PINNED_DATE + profile[_ICC_DATE.stop:]
+
+
+SRGB_ICC: bytes = _pinned(ImageCms.ImageCmsProfile(_SRGB).tobytes())
 
 
 def decode_image(data: bytes, *, max_pixels: int) -> Image.Image:

@@ -1,0 +1,82 @@
+"""Pieces of crash and outage recovery (issue 14) that hold now: outputs are byte-identical across
+processes, no SKU can take the name of a brand's own file, and storage connection errors are transient
+wherever they are wrapped."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from lightbox.catalog.ingest import normalise
+from lightbox.catalog.validate import validate_catalog
+from lightbox.errors import StorageError
+from lightbox.specs import load_brand_spec
+from tasks._policy import is_transient
+from tests.conftest import ACME, REPO
+from tests.lightbox.test_pipeline import make_catalog
+
+RENDER = """
+import hashlib, sys
+from pathlib import Path
+from lightbox.pipeline import run_plain
+run_plain(sys.argv[1], sys.argv[2], sys.argv[3], run_id="p")
+for p in sorted(Path(sys.argv[3]).rglob("*.jpg")):
+    if "/_" not in str(p):
+        print(p.relative_to(sys.argv[3]), hashlib.sha256(p.read_bytes()).hexdigest())
+"""
+
+
+def test_the_same_render_in_two_processes_is_byte_identical(tmp_path):
+    """The embedded sRGB profile used to carry the time its process started: identical pixels, different
+    bytes in every process, so a resume rewrote everything already live."""
+    catalog = make_catalog(tmp_path / "cat", n_good=1)
+    runs = []
+    for name in ("a", "b"):
+        r = subprocess.run([sys.executable, "-c", RENDER, str(catalog), ACME, str(tmp_path / name)], cwd=REPO,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        runs.append(r.stdout)
+    assert runs[0] == runs[1] and runs[0].count("\n") == 3
+
+
+def test_the_embedded_profile_is_pinned():
+    from lightbox.imaging.decode import SRGB_ICC
+
+    from PIL import ImageCms
+
+    assert SRGB_ICC[24:36] == bytes.fromhex("07ea00010001000000000000")  # 2026-01-01, not the process's start
+    assert int.from_bytes(SRGB_ICC[:4], "big") == len(SRGB_ICC)  # still a well-formed profile
+    assert "srgb" in ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(SRGB_ICC))).lower()
+
+
+@pytest.mark.parametrize("sku", ["manifest.json", "Latest-Run.json", "consistency.json"])
+def test_no_sku_can_take_the_name_of_a_brand_file(sku):
+    row = {"sku": sku, "title": "Mug", "category": "kitchen", "image": "/x/a.jpg", "color": "red", "material": "stoneware"}
+    result = validate_catalog(normalise(pd.DataFrame([row], dtype=str), "/x/c.csv"), load_brand_spec(ACME))
+    (q,) = result.quarantined
+    assert "is the name of one of the brand's own files" in q.reason
+
+
+def _wrapped(exc: BaseException) -> StorageError:
+    try:
+        try:
+            raise exc
+        except BaseException as inner:
+            raise StorageError("s3://bucket/acme/X/amazon_main.jpg: cannot write") from inner
+    except StorageError as outer:
+        return outer
+
+
+def test_storage_connection_errors_are_transient_wherever_wrapped():
+    from aiohttp import ClientConnectionError
+    from botocore.exceptions import ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
+
+    for exc in (EndpointConnectionError(endpoint_url="http://127.0.0.1:9"), ConnectionClosedError(endpoint_url="http://x"),
+                ReadTimeoutError(endpoint_url="http://x"), ClientConnectionError("reset")):
+        assert is_transient(exc) and is_transient(_wrapped(exc)), exc
+    assert not is_transient(_wrapped(PermissionError("403")))
+    assert not is_transient(StorageError("no such bucket"))
