@@ -163,6 +163,42 @@ class Store:
         except OSError as e:
             raise self._wrap(e, key, "write") from e
 
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """Write ``key`` only if it does not exist (True), else leave it (False); atomic either way. Local disk:
+        a temporary file hard-linked into place (link fails on an existing name); S3: ``If-None-Match: *``."""
+        path = self.path(key)
+        try:
+            if self.local:
+                directory = os.path.dirname(path)
+                os.makedirs(directory, exist_ok=True)
+                tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex}")
+                try:
+                    with open(tmp, "wb") as f:
+                        f.write(data)
+                        f.flush()
+                        os.fsync(f.fileno())
+                    os.link(tmp, path)
+                except FileExistsError:
+                    return False
+                finally:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+                return True
+            self.fs.pipe_file(path, data, mode="create")
+            return True
+        except FileExistsError:
+            return False
+        except OSError as e:
+            raise self._wrap(e, key, "create") from e
+
+    def delete(self, key: str) -> None:
+        try:
+            self.fs.rm_file(self.path(key))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.warning("could not delete %s: %s", self.uri(key), e)
+
     def copy_atomic(self, src_key: str, dst_key: str) -> None:
         if self.local:
             self.write_atomic(dst_key, self.read(src_key))

@@ -1,0 +1,110 @@
+"""The brand lock on real storage (local disk and S3 through moto's server): one holder at a time, a dead
+holder's lease runs out by itself, a live holder that lost its lease knows it, operators can unlock."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from lightbox.lock import BrandLock, LockLost, current, force_unlock
+from lightbox.storage import Store
+
+
+class Clock:
+    def __init__(self, t: float = 1_800_000_000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path):
+    if request.param == "local":
+        return Store(str(tmp_path / "out"))
+    bucket = request.getfixturevalue("s3_bucket")
+    return Store(f"s3://{bucket}/out")
+
+
+def test_one_holder_at_a_time_and_release_hands_over(store):
+    clock = Clock()
+    a, b = BrandLock(store, "acme", "run-a", ttl_s=60, clock=clock), BrandLock(store, "acme", "run-b", ttl_s=60, clock=clock)
+    assert a.try_acquire() is None and a.generation == 1
+    holder = b.try_acquire()
+    assert holder["owner"] == "run-a" and b.generation is None
+    a.release()
+    assert b.try_acquire() is None and b.generation == 2
+
+
+def test_a_dead_holders_lease_runs_out_and_a_live_loser_knows(store):
+    clock = Clock()
+    dead = BrandLock(store, "acme", "run-killed", ttl_s=30, clock=clock)
+    assert dead.try_acquire() is None  # then the process is killed: no renewals, no release
+    nxt = BrandLock(store, "acme", "run-next", ttl_s=30, clock=clock)
+    clock.t += 29
+    assert nxt.try_acquire()["owner"] == "run-killed"  # still within its lease
+    clock.t += 2
+    assert nxt.try_acquire() is None  # lease ran out: taken over, no manual step
+    assert not dead.renew() and dead.lost  # had it been alive (paused), it now knows it lost the lock
+    with pytest.raises(LockLost):
+        dead.ensure_held()
+    dead.release()  # never overwrites the new holder's lease
+    assert current(store, "acme")[1]["owner"] == "run-next"
+
+
+def test_racing_contenders_exactly_one_wins(store):
+    clock = Clock()
+    locks = [BrandLock(store, "acme", f"run-{i}", ttl_s=60, clock=clock) for i in range(6)]
+    results: list = [None] * len(locks)
+    start = threading.Barrier(len(locks))
+
+    def contend(i: int) -> None:
+        start.wait()
+        results[i] = locks[i].try_acquire()
+
+    threads = [threading.Thread(target=contend, args=(i,)) for i in range(len(locks))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    winners = [lk for lk, r in zip(locks, results, strict=True) if r is None]
+    assert len(winners) == 1 and current(store, "acme")[1]["owner"] == winners[0].owner
+
+
+def test_operators_can_unlock_and_a_live_holder_then_stops(store):
+    clock = Clock()
+    holder = BrandLock(store, "acme", "run-stuck", ttl_s=3600, clock=clock)
+    assert holder.try_acquire() is None
+    released = force_unlock(store, "acme", by="ops")
+    assert released["owner"] == "run-stuck"
+    assert force_unlock(store, "acme") is None  # nothing held any more
+    nxt = BrandLock(store, "acme", "run-next", ttl_s=60, clock=clock)
+    assert nxt.try_acquire() is None
+    assert not holder.renew() and holder.lost
+
+
+def test_held_renews_in_the_background_and_releases(tmp_path):
+    store = Store(str(tmp_path / "out"))
+    lock = BrandLock(store, "acme", "run-a", ttl_s=0.6)
+    with lock.held():
+        first = current(store, "acme")[1]["expires_at"]
+        threading.Event().wait(0.5)
+        assert current(store, "acme")[1]["expires_at"] > first  # renewed every ttl / 3
+        lock.ensure_held()
+    assert current(store, "acme")[1]["released"] is True
+
+
+def test_waiting_says_who_holds_it_and_gives_up_when_told(tmp_path):
+    store = Store(str(tmp_path / "out"))
+    clock = Clock()
+    assert BrandLock(store, "acme", "run-a", ttl_s=600, clock=clock).try_acquire() is None
+    told = []
+
+    def sleep(s: float) -> None:
+        clock.t += s
+
+    waiting = BrandLock(store, "acme", "run-b", ttl_s=600, clock=clock, sleep=sleep)
+    with pytest.raises(Exception, match=r"lock still held by run run-a on .* after 30 s"):
+        waiting.acquire(timeout_s=30, on_wait=told.append)
+    assert [h["owner"] for h in told] == ["run-a"]
