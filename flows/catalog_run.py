@@ -6,8 +6,7 @@ import os
 import time
 from datetime import datetime, timezone
 
-from prefect import flow, unmapped
-from prefect.concurrency.sync import concurrency
+from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
 from prefect.runtime import flow_run
@@ -16,13 +15,14 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from lightbox import progress
 from lightbox.errors import CatalogError
+from lightbox.lock import BrandLock, describe
+from lightbox.storage import Store
 from lightbox.fetch import FetchPolicy, load_fetch_policy
 from lightbox.webhooks import Delivery, WebhookConfig, load_webhooks
 from lightbox.records import Chunk, Output, RunContext
 from lightbox.report import RunSummary
 from lightbox.specs import BrandSpec
 from flows.review import operator_review
-from tasks._policy import ensure_concurrency_limit
 from tasks.report import artifact_key, report_run, report_stopped
 from tasks.stages import (
     commit,
@@ -74,8 +74,10 @@ def catalog_run(
     local_files: for catalogs from outside (the job API): local photos only inside these folders, none when
         empty (default None: a local catalog may name local files, as on the command line)
 
-    Runs of one brand take turns (global concurrency limit ``lightbox-brand-<name>``, one slot), so two
-    triggers for the same catalog never write the same outputs or the manifest at once.
+    Runs of one brand take turns (a lease in the output storage, ``<brand>/_lock/``: lightbox/lock.py),
+    so two triggers for the same catalog never write the same outputs or the manifest at once - across
+    processes, machines and Prefect servers; a run that dies frees its brand when its lease runs out
+    (``LIGHTBOX_LOCK_TTL_S``, default 120 s).
 
     Ends Completed with the RunSummary; Failed named "InvalidCatalog" when more rows are invalid than the
     spec's quality.max_invalid_share (summary.json and quarantine.csv are written, nothing is rendered);
@@ -88,18 +90,14 @@ def catalog_run(
     spec = load_spec(brand)
     hooks = load_webhooks(webhooks or os.environ.get("LIGHTBOX_WEBHOOKS"))
     policy = load_fetch_policy(fetch_policy or os.environ.get("LIGHTBOX_FETCH_POLICY")).for_catalog(catalog, local_files)
-    lock = brand_lock_name(spec.name)
-    ensure_concurrency_limit(lock, 1)
-    with concurrency(lock, occupy=1, strict=True):
-        return _run(catalog, spec, brand, out, chunk_size, layout, policy, skus, hooks, started)
-
-
-def brand_lock_name(brand: str) -> str:
-    return f"lightbox-brand-{brand}"
+    logger = get_run_logger()
+    lock = BrandLock(Store(out), spec.name, owner=str(flow_run.get_id() or "local"))
+    with lock.held(on_wait=lambda h: logger.warning("waiting for the brand lock of %s, held by %s", spec.name, describe(h))):
+        return _run(catalog, spec, brand, out, chunk_size, layout, policy, skus, hooks, started, lock)
 
 
 def _run(catalog: str, spec: BrandSpec, brand: str, out: str, chunk_size: int, layout: str | None, policy: FetchPolicy,
-         skus: list[str] | None, hooks: WebhookConfig, started: float) -> RunSummary | State:
+         skus: list[str] | None, hooks: WebhookConfig, started: float, lock: BrandLock) -> RunSummary | State:
     ai_fallback = prepare_engine(spec)
     cutout_fallback = prepare_cutout(spec)
     ctx = RunContext(run_id=new_run_id(), brand_uri=brand, out_uri=out, ai_fallback=ai_fallback,
@@ -136,6 +134,7 @@ def _run(catalog: str, spec: BrandSpec, brand: str, out: str, chunk_size: int, l
     if approved and hooks.subscribers:
         notified = [*notified, notify_published.submit(approved, spec, ctx, hooks, chunk_index=-1)]
     outputs = reviewed
+    lock.ensure_held()  # a run whose lease ran out (it hung) must not write the manifest over the next run's
     manifest_uri = commit(outputs, spec, ctx)
     cdn = invalidate_cdn(outputs, spec, ctx, return_state=True)
     # 7. Report

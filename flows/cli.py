@@ -50,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("--brand", default=DEFAULT_BRAND, help=f"brand spec YAML (default: {DEFAULT_BRAND})")
     val.add_argument("--layout", choices=LAYOUT_CHOICES, default="auto", help="catalog layout (default: detected)")
 
+    unlock = sub.add_parser("unlock", help="release a brand's lock left by a run known to be dead (it also expires by itself)")
+    unlock.add_argument("brand", help="brand name, e.g. acme-home")
+    unlock.add_argument("--out", default="out", help="output root the brand publishes to (default: out)")
+
     api = sub.add_parser("api", help="serve the job API (FastAPI; settings from LIGHTBOX_API_* variables)")
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8080)
@@ -139,6 +143,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _n(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else many or one + 's'}"
+
+
+def cmd_unlock(args: argparse.Namespace) -> int:
+    from lightbox.errors import LightboxError
+    from lightbox.lock import current, describe, force_unlock
+    from lightbox.storage import Store
+
+    try:
+        store = Store(args.out)
+        released = force_unlock(store, args.brand, by=f"lightbox unlock ({os.environ.get('USER') or 'operator'})")
+    except (LightboxError, OSError) as e:
+        return _fail(str(e), 1)
+    if released is None:
+        _, lease = current(store, args.brand)
+        _say(f"{args.brand}: not locked" + (f" (last: {describe(lease)})" if lease else ""))
+        return 0
+    _say(f"{args.brand}: released the lock of {describe(released)}")
+    return 0
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -403,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     else:  # the terminal gets the outcome lines; logs go to the Prefect API and with -v here
         logging.getLogger().addHandler(logging.NullHandler())
-    commands = {"run": cmd_run, "init": cmd_init, "validate": cmd_validate, "api": cmd_api, "api-key": cmd_api_key, "ops": cmd_ops}
+    commands = {"run": cmd_run, "init": cmd_init, "validate": cmd_validate, "unlock": cmd_unlock, "api": cmd_api, "api-key": cmd_api_key, "ops": cmd_ops}
     return commands[args.command](args)
 
 

@@ -1,0 +1,68 @@
+"""A run killed while it holds its brand's lock (SIGKILL of the whole process group, as an OOM kill or a
+node drain does) does not block the brand: the next run starts when the lease runs out, with no manual
+step, and publishes everything. Against the session's Prefect server, as real `lightbox run` processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ACME, REPO
+from tests.e2e.test_service import _wait
+from tests.lightbox.test_pipeline import make_catalog
+
+TTL_S = 8
+
+
+@pytest.fixture
+def env(prefect_harness, tmp_path):
+    from prefect.settings import PREFECT_API_URL
+
+    return {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_HOME": str(tmp_path / "prefect-home"),
+            "LIGHTBOX_LOCK_TTL_S": str(TTL_S)}
+
+
+def test_a_killed_run_frees_its_brand_within_the_lease(tmp_path, env):
+    catalog = make_catalog(tmp_path / "cat", n_good=6)
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "flows.cli", "run", str(catalog), "--brand", ACME, "--out", str(out), "--chunk-size", "1"]
+    first = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    lease = out / "acme-home" / "_lock" / f"{1:012d}.json"
+    try:
+        _wait("the first run to take the brand lock", lambda: lease.exists(), 120, every=0.2)
+        time.sleep(1.0)  # well into the run: the lease is held and being renewed
+        os.killpg(first.pid, signal.SIGKILL)
+        killed_at = time.time()
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    assert json.loads(lease.read_text())["released"] is False  # the dead run never released it
+
+    second = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    taken = json.loads((out / "acme-home" / "_lock" / f"{2:012d}.json").read_text())["taken_at"]
+    assert taken - killed_at <= TTL_S + 5, taken - killed_at  # within the lease, no `lightbox unlock`
+    live = sorted(p.parent.name for p in (out / "acme-home").glob("*/amazon_main.jpg"))
+    assert live == [f"GOOD-{i}" for i in range(6)]
+    assert len(json.loads((out / "acme-home" / "manifest.json").read_text())["entries"]) == 18
+    assert not list((out / "acme-home").glob("*/.*.tmp-*"))  # no temporary files in live folders
+
+
+def test_unlock_releases_a_dead_runs_lock_at_once(tmp_path):
+    from lightbox.lock import BrandLock, current
+    from lightbox.storage import Store
+
+    store = Store(str(tmp_path / "out"))
+    assert BrandLock(store, "acme-home", "dead-run", ttl_s=3600).try_acquire() is None
+    r = subprocess.run([sys.executable, "-m", "flows.cli", "unlock", "acme-home", "--out", str(tmp_path / "out")], cwd=REPO,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "acme-home: released the lock of run dead-run" in r.stdout, r.stderr
+    assert current(store, "acme-home")[1]["released"] is True
+    assert BrandLock(store, "acme-home", "next", ttl_s=60).try_acquire() is None
