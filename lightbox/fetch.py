@@ -276,6 +276,8 @@ class SourceFetcher:
         if os.path.isdir(path):
             raise FileNotFoundError(f"{uri}: is a directory, not a file")
         self._check_size(uri, size)
+        if size == 0:
+            raise FetchRefused(f"{uri}: zero-byte image file")
         with open(path, "rb") as f:
             data = f.read()
         self._check_magic(uri, data)

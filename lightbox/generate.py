@@ -170,7 +170,7 @@ def _read_source(product: Product, sources: SourceFetcher) -> tuple[bytes | None
 
 def _sort_unchanged(item: WorkItem, spec: BrandSpec, channels: list[ChannelPreset], looks: dict[str, Look], engines: dict[str, Engine],
                     store: Store, source_sha: str, alt_text: str, todo: list[tuple[ChannelPreset, int, str]]) -> list[Output]:
-    """Outputs whose fingerprint matches the manifest and whose object exists are returned as unchanged;
+    """Outputs whose fingerprint matches the manifest and whose live object is the one it records are unchanged;
     the rest are appended to ``todo`` (channel, variant, fingerprint)."""
     product = item.product
     outputs: list[Output] = []
@@ -180,13 +180,25 @@ def _sort_unchanged(item: WorkItem, spec: BrandSpec, channels: list[ChannelPrese
             seed = seed_for(product.sku, v, spec.version)
             fp = fingerprint(product, source_sha, look, spec, engine_id(look, engines), v, seed)
             key = output_key(spec, product.sku, ch, v)
-            if item.previous.get(output_name(ch.name, v)) == fp and store.exists(key):
+            if item.previous.get(output_name(ch.name, v)) == fp and live_matches(store, key, item.recorded.get(output_name(ch.name, v))):
                 outputs.append(Output(sku=product.sku, row=product.row, category=product.category, channel=ch.name, variant=v,
                                       status="unchanged", fingerprint=fp, uri=store.uri(key), seed=seed, engine=look.engine,
                                       alt_text=alt_text, ai_generated=look.generation is not None))
             else:
                 todo.append((ch, v, fp))
     return outputs
+
+
+def live_matches(store: Store, key: str, recorded: tuple[int, str] | None) -> bool:
+    """Whether the live object is the one the manifest vouches for: same size (one HEAD), and on local disk
+    the same SHA-256 (a read). Existence alone is not enough: a run killed mid-publish leaves objects the
+    manifest does not describe."""
+    if recorded is None:
+        return False
+    size, sha = recorded
+    if store.size(key) != size:
+        return False
+    return not store.local or store.sha256(key) == sha
 
 
 def all_unchanged(items: list[WorkItem], spec: BrandSpec, channels: list[ChannelPreset], ctx: RunContext, store: Store,

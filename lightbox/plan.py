@@ -44,11 +44,15 @@ def plan_run(
     skipped = [QuarantinedRow(row=p.row, sku=p.sku, reason=HERO_REASON) for p in products if p.hero]
     todo = sorted((p for p in products if not p.hero), key=lambda p: (-p.priority, p.sku))
     previous: dict[str, dict[str, str]] = {}
+    recorded: dict[str, dict[str, tuple[int, str]]] = {}
     for key, entry in manifest.items():  # "sku/output-name" -> entry
         sku, _, name = key.partition("/")
         if entry.get("fingerprint"):
             previous.setdefault(sku, {})[name] = entry["fingerprint"]
-    items = [WorkItem(product=p, seed=seed_for(p.sku, 0, spec.version), previous=previous.get(p.sku, {})) for p in todo]
+            if entry.get("bytes") and entry.get("sha256"):
+                recorded.setdefault(sku, {})[name] = (int(entry["bytes"]), entry["sha256"])
+    items = [WorkItem(product=p, seed=seed_for(p.sku, 0, spec.version), previous=previous.get(p.sku, {}),
+                      recorded=recorded.get(p.sku, {})) for p in todo]
     chunks = [Chunk(index=i // chunk_size, items=items[i : i + chunk_size]) for i in range(0, len(items), chunk_size)]
     log.info("planned %d products in %d chunks of <= %d; %d heroes skipped", len(items), len(chunks), chunk_size, len(skipped))
     return Plan(chunks=chunks, skipped=skipped, unknown_skus=unknown)

@@ -50,6 +50,8 @@ class WorkItem(_Record):
     product: Product
     seed: int
     previous: dict[str, str] = Field(default_factory=dict, description="channel -> fingerprint in the manifest")
+    recorded: dict[str, tuple[int, str]] = Field(
+        default_factory=dict, description="channel -> (bytes, sha256) the manifest records for the live object")
 
 
 class Chunk(_Record):

@@ -80,3 +80,32 @@ def test_storage_connection_errors_are_transient_wherever_wrapped():
         assert is_transient(exc) and is_transient(_wrapped(exc)), exc
     assert not is_transient(_wrapped(PermissionError("403")))
     assert not is_transient(StorageError("no such bucket"))
+
+
+def test_after_an_aborted_update_the_state_tells_the_truth(tmp_path):
+    """A run with a changed spec is killed mid-publish: its new bytes are live, the manifest still describes
+    the old ones. Resuming with the previous spec must not call those outputs "unchanged" because their
+    fingerprint matches and the object exists: every live object ends equal to the manifest's hash."""
+    from lightbox.manifest import load_manifest
+    from lightbox.pipeline import run_plain
+    from lightbox.storage import Store
+
+    catalog = make_catalog(tmp_path / "cat", n_good=3)
+    out = tmp_path / "out"
+    run_plain(str(catalog), ACME, str(out), chunk_size=2, run_id="first")
+    other = tmp_path / "other.yaml"  # the aborted update: another look, published but never committed
+    other.write_text(open(ACME).read().replace("opacity: 0.30", "opacity: 0.60"))
+    run_plain(str(catalog), str(other), str(tmp_path / "aborted"), chunk_size=2, run_id="aborted")
+    for p in (tmp_path / "aborted" / "acme-home").glob("GOOD-*/*.jpg"):
+        if p.parent.name != "GOOD-2":  # killed before the last product
+            target = out / "acme-home" / p.parent.name / p.name
+            target.write_bytes(p.read_bytes())
+    store = Store(str(out))
+    manifest = load_manifest(store, "acme-home")
+    lying = [k for k, e in manifest.items() if store.sha256(store.key_of(e["uri"])) != e["sha256"]]
+    assert len(lying) == 6  # GOOD-0 and GOOD-1, every channel
+
+    resumed = run_plain(str(catalog), ACME, str(out), chunk_size=2, run_id="resume")
+    manifest = load_manifest(store, "acme-home")
+    assert all(store.sha256(store.key_of(e["uri"])) == e["sha256"] for e in manifest.values())
+    assert resumed.generated == 6 and resumed.unchanged == 3 and resumed.published == 6
