@@ -265,6 +265,11 @@ def test_catalogs_in_other_encodings_are_read_and_broken_rows_reported_one_by_on
     assert frame.loc[0, "title"] == "Café crème" and frame.attrs["encoding"] == "cp1252"
     assert any(n["kind"] == "warning" and "not UTF-8: read as Windows-1252" in n["reason"] for n in frame.attrs["notes"])
 
+    utf16 = tmp_path / "unicode-text.tsv"
+    utf16.write_bytes("sku\ttitle\tcategory\timage\nA-1\tCafé\tkitchen\ta.jpg\n".encode("utf-16"))
+    frame = read_catalog(str(utf16))
+    assert frame.loc[0, "title"] == "Café" and frame.attrs["encoding"] == "utf-16"
+
     mixed = tmp_path / "mixed.csv"
     mixed.write_bytes(b"sku,title,category,image\nA-1,Caf\xc3\xa9,kitchen,a.jpg\nA-2,Bo\xe9wl,kitchen,b.jpg\nA-3,Plate,kitchen,c.jpg\n")
     frame = read_catalog(str(mixed))

@@ -46,6 +46,7 @@ def detect_format(uri: str) -> str:
 
 # a valid UTF-8 multi-byte sequence: its presence means the file is UTF-8 (with some broken rows at worst)
 _UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+ENCODING_NAMES = {"cp1252": "Windows-1252", "latin-1": "Latin-1", "utf-16": "UTF-16"}
 _SURROGATE = re.compile("[\udc80-\udcff]")
 _UNDECODED = re.compile("[\U000f0080-\U000f00ff]")  # a byte that was not UTF-8, parked in the private use area
 
@@ -59,6 +60,11 @@ def decode_text(data: bytes) -> tuple[str, str]:
         return data.decode("utf-8-sig"), "utf-8"
     except UnicodeDecodeError:
         pass
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode Text": UTF-16 with its BOM
+        try:
+            return data.decode("utf-16"), "utf-16"
+        except UnicodeDecodeError:
+            pass
     if not _UTF8_MULTIBYTE.search(data):
         try:
             return data.decode("cp1252"), "cp1252"
@@ -173,9 +179,9 @@ def _with_decoding(frame: pd.DataFrame, encoding: str, decode_notes: list[dict])
         bad = {n["row"] for n in decode_notes}
         frame = frame.loc[~frame["row"].isin(bad)].reset_index(drop=True)
         notes += decode_notes
-    if encoding in ("cp1252", "latin-1"):
+    if encoding in ("cp1252", "latin-1", "utf-16"):
         notes.append({"row": 0, "sku": "", "column": "", "kind": "warning",
-                      "reason": f"the catalog is not UTF-8: read as {'Windows-1252' if encoding == 'cp1252' else 'Latin-1'} "
+                      "reason": f"the catalog is not UTF-8: read as {ENCODING_NAMES[encoding]} "
                                 "(export it as UTF-8 to be sure every accent is read right)"})
     frame.attrs.update({**attrs, "notes": notes, "encoding": encoding})
     return frame

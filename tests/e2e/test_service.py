@@ -154,8 +154,9 @@ def test_service_end_to_end(tmp_path):
             assert "automation lightbox-run-failed: applied (notifies lightbox-ops)" in said["setup"]
             procs.start("worker", [sys.executable, "-m", "prefect", "worker", "start", "--pool", "lightbox-process",
                                    "--type", "process"], env)
-            key = subprocess.run([*cli, "api-key", "create", "catalog-sync"], cwd=REPO, env=env, capture_output=True,
-                                 text=True, timeout=60).stdout.strip()
+            # admin scope: besides its own jobs it follows the runs its catalog events started (they belong to no key)
+            key = subprocess.run([*cli, "api-key", "create", "catalog-sync", "--scope", "admin"], cwd=REPO, env=env,
+                                 capture_output=True, text=True, timeout=60).stdout.strip()
             procs.start("api", [*cli, "api", "--port", str(api_port)], env)
             api = httpx.Client(base_url=f"http://127.0.0.1:{api_port}", headers={"Authorization": f"Bearer {key}"}, timeout=30)
             _wait("the job API", lambda: api.get("/healthz").status_code == 200, 60)
