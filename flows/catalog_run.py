@@ -36,6 +36,7 @@ from tasks.stages import (
     prepare_engine,
     publish_chunk,
     quality_check_chunk,
+    sweep_stale,
     validate_catalog,
 )
 
@@ -102,6 +103,7 @@ def _run(catalog: str, spec: BrandSpec, brand: str, out: str, chunk_size: int, l
     cutout_fallback = prepare_cutout(spec)
     ctx = RunContext(run_id=new_run_id(), brand_uri=brand, out_uri=out, ai_fallback=ai_fallback,
                      cutout_fallback=cutout_fallback, fetch=policy)
+    sweep_stale(spec, ctx)  # earlier runs' staging and temporary files: none of those runs is alive (we hold the lock)
 
     # 1. Ingest (a catalog that cannot be read is reported like a refused one)
     ingested = ingest_catalog(catalog, spec, ctx, layout, return_state=True)

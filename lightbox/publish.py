@@ -58,3 +58,32 @@ def publish_chunk(outputs: list[Output], store: Store, brand: str, run_id: str, 
         sum(o.published == "review" for o in done),
     )
     return done
+
+
+def sweep_stale(store: Store, brand: str, current_run: str, retention_s: float | None = None) -> dict[str, int]:
+    """At the start of a run that holds the brand lock (so no other run of the brand is alive): remove the
+    staging folders of earlier runs (killed or crashed ones never removed theirs) older than ``retention_s``
+    (``$LIGHTBOX_STAGING_RETENTION_S``, default 0: all of them), and stale local temporary files. Review
+    folders are kept until an operator decides. Returns what was removed."""
+    import os
+    from datetime import datetime, timezone
+
+    retention = float(os.environ.get("LIGHTBOX_STAGING_RETENTION_S") or 0) if retention_s is None else retention_s
+    now = datetime.now(timezone.utc)
+    swept = 0
+    for run in store.children(f"{brand}/_runs"):
+        if run == current_run:
+            continue
+        try:
+            started = datetime.strptime(run[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+        except ValueError:
+            started = None  # a run id of another shape (plain loop): age unknown, swept when retention is 0
+        if started is not None and (now - started).total_seconds() < retention:
+            continue
+        if store.children(f"{brand}/_runs/{run}/staging"):
+            store.delete_prefix(f"{brand}/_runs/{run}/staging")
+            swept += 1
+    temps = store.sweep_temp()
+    if swept or temps:
+        log.info("%s: swept the staging of %d earlier runs and %d stale temporary files", brand, swept, temps)
+    return {"staging": swept, "temp_files": temps}

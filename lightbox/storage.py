@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import posixpath
+import time
 import uuid
 from typing import Any
 
@@ -20,6 +21,7 @@ import fsspec
 from fsspec.core import url_to_fs
 
 from lightbox.errors import StorageError
+from lightbox.retry import with_retries
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +81,21 @@ def read_bytes(uri: str) -> bytes:
         raise FileNotFoundError(f"{uri}: is a directory, not a file") from None
 
 
-class Store:
-    """An output root: every key is relative to it (``acme-home/SKU-1/amazon_main.jpg``)."""
+TMP_DIR = ".lightbox-tmp"  # local temporary files live here, never in a live folder
+STALE_TMP_S = 3600
 
-    def __init__(self, root_uri: str):
+
+class Store:
+    """An output root: every key is relative to it (``acme-home/SKU-1/amazon_main.jpg``).
+
+    Every operation waits out a storage outage: transient failures (refused or reset connections,
+    timeouts, throttling, 5xx) are retried with exponential backoff and jitter for up to ``retry_s``
+    (``$LIGHTBOX_STORAGE_RETRY_S``, default 150 s) per object, inside the task, before the error is raised.
+    """
+
+    def __init__(self, root_uri: str, retry_s: float | None = None):
+        self.retry_s = retry_s
+        self.outage_retries = 0  # transient failures waited out by this store (for the run report)
         self.root_uri = root_uri.rstrip("/") or "/"
         self.fs, self.root = filesystem(self.root_uri)
         self.local = is_local(self.fs)
@@ -104,6 +117,12 @@ class Store:
             raise ValueError(f"{uri} is not under {prefix}")
         return uri[len(prefix) :].lstrip("/")
 
+    def _retrying(self, fn, key: str, action: str, budget_s: float | None = None):  # noqa: ANN001, ANN202
+        def counted(_: BaseException) -> None:
+            self.outage_retries += 1
+
+        return with_retries(fn, f"{self.uri(key)}: {action}", self.retry_s if budget_s is None else budget_s, on_retry=counted)
+
     def _wrap(self, err: Exception, key: str, action: str) -> StorageError:
         kind = "permission denied" if isinstance(err, PermissionError) else str(err) or type(err).__name__
         return StorageError(f"{self.uri(key)}: cannot {action}: {kind}")
@@ -112,7 +131,7 @@ class Store:
         """Fail early, with the URI named, when the output root cannot be written."""
         probe = f".lightbox-probe-{uuid.uuid4().hex}"
         try:
-            self.write_atomic(probe, b"ok")
+            self._retrying(lambda: self._write(probe, b"ok"), probe, "write", budget_s=10)  # a start-up check: short
             self.fs.rm_file(self.path(probe))
         except (StorageError, OSError) as e:
             cause = e.__cause__ if isinstance(e, StorageError) and e.__cause__ else e
@@ -120,21 +139,27 @@ class Store:
             raise StorageError(f"{self.root_uri}: output is not writable ({why})") from e
 
     def exists(self, key: str) -> bool:
-        return self.fs.exists(self.path(key))
+        return self._retrying(lambda: self.fs.exists(self.path(key)), key, "check")
 
     def size(self, key: str) -> int | None:
-        try:
-            return int(self.fs.size(self.path(key)))
-        except FileNotFoundError:
-            return None
+        def size() -> int | None:
+            try:
+                return int(self.fs.size(self.path(key)))
+            except FileNotFoundError:
+                return None
+
+        return self._retrying(size, key, "check")
 
     def read(self, key: str) -> bytes:
-        try:
-            return self.fs.cat_file(self.path(key))
-        except FileNotFoundError:
-            raise
-        except OSError as e:
-            raise self._wrap(e, key, "read") from e
+        def read() -> bytes:
+            try:
+                return self.fs.cat_file(self.path(key))
+            except FileNotFoundError:
+                raise
+            except OSError as e:
+                raise self._wrap(e, key, "read") from e
+
+        return self._retrying(read, key, "read")
 
     def sha256(self, key: str) -> str | None:
         try:
@@ -142,13 +167,36 @@ class Store:
         except FileNotFoundError:
             return None
 
+    def _tmp_path(self) -> str:
+        """A temporary file beside the root (same filesystem, so the rename is atomic), outside live folders."""
+        directory = os.path.join(self.root, TMP_DIR)
+        os.makedirs(directory, exist_ok=True)
+        return os.path.join(directory, f"{uuid.uuid4().hex}.tmp")
+
+    def sweep_temp(self, older_than_s: float = STALE_TMP_S) -> int:
+        """Remove temporary files a killed process left (local disk; S3 writes have none). Returns how many."""
+        if not self.local:
+            return 0
+        directory, removed, now = os.path.join(self.root, TMP_DIR), 0, time.time()
+        for entry in os.scandir(directory) if os.path.isdir(directory) else []:
+            try:
+                if entry.is_file() and now - entry.stat().st_mtime > older_than_s:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
+
     def write_atomic(self, key: str, data: bytes) -> None:
+        self._retrying(lambda: self._write(key, data), key, "write")
+
+    def _write(self, key: str, data: bytes) -> None:
         path = self.path(key)
         try:
             if self.local:
                 directory = os.path.dirname(path)
                 os.makedirs(directory, exist_ok=True)
-                tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex}")
+                tmp = self._tmp_path()
                 try:
                     with open(tmp, "wb") as f:
                         f.write(data)
@@ -166,12 +214,15 @@ class Store:
     def create_exclusive(self, key: str, data: bytes) -> bool:
         """Write ``key`` only if it does not exist (True), else leave it (False); atomic either way. Local disk:
         a temporary file hard-linked into place (link fails on an existing name); S3: ``If-None-Match: *``."""
+        return self._retrying(lambda: self._create_exclusive(key, data), key, "create")
+
+    def _create_exclusive(self, key: str, data: bytes) -> bool:
         path = self.path(key)
         try:
             if self.local:
                 directory = os.path.dirname(path)
                 os.makedirs(directory, exist_ok=True)
-                tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{uuid.uuid4().hex}")
+                tmp = self._tmp_path()
                 try:
                     with open(tmp, "wb") as f:
                         f.write(data)
@@ -203,10 +254,14 @@ class Store:
         if self.local:
             self.write_atomic(dst_key, self.read(src_key))
             return
-        try:
-            self.fs.copy(self.path(src_key), self.path(dst_key))  # server-side CopyObject
-        except OSError as e:
-            raise self._wrap(e, dst_key, "copy") from e
+
+        def copy() -> None:
+            try:
+                self.fs.copy(self.path(src_key), self.path(dst_key))  # server-side CopyObject
+            except OSError as e:
+                raise self._wrap(e, dst_key, "copy") from e
+
+        self._retrying(copy, dst_key, "copy")
 
     def delete_prefix(self, key: str) -> None:
         path = self.path(key)
@@ -217,6 +272,14 @@ class Store:
             pass
         except OSError as e:
             log.warning("could not clean up %s: %s", self.uri(key), e)
+
+    def children(self, key: str) -> list[str]:
+        """Names directly under ``key`` (files and folders); [] when there is nothing."""
+        try:
+            found = self.fs.ls(self.path(key), detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted(posixpath.basename(str(p).rstrip("/")) for p in found)
 
     def list(self, key: str) -> list[str]:
         try:

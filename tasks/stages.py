@@ -22,6 +22,7 @@ from lightbox.plan import Plan
 from lightbox.preflight import reason_lines, rejection
 from lightbox.plan import plan_run as _plan_run
 from lightbox.publish import approve_output
+from lightbox.publish import sweep_stale as _sweep_stale
 from lightbox.publish import publish_chunk as _publish_chunk
 from lightbox.quality import check_chunk
 from lightbox.records import Chunk, Output, QuarantinedRow, RunContext
@@ -83,6 +84,16 @@ def prepare_cutout(spec: BrandSpec) -> str | None:
         if not reason:
             logger.info("segmentation model ready: %s", cfg.path)
     return reason
+
+
+@task(name="sweep-stale", **RETRIES)
+def sweep_stale(spec: BrandSpec, ctx: RunContext) -> dict[str, int]:
+    """Staging of earlier runs of this brand (killed ones never removed theirs) and stale temporary files;
+    runs while this run holds the brand lock, so none of them is alive."""
+    swept = _sweep_stale(Store(ctx.out_uri), spec.name, ctx.run_id)
+    if swept["staging"] or swept["temp_files"]:
+        get_run_logger().info("swept the staging of %d earlier runs, %d stale temporary files", swept["staging"], swept["temp_files"])
+    return swept
 
 
 @task(name="ingest", **RETRIES)

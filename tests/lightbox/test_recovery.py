@@ -15,7 +15,7 @@ from lightbox.catalog.ingest import normalise
 from lightbox.catalog.validate import validate_catalog
 from lightbox.errors import StorageError
 from lightbox.specs import load_brand_spec
-from tasks._policy import is_transient
+from lightbox.retry import is_transient
 from tests.conftest import ACME, REPO
 from tests.lightbox.test_pipeline import make_catalog
 

@@ -1,0 +1,168 @@
+"""Storage outages are waited out: S3 (moto's server) behind a TCP proxy on loopback that refuses every
+connection for 25 s in the middle of publishing; the run completes, nothing lost or written twice. And
+the edges a crash leaves: temporary files never in live folders, earlier runs' staging swept."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+import boto3
+import pytest
+import s3fs
+
+from lightbox.manifest import load_manifest
+from lightbox.pipeline import run_plain
+from lightbox.publish import sweep_stale
+from lightbox.storage import TMP_DIR, Store
+from tests.conftest import ACME
+from tests.lightbox.test_pipeline import make_catalog
+
+
+class FlakyProxy:
+    """A TCP forwarder to ``target``; :meth:`down` closes the listener and every open connection (clients
+    then get 'connection refused'), :meth:`up` listens again on the same port."""
+
+    def __init__(self, target_port: int):
+        self.target = ("127.0.0.1", target_port)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self.up()
+
+    def up(self) -> None:
+        srv = socket.socket()
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", self.port))
+        srv.listen(64)
+        self._listener = srv
+        threading.Thread(target=self._accept, args=(srv,), daemon=True).start()
+
+    def down(self) -> None:
+        srv, self._listener = self._listener, None
+        if srv:
+            try:
+                srv.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept(); close() alone may not
+            except OSError:
+                pass
+            srv.close()
+        with self._lock:
+            for c in self._conns:
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                c.close()
+            self._conns.clear()
+
+    def _accept(self, srv: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = srv.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+
+def test_a_25_second_s3_outage_mid_publish_is_waited_out(tmp_path, s3_bucket, s3_server, monkeypatch):
+    proxy = FlakyProxy(int(s3_server.rsplit(":", 1)[1]))
+    monkeypatch.setenv("LIGHTBOX_S3_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
+    monkeypatch.setenv("LIGHTBOX_STORAGE_RETRY_S", "90")
+    s3fs.S3FileSystem.clear_instance_cache()
+    catalog = make_catalog(tmp_path / "cat", n_good=4)
+    direct = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")  # the test watches moto directly
+    outage: dict[str, float] = {}
+
+    def cut_when_publishing() -> None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            keys = [o["Key"] for o in direct.list_objects_v2(Bucket=s3_bucket, Prefix="live/acme-home/").get("Contents", [])]
+            if any(k.endswith("/amazon_main.jpg") and "/_" not in k for k in keys):
+                proxy.down()
+                outage["start"] = time.monotonic()
+                try:  # the outage is real: nothing answers on the endpoint's port
+                    socket.create_connection(("127.0.0.1", proxy.port), timeout=2).close()
+                except OSError:
+                    outage["refused"] = True
+                time.sleep(25)
+                proxy.up()
+                outage["end"] = time.monotonic()
+                return
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=cut_when_publishing)
+    watcher.start()
+    summary = run_plain(str(catalog), ACME, f"s3://{s3_bucket}/live", chunk_size=1, run_id="outage")
+    watcher.join(timeout=60)
+    proxy.down()
+    assert outage.get("refused") and outage.get("end", 0) - outage.get("start", 0) >= 25  # a real outage, mid-run
+    assert summary.published == 12 and summary.failed == 0
+    monkeypatch.setenv("LIGHTBOX_S3_ENDPOINT_URL", s3_server)
+    s3fs.S3FileSystem.clear_instance_cache()
+    store = Store(f"s3://{s3_bucket}/live")
+    manifest = load_manifest(store, "acme-home")
+    assert len(manifest) == 12
+    assert all(store.sha256(store.key_of(e["uri"])) == e["sha256"] for e in manifest.values())
+
+
+def test_an_outage_longer_than_the_budget_fails_naming_the_storage(tmp_path, s3_bucket, s3_server, monkeypatch):
+    proxy = FlakyProxy(int(s3_server.rsplit(":", 1)[1]))
+    proxy.down()
+    monkeypatch.setenv("LIGHTBOX_S3_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
+    monkeypatch.setenv("LIGHTBOX_STORAGE_RETRY_S", "3")
+    s3fs.S3FileSystem.clear_instance_cache()
+    store = Store(f"s3://{s3_bucket}/live")
+    t = time.monotonic()
+    with pytest.raises(Exception) as err:
+        store.write_atomic("acme-home/X/amazon_main.jpg", b"\xff\xd8x")
+    assert time.monotonic() - t >= 3 and store.outage_retries >= 1  # waited its budget, retrying
+    assert "amazon_main.jpg" in str(err.value) or "127.0.0.1" in str(err.value)
+
+
+def test_temporary_files_stay_out_of_live_folders_and_stale_ones_are_swept(tmp_path):
+    store = Store(str(tmp_path / "out"))
+    store.write_atomic("acme/SKU-1/amazon_main.jpg", b"x")
+    assert os.listdir(tmp_path / "out" / "acme" / "SKU-1") == ["amazon_main.jpg"]
+    tmp = tmp_path / "out" / TMP_DIR
+    (tmp / "dead.tmp").write_bytes(b"partial")  # what a killed process leaves
+    old = time.time() - 7200
+    os.utime(tmp / "dead.tmp", (old, old))
+    (tmp / "fresh.tmp").write_bytes(b"being written")  # another process's write in progress
+    for run in ("20260101T000000Z-aaaa", "20260102T000000Z-bbbb", "20261125T120000Z-cccc"):
+        store.write_atomic(f"acme/_runs/{run}/staging/SKU-1/amazon_main.jpg", b"staged")
+        store.write_atomic(f"acme/_runs/{run}/summary.json", b"{}")
+    store.write_atomic("acme/_review/20260101T000000Z-aaaa/SKU-1/amazon_main.jpg", b"flagged")
+    swept = sweep_stale(store, "acme", current_run="20261125T120000Z-cccc")
+    assert swept == {"staging": 2, "temp_files": 1}
+    assert sorted(os.listdir(tmp)) == ["fresh.tmp"]
+    assert store.exists("acme/_runs/20261125T120000Z-cccc/staging/SKU-1/amazon_main.jpg")  # the live run's own
+    assert not store.children("acme/_runs/20260101T000000Z-aaaa/staging")
+    assert store.exists("acme/_runs/20260101T000000Z-aaaa/summary.json")  # reports stay
+    assert store.exists("acme/_review/20260101T000000Z-aaaa/SKU-1/amazon_main.jpg")  # review waits for an operator
