@@ -46,7 +46,8 @@ def test_local_write_leaves_no_temporary_files_and_readers_never_see_partial_dat
     stop.set()
     t.join()
     assert seen <= {(4_000_000, b"a", b"a"), (4_000_000, b"b", b"b")}
-    assert os.listdir(tmp_path) == ["k.bin"]
+    assert sorted(os.listdir(tmp_path)) == [".lightbox-tmp", "k.bin"]  # temporaries live outside live folders
+    assert os.listdir(tmp_path / ".lightbox-tmp") == []  # and none is left
 
 
 def test_output_under_a_file_is_a_storage_error(tmp_path):
