@@ -46,7 +46,7 @@ def run_plain(
     for chunk in plan.chunks:
         generated = generate_chunk(chunk, spec, channels, ctx, store, engines)
         checked = check_chunk(generated, spec, channels, store)
-        outputs.extend(publish_chunk(checked, store, spec.name, ctx.run_id, load_manifest(store, spec.name)))
+        outputs.extend(publish_chunk(checked, store, spec.name, ctx.run_id, load_manifest(store, spec.name), chunk.index))
     commit_manifest(store, spec.name, outputs, ctx.run_id)
     cons, previous, review_uri = catalog_checks(store, spec.name, ctx.run_id, outputs)
     summary = summarise(

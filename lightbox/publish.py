@@ -49,8 +49,13 @@ def approve_output(o: Output, store: Store, live_key: str) -> Output:
     return o.model_copy(update={"published": "written", "uri": store.uri(live_key), "qc_reasons": [*o.qc_reasons, APPROVED]})
 
 
-def publish_chunk(outputs: list[Output], store: Store, brand: str, run_id: str, manifest: dict[str, dict[str, Any]]) -> list[Output]:
+def publish_chunk(outputs: list[Output], store: Store, brand: str, run_id: str, manifest: dict[str, dict[str, Any]],
+                  chunk: int | str = 0) -> list[Output]:
+    """Publish a chunk's outputs, then journal what went live (recorded before the task returns)."""
+    from lightbox.manifest import write_journal
+
     done = [publish_output(o, store, brand, run_id, manifest) for o in outputs]
+    write_journal(store, brand, run_id, chunk, done)
     log.info(
         "published %d, unchanged %d, to review %d",
         sum(o.published == "written" for o in done),
@@ -61,13 +66,17 @@ def publish_chunk(outputs: list[Output], store: Store, brand: str, run_id: str, 
 
 
 def sweep_stale(store: Store, brand: str, current_run: str, retention_s: float | None = None) -> dict[str, int]:
-    """At the start of a run that holds the brand lock (so no other run of the brand is alive): remove the
-    staging folders of earlier runs (killed or crashed ones never removed theirs) older than ``retention_s``
+    """At the start of a run that holds the brand lock (so no other run of the brand is alive): merge the
+    journals of earlier runs that never committed their manifest (what they made live is recorded), remove
+    the staging folders of earlier runs (killed or crashed ones never removed theirs) older than ``retention_s``
     (``$LIGHTBOX_STAGING_RETENTION_S``, default 0: all of them), and stale local temporary files. Review
     folders are kept until an operator decides. Returns what was removed."""
     import os
     from datetime import datetime, timezone
 
+    from lightbox.manifest import recover_journals
+
+    recovered = recover_journals(store, brand, current_run)
     retention = float(os.environ.get("LIGHTBOX_STAGING_RETENTION_S") or 0) if retention_s is None else retention_s
     now = datetime.now(timezone.utc)
     swept = 0
@@ -86,4 +95,4 @@ def sweep_stale(store: Store, brand: str, current_run: str, retention_s: float |
     temps = store.sweep_temp()
     if swept or temps:
         log.info("%s: swept the staging of %d earlier runs and %d stale temporary files", brand, swept, temps)
-    return {"staging": swept, "temp_files": temps}
+    return {"staging": swept, "temp_files": temps, "recovered": recovered}

@@ -91,8 +91,9 @@ def sweep_stale(spec: BrandSpec, ctx: RunContext) -> dict[str, int]:
     """Staging of earlier runs of this brand (killed ones never removed theirs) and stale temporary files;
     runs while this run holds the brand lock, so none of them is alive."""
     swept = _sweep_stale(Store(ctx.out_uri), spec.name, ctx.run_id)
-    if swept["staging"] or swept["temp_files"]:
-        get_run_logger().info("swept the staging of %d earlier runs, %d stale temporary files", swept["staging"], swept["temp_files"])
+    if any(swept.values()):
+        get_run_logger().info("recorded %d outputs journaled by uncommitted runs; swept the staging of %d earlier runs, "
+                              "%d stale temporary files", swept["recovered"], swept["staging"], swept["temp_files"])
     return swept
 
 
@@ -170,7 +171,7 @@ def quality_check_chunk(outputs: list[Output], spec: BrandSpec, ctx: RunContext,
 @task(name="publish", task_run_name="publish-{chunk_index}", **RETRIES)
 def publish_chunk(outputs: list[Output], spec: BrandSpec, ctx: RunContext, chunk_index: int) -> list[Output]:
     store = Store(ctx.out_uri)
-    return _publish_chunk(outputs, store, spec.name, ctx.run_id, load_manifest(store, spec.name))
+    return _publish_chunk(outputs, store, spec.name, ctx.run_id, load_manifest(store, spec.name), chunk_index)
 
 
 @task(name="commit-manifest", **RETRIES)
