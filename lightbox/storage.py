@@ -187,6 +187,20 @@ class Store:
                 continue
         return removed
 
+    def _place(self, path: str, data: bytes, put) -> None:  # noqa: ANN001 - os.replace or os.link
+        """Write ``data`` to a temporary file (synced), then ``put(tmp, path)``; the temporary never stays."""
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = self._tmp_path()
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            put(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
     def write_atomic(self, key: str, data: bytes) -> None:
         self._retrying(lambda: self._write(key, data), key, "write")
 
@@ -194,18 +208,7 @@ class Store:
         path = self.path(key)
         try:
             if self.local:
-                directory = os.path.dirname(path)
-                os.makedirs(directory, exist_ok=True)
-                tmp = self._tmp_path()
-                try:
-                    with open(tmp, "wb") as f:
-                        f.write(data)
-                        f.flush()
-                        os.fsync(f.fileno())
-                    os.replace(tmp, path)
-                finally:
-                    if os.path.exists(tmp):
-                        os.unlink(tmp)
+                self._place(path, data, os.replace)
             else:
                 self.fs.pipe_file(path, data)  # one PUT: visible only when complete
         except OSError as e:
@@ -220,20 +223,10 @@ class Store:
         path = self.path(key)
         try:
             if self.local:
-                directory = os.path.dirname(path)
-                os.makedirs(directory, exist_ok=True)
-                tmp = self._tmp_path()
                 try:
-                    with open(tmp, "wb") as f:
-                        f.write(data)
-                        f.flush()
-                        os.fsync(f.fileno())
-                    os.link(tmp, path)
+                    self._place(path, data, os.link)  # link fails on an existing name
                 except FileExistsError:
                     return False
-                finally:
-                    if os.path.exists(tmp):
-                        os.unlink(tmp)
                 return True
             self.fs.pipe_file(path, data, mode="create")
             return True
