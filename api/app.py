@@ -324,11 +324,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 elif scheme not in ("https", "http", "s3"):
                     raise _unprocessable(loc, f"scheme {scheme!r} is not allowed (https, s3)")
 
-    def owned_run(job_id: uuid.UUID, caller: Caller):  # noqa: ANN202 - FlowRun
-        """The job's flow run when it is a Lightbox job of this key (any key's for admin); 404 otherwise,
-        so a key cannot learn that another key's job exists."""
-        return _read_run(job_id, caller)
-
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:
         return {"ok": True}
@@ -371,17 +366,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from prefect.client.orchestration import get_client
         from prefect.states import Cancelling
 
-        run = await owned_run(job_id, caller)
+        run = await _read_run(job_id, caller)
         if run.state is not None and not run.state.is_final():
             async with get_client() as client:
                 await client.set_flow_run_state(run.id, Cancelling(message=f"cancelled through the job API by {caller.name}"),
                                                 force=True)
-            run = await owned_run(job_id, caller)
+            run = await _read_run(job_id, caller)
         return _status_of(run, settings)
 
     @app.get("/v1/jobs/{job_id}", response_model=JobStatus)
     async def job_status(job_id: uuid.UUID, caller: CallerDep) -> JobStatus:
-        return _status_of(await owned_run(job_id, caller), settings)
+        return _status_of(await _read_run(job_id, caller), settings)
 
     @app.post("/v1/catalog-events", status_code=202, response_model=EventAccepted)
     def catalog_event(body: CatalogEvent, caller: CallerDep) -> EventAccepted:
@@ -421,6 +416,8 @@ CallerDep = Annotated[Caller, Depends(_caller)]
 
 
 async def _read_run(job_id: uuid.UUID, caller: Caller):  # noqa: ANN202 - FlowRun
+    """The job's flow run when it is a Lightbox job of this key (any key's for admin); 404 otherwise, so a key
+    cannot learn that another key's job exists."""
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 

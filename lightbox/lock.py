@@ -88,6 +88,7 @@ class BrandLock:
         self.ttl = ttl_s if ttl_s is not None else lock_ttl()
         self.clock, self.sleep = clock, sleep
         self.generation: int | None = None
+        self._taken_at = 0.0
         self._lost = threading.Event()
         self._stop = threading.Event()
 

@@ -93,3 +93,13 @@ def ai_spec_path(tiny_models, tmp_path_factory):
     path = tmp_path_factory.mktemp("specs") / "acme-ai.yaml"
     path.write_text(text)
     return path
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path):
+    """An output Store on local disk, then on S3 (moto's server): storage tests run against both."""
+    from lightbox.storage import Store
+
+    if request.param == "local":
+        return Store(str(tmp_path / "out"))
+    return Store(f"s3://{request.getfixturevalue('s3_bucket')}/out")

@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
@@ -281,6 +280,7 @@ def test_catalogs_in_other_encodings_are_read_and_broken_rows_reported_one_by_on
 
 def test_a_job_with_a_local_photo_inside_the_prefix_is_allowed_to_read_it(tmp_path):
     """The run side of the policy: an API job's flow gets local_files, so only those folders are readable."""
+    from lightbox.errors import ItemError
     from lightbox.fetch import FetchPolicy, SourceFetcher
 
     photos = tmp_path / "photos"
@@ -288,4 +288,5 @@ def test_a_job_with_a_local_photo_inside_the_prefix_is_allowed_to_read_it(tmp_pa
     (photos / "mug.jpg").write_bytes(to_bytes(studio_photo(200, 200, seed=2)[0], "JPEG"))
     policy = FetchPolicy(cache_dir=str(tmp_path / "c")).for_catalog("/srv/incoming/x.jsonl", local_files=[str(photos)])
     assert SourceFetcher(policy).read(f"file://{photos}/mug.jpg")[:2] == b"\xff\xd8"
-    assert Path(photos / "mug.jpg").exists()
+    with pytest.raises(ItemError, match="outside the folders"):
+        SourceFetcher(policy).read(f"file://{photos}/../mug.jpg")

@@ -19,12 +19,6 @@ class Clock:
         return self.t
 
 
-@pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path):
-    if request.param == "local":
-        return Store(str(tmp_path / "out"))
-    bucket = request.getfixturevalue("s3_bucket")
-    return Store(f"s3://{bucket}/out")
 
 
 def test_one_holder_at_a_time_and_release_hands_over(store):

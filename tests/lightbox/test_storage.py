@@ -7,12 +7,6 @@ from lightbox.errors import StorageError
 from lightbox.storage import Store, resolve_relative
 
 
-@pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path):
-    if request.param == "local":
-        return Store(str(tmp_path / "out"))
-    bucket = request.getfixturevalue("s3_bucket")
-    return Store(f"s3://{bucket}/lightbox")
 
 
 def test_write_read_copy_list(store):
