@@ -30,6 +30,7 @@ from lightbox.imaging.cutout import CutOut, cut_out_many
 from lightbox.imaging.decode import decode_image
 from lightbox.imaging.segmentation import segmenter_for
 from lightbox.quality.checks import fidelity
+from lightbox.manifest import live_matches
 from lightbox.records import Chunk, Output, Product, RunContext, WorkItem, seed_for
 from lightbox.specs.models import BrandSpec, ChannelPreset, Look, resolve_look, template_fields
 from lightbox.storage import Store
@@ -189,18 +190,6 @@ def _sort_unchanged(item: WorkItem, spec: BrandSpec, channels: list[ChannelPrese
     return outputs
 
 
-def live_matches(store: Store, key: str, recorded: tuple[int, str] | None) -> bool:
-    """Whether the live object is the one the manifest vouches for: same size (one HEAD), and on local disk
-    the same SHA-256 (a read). Existence alone is not enough: a run killed mid-publish leaves objects the
-    manifest does not describe."""
-    if recorded is None:
-        return False
-    size, sha = recorded
-    if store.size(key) != size:
-        return False
-    return not store.local or store.sha256(key) == sha
-
-
 def all_unchanged(items: list[WorkItem], spec: BrandSpec, channels: list[ChannelPreset], ctx: RunContext, store: Store,
                   engines: dict[str, Engine], sources: SourceFetcher) -> list[Output] | None:
     """Every output of ``items`` as unchanged, or None as soon as one would be rendered (or would fail:
@@ -347,11 +336,12 @@ def _stage(job, pending: _Pending, ch: ChannelPreset, fp: str, res, engine: Engi
     if job.cut is not None:
         metrics.update(construction_metrics(job.cut, job.look, blob))
     skey = staging_key(spec, ctx.run_id, product.sku, ch, job.variant)
+    mark = store.tally()
     store.write_atomic(skey, blob)
     timings = {**{k: round(v, 1) for k, v in pending.timings.items()}, "render_ms": round(render_ms, 1), "encode_ms": round(enc_ms, 1)}
     return Output(
         **base, status="rendered", fingerprint=fp, staged_uri=store.uri(skey),
         uri=store.uri(output_key(spec, product.sku, ch, job.variant)), sha256=hashlib.sha256(blob).hexdigest(),
         bytes=len(blob), width=res.image.width, height=res.image.height, timings_ms=timings,
-        ai_generated=ai, generation=res.generation, metrics=metrics,
+        ai_generated=ai, generation=res.generation, metrics=metrics, **store.waited_since(mark),
     )

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from lightbox.records import Chunk, Product, QuarantinedRow, WorkItem, seed_for
+from lightbox.records import Chunk, Product, QuarantinedRow, Recorded, WorkItem, seed_for
 from lightbox.specs.models import BrandSpec
 
 log = logging.getLogger(__name__)
@@ -44,13 +44,14 @@ def plan_run(
     skipped = [QuarantinedRow(row=p.row, sku=p.sku, reason=HERO_REASON) for p in products if p.hero]
     todo = sorted((p for p in products if not p.hero), key=lambda p: (-p.priority, p.sku))
     previous: dict[str, dict[str, str]] = {}
-    recorded: dict[str, dict[str, tuple[int, str]]] = {}
+    recorded: dict[str, dict[str, Recorded]] = {}
     for key, entry in manifest.items():  # "sku/output-name" -> entry
         sku, _, name = key.partition("/")
         if entry.get("fingerprint"):
             previous.setdefault(sku, {})[name] = entry["fingerprint"]
             if entry.get("bytes") and entry.get("sha256"):
-                recorded.setdefault(sku, {})[name] = (int(entry["bytes"]), entry["sha256"])
+                recorded.setdefault(sku, {})[name] = Recorded(bytes=int(entry["bytes"]), sha256=entry["sha256"],
+                                                              etag=entry.get("etag"))
     items = [WorkItem(product=p, seed=seed_for(p.sku, 0, spec.version), previous=previous.get(p.sku, {}),
                       recorded=recorded.get(p.sku, {})) for p in todo]
     chunks = [Chunk(index=i // chunk_size, items=items[i : i + chunk_size]) for i in range(0, len(items), chunk_size)]

@@ -1,16 +1,19 @@
 """Publish stage: move QC-passed outputs from staging to the live layout, failed ones to review.
 
-Idempotent: an object already holding the same bytes is not written again (checked by size, then
-by the manifest's sha256 or, after a crash that lost the manifest, by hashing the live object).
+Idempotent: an object already holding the same bytes is not written again (checked by size, then by
+hashing the live object on disk, or on an object store by the ETag the manifest recorded after the write).
 Atomic: see :class:`lightbox.storage.Store`.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from datetime import datetime, timezone
 from typing import Any
 
-from lightbox.records import Output
+from lightbox.manifest import live_matches, recover_journals, write_journal
+from lightbox.records import Output, Recorded
 from lightbox.storage import Store
 
 log = logging.getLogger(__name__)
@@ -23,19 +26,25 @@ def review_key(brand: str, run_id: str, sku: str, channel_file: str) -> str:
 def publish_output(o: Output, store: Store, brand: str, run_id: str, manifest: dict[str, dict[str, Any]]) -> Output:
     if o.status != "rendered":
         return o.model_copy(update={"published": "unchanged" if o.status == "unchanged" else "no"})
+    mark = store.tally()
     staged = store.key_of(o.staged_uri or "")
     if o.qc == "failed":
         dest = review_key(brand, run_id, o.sku, staged.rsplit("/", 1)[-1])
         store.copy_atomic(staged, dest)
-        return o.model_copy(update={"published": "review", "uri": store.uri(dest)})
+        return o.model_copy(update={"published": "review", "uri": store.uri(dest)}).charged(store.waited_since(mark))
     final = store.key_of(o.uri or "")
-    if store.size(final) == o.bytes:
-        known = manifest.get(f"{o.sku}/{o.name}", {}).get("sha256")
-        # on local disk the live bytes are hashed (cheap); on S3 the manifest's record stands in for a GET
-        if (known == o.sha256 and not store.local) or store.sha256(final) == o.sha256:
-            return o.model_copy(update={"published": "unchanged"})
+    entry = manifest.get(f"{o.sku}/{o.name}", {})
+    recorded = Recorded(bytes=entry["bytes"], sha256=entry["sha256"], etag=entry.get("etag")) if entry.get("sha256") == o.sha256 else None
+    if live_matches(store, final, recorded) or live_matches(store, final, Recorded(bytes=o.bytes, sha256=o.sha256 or "")):
+        etag = (entry.get("etag") if recorded else None) or _etag(store, final)
+        return o.model_copy(update={"published": "unchanged", "etag": etag}).charged(store.waited_since(mark))
     store.copy_atomic(staged, final)
-    return o.model_copy(update={"published": "written"})
+    return o.model_copy(update={"published": "written", "etag": _etag(store, final)}).charged(store.waited_since(mark))
+
+
+def _etag(store: Store, key: str) -> str | None:
+    """The object's ETag now (object stores; None on local disk), recorded so later runs can vouch for it."""
+    return None if store.local else (store.stamp(key) or (0, None))[1]
 
 
 APPROVED = "approved by an operator despite failing quality checks"
@@ -46,16 +55,19 @@ def approve_output(o: Output, store: Store, live_key: str) -> Output:
     if o.published != "review":
         return o
     store.copy_atomic(store.key_of(o.uri or ""), live_key)
-    return o.model_copy(update={"published": "written", "uri": store.uri(live_key), "qc_reasons": [*o.qc_reasons, APPROVED]})
+    return o.model_copy(update={"published": "written", "uri": store.uri(live_key), "etag": _etag(store, live_key),
+                                "qc_reasons": [*o.qc_reasons, APPROVED]})
 
 
 def publish_chunk(outputs: list[Output], store: Store, brand: str, run_id: str, manifest: dict[str, dict[str, Any]],
                   chunk: int | str = 0) -> list[Output]:
     """Publish a chunk's outputs, then journal what went live (recorded before the task returns)."""
-    from lightbox.manifest import write_journal
-
-    done = [publish_output(o, store, brand, run_id, manifest) for o in outputs]
-    write_journal(store, brand, run_id, chunk, done)
+    done: list[Output] = []
+    try:
+        for o in outputs:
+            done.append(publish_output(o, store, brand, run_id, manifest))
+    finally:  # failing part-way (storage gone past its budget): what did go live is journaled all the same
+        write_journal(store, brand, run_id, chunk, done)
     log.info(
         "published %d, unchanged %d, to review %d",
         sum(o.published == "written" for o in done),
@@ -71,11 +83,6 @@ def sweep_stale(store: Store, brand: str, current_run: str, retention_s: float |
     the staging folders of earlier runs (killed or crashed ones never removed theirs) older than ``retention_s``
     (``$LIGHTBOX_STAGING_RETENTION_S``, default 0: all of them), and stale local temporary files. Review
     folders are kept until an operator decides. Returns what was removed."""
-    import os
-    from datetime import datetime, timezone
-
-    from lightbox.manifest import recover_journals
-
     recovered = recover_journals(store, brand, current_run)
     retention = float(os.environ.get("LIGHTBOX_STAGING_RETENTION_S") or 0) if retention_s is None else retention_s
     now = datetime.now(timezone.utc)

@@ -44,14 +44,22 @@ class QuarantinedRow(_Record):
     causes: list[str] = Field(default_factory=list, description="the reasons one by one, when there are several")
 
 
+class Recorded(_Record):
+    """What the manifest records of a live object: enough to tell that the object is still that one."""
+
+    bytes: int
+    sha256: str
+    etag: str | None = Field(None, description="the store's ETag just after the write (object stores), else None")
+
+
 class WorkItem(_Record):
     """One product to render, with what the planner knows of its previous outputs."""
 
     product: Product
     seed: int
     previous: dict[str, str] = Field(default_factory=dict, description="channel -> fingerprint in the manifest")
-    recorded: dict[str, tuple[int, str]] = Field(
-        default_factory=dict, description="channel -> (bytes, sha256) the manifest records for the live object")
+    recorded: dict[str, Recorded] = Field(
+        default_factory=dict, description="output name -> what the manifest records of its live object")
 
 
 class Chunk(_Record):
@@ -87,6 +95,7 @@ class Output(_Record):
     staged_uri: str | None = None
     uri: str | None = None
     sha256: str | None = None
+    etag: str | None = Field(None, description="the live object's ETag once written to an object store")
     bytes: int = 0
     width: int = 0
     height: int = 0
@@ -102,6 +111,15 @@ class Output(_Record):
     qc_reasons: list[str] = Field(default_factory=list)
     metrics: dict[str, Any] = Field(default_factory=dict)
     published: Literal["written", "unchanged", "review", "no"] = "no"
+    storage_retries: int = Field(0, description="transient storage failures waited out for this output")
+    storage_waited_s: float = Field(0.0, description="seconds spent waiting them out")
+
+    def charged(self, waits: dict[str, float]) -> Output:
+        """This output with storage waits added (what :meth:`lightbox.storage.Store.waited_since` returned)."""
+        if not waits:
+            return self
+        return self.model_copy(update={"storage_retries": self.storage_retries + int(waits["storage_retries"]),
+                                       "storage_waited_s": round(self.storage_waited_s + waits["storage_waited_s"], 2)})
 
     @property
     def name(self) -> str:

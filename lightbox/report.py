@@ -62,6 +62,16 @@ class RunSummary(BaseModel):
     webhook_failures: list[dict[str, Any]] = Field(default_factory=list)
     cdn_invalidation: str | None = None
     cutouts: dict[str, Any] = Field(default_factory=dict, description="products cut per method, refused, unsure; one reason per SKU")
+    storage_retries: int = Field(0, description="transient storage failures (an outage) waited out during the run")
+    storage_waited_s: float = Field(0.0, description="seconds spent waiting them out")
+    storage_waited_outputs: int = Field(0, description="outputs whose storage work waited")
+
+    def storage_line(self) -> str | None:
+        """'storage: ...' when the run waited out transient storage failures, else None."""
+        if not self.storage_retries:
+            return None
+        return (f"storage: waited out {self.storage_retries} transient failures ({self.storage_waited_s:.1f} s of retries) "
+                f"affecting {self.storage_waited_outputs} outputs; nothing was lost")
 
     @property
     def quarantine_uri(self) -> str:
@@ -107,6 +117,7 @@ class RunSummary(BaseModel):
             f"- **{self.published}** published in {self.wall_s:.1f} s ({self.images_per_s:.2f} images/s)",
             f"- engine: {self.engine}",
             *(["- cut-out: " + ", ".join(f"{n} {k}" for k, n in self.cutouts["counts"].items())] if self.cutouts.get("counts") else []),
+            *([f"- **{self.storage_line()}**"] if self.storage_line() else []),
             *self._consistency_lines(),
             f"- review gallery: `{self.review_uri}`" if self.review_uri else "- review gallery: none",
             f"- manifest: `{self.manifest_uri}`",
@@ -217,6 +228,9 @@ def summarise(
         published_images=[{"sku": o.sku, "channel": o.name, "uri": o.uri, "sha256": o.sha256, "qc": o.qc}
                           for o in outputs if o.published == "written"],
         cutouts=cutout_summary(outputs),
+        storage_retries=sum(o.storage_retries for o in outputs) + store.outage_retries,
+        storage_waited_s=round(sum(o.storage_waited_s for o in outputs) + store.outage_waited_s, 1),
+        storage_waited_outputs=sum(o.storage_retries > 0 for o in outputs),
     )
 
 

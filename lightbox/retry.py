@@ -78,9 +78,10 @@ def storage_retry_budget() -> float:
 
 def with_retries(fn: Callable[[], T], what: str, budget_s: float | None = None, *, first_delay_s: float = 0.5,
                  max_delay_s: float = 10.0, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic, on_retry: Callable[[BaseException], None] | None = None) -> T:
+                 clock: Callable[[], float] = time.monotonic, on_retry: Callable[[BaseException, float], None] | None = None) -> T:
     """``fn()``, retried on transient failures with exponential backoff and full jitter until ``budget_s``
-    has passed since the first failure; then the last error is raised. Other failures raise at once."""
+    has passed since the first failure; then the last error is raised. Other failures raise at once.
+    ``on_retry(error, wait_s)`` is told of each wait before it starts."""
     budget = storage_retry_budget() if budget_s is None else budget_s
     delay, started = first_delay_s, None
     while True:
@@ -93,10 +94,10 @@ def with_retries(fn: Callable[[], T], what: str, budget_s: float | None = None, 
             started = now if started is None else started
             if now - started >= budget:
                 raise
+            wait = max(min(random.uniform(0, delay), budget - (now - started)), 0.05)  # noqa: S311 - jitter, not security
             if on_retry:
-                on_retry(exc)
-            wait = min(random.uniform(0, delay), budget - (now - started))  # noqa: S311 - jitter, not security
+                on_retry(exc, wait)
             log.warning("%s: transient failure (%s); retrying for up to %.0f s more", what, type(exc).__name__,
                         budget - (now - started))
-            sleep(max(wait, 0.05))
+            sleep(wait)
             delay = min(delay * 2, max_delay_s)

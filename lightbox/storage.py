@@ -96,6 +96,7 @@ class Store:
     def __init__(self, root_uri: str, retry_s: float | None = None):
         self.retry_s = retry_s
         self.outage_retries = 0  # transient failures waited out by this store (for the run report)
+        self.outage_waited_s = 0.0
         self.root_uri = root_uri.rstrip("/") or "/"
         self.fs, self.root = filesystem(self.root_uri)
         self.local = is_local(self.fs)
@@ -118,8 +119,9 @@ class Store:
         return uri[len(prefix) :].lstrip("/")
 
     def _retrying(self, fn, key: str, action: str, budget_s: float | None = None):  # noqa: ANN001, ANN202
-        def counted(_: BaseException) -> None:
+        def counted(_: BaseException, wait_s: float) -> None:
             self.outage_retries += 1
+            self.outage_waited_s += wait_s
 
         return with_retries(fn, f"{self.uri(key)}: {action}", self.retry_s if budget_s is None else budget_s, on_retry=counted)
 
@@ -149,6 +151,31 @@ class Store:
                 return None
 
         return self._retrying(size, key, "check")
+
+    def tally(self) -> tuple[int, float]:
+        """(transient failures waited out, seconds waited) so far: take one before an output's storage work and
+        pass it to :meth:`waited_since` after, to charge the wait to that output."""
+        return self.outage_retries, self.outage_waited_s
+
+    def waited_since(self, mark: tuple[int, float]) -> dict[str, float]:
+        """What :meth:`tally` grew by since ``mark``, as Output fields (empty when nothing was waited out)."""
+        retries = self.outage_retries - mark[0]
+        return {"storage_retries": retries, "storage_waited_s": round(self.outage_waited_s - mark[1], 2)} if retries else {}
+
+    def stamp(self, key: str) -> tuple[int, str | None] | None:
+        """(size, ETag) of the object as the store reports it now (one HEAD; the ETag is None on local disk),
+        or None when there is none. An object store changes the ETag whenever the object is written."""
+        def stamp() -> tuple[int, str | None] | None:
+            try:
+                if self.local:
+                    return int(self.fs.size(self.path(key))), None
+                info = self.fs.info(self.path(key), refresh=True)
+            except FileNotFoundError:
+                return None
+            etag = info.get("ETag") or info.get("etag")
+            return int(info["size"]), str(etag).strip('"') if etag else None
+
+        return self._retrying(stamp, key, "check")
 
     def read(self, key: str) -> bytes:
         def read() -> bytes:

@@ -16,6 +16,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.pop("PREFECT_API_URL", None)
+os.environ["LIGHTBOX_HOME"] = tempfile.mkdtemp(prefix="lightbox-home-")  # keys, spooled journals: never the user's
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_CATALOG = REPO / "examples" / "acme-home" / "catalog.csv"

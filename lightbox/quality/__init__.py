@@ -25,7 +25,9 @@ def check_chunk(outputs: list[Output], spec: BrandSpec, channels: list[ChannelPr
         look = resolve_look(spec, o.category, by_name[o.channel])
         if not o.ai_generated:  # AI looks that fell back to the studio engine are measured as studio
             look = look.model_copy(update={"engine": "studio", "generation": None})
-        checked.append(check_output(o, store.read(store.key_of(o.staged_uri)), look))
+        mark = store.tally()
+        data = store.read(store.key_of(o.staged_uri))
+        checked.append(check_output(o, data, look).charged(store.waited_since(mark)))
     n_fail = sum(o.qc == "failed" for o in checked)
     if n_fail:
         log.warning("%d of %d outputs failed quality checks", n_fail, len(checked))
