@@ -103,17 +103,19 @@ def unchanged_run(catalog: str, brand_uri: str, spec: BrandSpec, store: Store, c
                   chunk_size: int, skus: list[str] | None, started: float) -> RunSummary | None:
     """When every output of the planned products is unchanged (fingerprints from the photos' bytes match the
     manifest and the objects exist), the run's summary - written, with no flow run - else None. Stops at the
-    first output that would render. Only for studio specs (an AI engine is identified once its model loads)."""
+    first output that would render. Only for studio specs (an AI engine is identified once its model loads),
+    and only when no earlier run left staging or journals behind (the flow run sweeps them under the lock)."""
     from lightbox.catalog.ingest import to_products
     from lightbox.engines import build_engines, uses_ai
     from lightbox.fetch import SourceFetcher
     from lightbox.generate import all_unchanged
     from lightbox.manifest import load_manifest, manifest_key
     from lightbox.plan import plan_run
+    from lightbox.publish import leftovers
     from lightbox.records import RunContext
     from lightbox.specs.loader import spec_channels
 
-    if uses_ai(spec):
+    if uses_ai(spec) or leftovers(store, spec.name):
         return None
     known = {q.sku for q in checked.quarantined + checked.skipped}
     plan = plan_run(to_products(checked.valid), spec, load_manifest(store, spec.name), chunk_size, only=skus, known=known)

@@ -12,7 +12,7 @@ import os
 from datetime import datetime, timezone
 from typing import Any
 
-from lightbox.manifest import live_matches, recover_journals, write_journal
+from lightbox.manifest import live_matches, recover_journals, spool_dir, write_journal
 from lightbox.records import Output, Recorded
 from lightbox.storage import Store
 
@@ -75,6 +75,14 @@ def publish_chunk(outputs: list[Output], store: Store, brand: str, run_id: str, 
         sum(o.published == "review" for o in done),
     )
     return done
+
+
+def leftovers(store: Store, brand: str) -> bool:
+    """Whether earlier runs of the brand left work for :func:`sweep_stale`: staging, unmerged journals
+    (in the storage or spooled on this machine)."""
+    if any(spool_dir(store, brand).glob("*/*.json")):
+        return True
+    return any("/staging/" in k or "/journal/" in k for k in store.list(f"{brand}/_runs"))
 
 
 def sweep_stale(store: Store, brand: str, current_run: str, retention_s: float | None = None) -> dict[str, int]:

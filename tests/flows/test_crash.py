@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -53,6 +54,46 @@ def test_a_killed_run_frees_its_brand_within_the_lease(tmp_path, env):
     assert live == [f"GOOD-{i}" for i in range(6)]
     assert len(json.loads((out / "acme-home" / "manifest.json").read_text())["entries"]) == 18
     assert not list((out / "acme-home").glob("*/.*.tmp-*"))  # no temporary files in live folders
+
+
+KILL_POINTS = ("generate: 30% staged", "publish: 50% live", "state: manifest committed", "update: 30% replaced, rolled back")
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_killed_at_a_point_and_resumed_nothing_is_lost_duplicated_or_wrong(point, tmp_path, env, references):
+    """SIGKILL of a real `lightbox run` (its whole process group) at a point of generate, publish, the state
+    commit, or a spec update's publish; the same command again, no manual step: every output of the spec in
+    force is live with that spec's bytes (as an uninterrupted run renders them) and the manifest's hash,
+    nothing written twice, no temporary file in a live folder, no staging left."""
+    from lightbox.testing.kill_series import AUDITED, kill_and_resume, standard_points
+
+    catalog, specs, refs, seeded = references
+    chosen = next(p for p in standard_points() if p.name == point)
+    outcome = kill_and_resume(chosen, repo=REPO, catalog=catalog, specs=specs, references=refs, brand="acme-home",
+                              workdir=tmp_path / "work", env={**env, "LIGHTBOX_LOCK_TTL_S": "5"}, chunk_size=2,
+                              seeded_with=seeded, timeout_s=300)
+    assert outcome.fired, f"the run ended before {point}"
+    assert outcome.resume_rc == 0, outcome.note
+    assert {k: outcome.audit[k] for k in AUDITED} == dict.fromkeys(AUDITED, 0), outcome
+
+
+@pytest.fixture(scope="module")
+def references(tmp_path_factory):
+    """The catalog, the spec and its update, and what an uninterrupted run of each makes live."""
+    from lightbox.pipeline import run_plain
+    from lightbox.testing.kill_series import reference
+
+    root = tmp_path_factory.mktemp("kill-refs")
+    catalog = make_catalog(root / "cat", n_good=6)
+    update = root / "update.yaml"
+    update.write_text(open(ACME).read().replace("opacity: 0.30", "opacity: 0.60"))
+    specs = {"previous": Path(ACME), "new": update}
+    refs = {}
+    for name, spec in specs.items():
+        run_plain(str(catalog), str(spec), str(root / name), chunk_size=2, run_id=f"ref-{name}")
+        refs[name] = reference(root / name / "acme-home")
+    assert refs["previous"] != refs["new"] and len(refs["previous"]) == 18
+    return catalog, specs, refs, root / "previous"
 
 
 def test_unlock_releases_a_dead_runs_lock_at_once(tmp_path):
