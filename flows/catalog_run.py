@@ -102,7 +102,7 @@ def _run(catalog: str, spec: BrandSpec, brand: str, out: str, chunk_size: int, l
     ai_fallback = prepare_engine(spec)
     cutout_fallback = prepare_cutout(spec)
     ctx = RunContext(run_id=new_run_id(), brand_uri=brand, out_uri=out, ai_fallback=ai_fallback,
-                     cutout_fallback=cutout_fallback, fetch=policy)
+                     cutout_fallback=cutout_fallback, fetch=policy, lock_generation=lock.generation)
     sweep_stale(spec, ctx)  # earlier runs' staging and temporary files: none of those runs is alive (we hold the lock)
 
     # 1. Ingest (a catalog that cannot be read is reported like a refused one)

@@ -183,6 +183,12 @@ class BrandLock:
             self.release()
 
 
+def superseded(store: Store, brand: str, generation: int) -> bool:
+    """Whether the lease ``generation`` was taken over or force-released (a later generation exists): one
+    check of one key. The fence before every publish of a run that may have hung past its lease."""
+    return store.exists(_key(brand, generation + 1))
+
+
 def force_unlock(store: Store, brand: str, by: str = "operator") -> dict[str, Any] | None:
     """Release the current lease for an operator (``lightbox unlock``): a released generation is written
     above it, so a holder that is still alive finds its lease superseded at its next renewal and stops.

@@ -12,6 +12,7 @@ import os
 from datetime import datetime, timezone
 from typing import Any
 
+from lightbox.lock import LockLost, superseded
 from lightbox.manifest import live_matches, recover_journals, spool_dir, write_journal
 from lightbox.records import Output, Recorded
 from lightbox.storage import Store
@@ -60,11 +61,16 @@ def approve_output(o: Output, store: Store, live_key: str) -> Output:
 
 
 def publish_chunk(outputs: list[Output], store: Store, brand: str, run_id: str, manifest: dict[str, dict[str, Any]],
-                  chunk: int | str = 0) -> list[Output]:
-    """Publish a chunk's outputs, then journal what went live (recorded before the task returns)."""
+                  chunk: int | str = 0, lock_generation: int | None = None) -> list[Output]:
+    """Publish a chunk's outputs, then journal what went live (recorded before the task returns). With the
+    run's ``lock_generation``, every publish is fenced: once another run took the brand over (this one hung
+    past its lease) nothing more is written and :class:`LockLost` is raised."""
     done: list[Output] = []
     try:
         for o in outputs:
+            if lock_generation is not None and o.status == "rendered" and superseded(store, brand, lock_generation):
+                raise LockLost(f"brand {brand}: run {run_id} lost the brand lock (its lease ran out and another run took "
+                               f"it); stopped before publishing {o.sku}/{o.name}")
             done.append(publish_output(o, store, brand, run_id, manifest))
     finally:  # failing part-way (storage gone past its budget): what did go live is journaled all the same
         write_journal(store, brand, run_id, chunk, done)

@@ -76,6 +76,7 @@ class RunContext(_Record):
     ai_fallback: str | None = Field(None, description="why AI looks render with the studio engine this run")
     cutout_fallback: str | None = Field(None, description="why the segmentation model is not used this run")
     fetch: FetchPolicy = Field(default_factory=FetchPolicy, description="how source images are fetched")
+    lock_generation: int | None = Field(None, description="the brand lock lease this run holds: publishes are fenced by it")
 
 
 Status = Literal["rendered", "unchanged", "failed"]

@@ -171,7 +171,8 @@ def quality_check_chunk(outputs: list[Output], spec: BrandSpec, ctx: RunContext,
 @task(name="publish", task_run_name="publish-{chunk_index}", **RETRIES)
 def publish_chunk(outputs: list[Output], spec: BrandSpec, ctx: RunContext, chunk_index: int) -> list[Output]:
     store = Store(ctx.out_uri)
-    return _publish_chunk(outputs, store, spec.name, ctx.run_id, load_manifest(store, spec.name), chunk_index)
+    return _publish_chunk(outputs, store, spec.name, ctx.run_id, load_manifest(store, spec.name), chunk_index,
+                          lock_generation=ctx.lock_generation)
 
 
 @task(name="commit-manifest", **RETRIES)

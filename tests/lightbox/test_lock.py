@@ -102,3 +102,38 @@ def test_waiting_says_who_holds_it_and_gives_up_when_told(tmp_path):
     with pytest.raises(Exception, match=r"lock still held by run run-a on .* after 30 s"):
         waiting.acquire(timeout_s=30, on_wait=told.append)
     assert [h["owner"] for h in told] == ["run-a"]
+
+
+def test_a_run_that_hung_past_its_lease_publishes_nothing_more(tmp_path):
+    """The fence: a run that stalled (SIGSTOP, a long GC pause, a frozen VM) while another run took its brand
+    over checks its lease before every publish and stops writing; what it published before stays."""
+    from lightbox.catalog.ingest import read_catalog, to_products
+    from lightbox.catalog.validate import validate_catalog
+    from lightbox.engines import build_engines
+    from lightbox.fetch import FetchPolicy
+    from lightbox.generate import generate_chunk
+    from lightbox.plan import plan_run
+    from lightbox.publish import publish_chunk
+    from lightbox.quality import check_chunk
+    from lightbox.records import RunContext
+    from lightbox.specs import load_brand_spec, spec_channels
+    from tests.conftest import ACME
+    from tests.lightbox.test_pipeline import make_catalog
+
+    spec, out = load_brand_spec(ACME), tmp_path / "out"
+    store, channels = Store(str(out)), spec_channels(spec)
+    catalog = make_catalog(tmp_path / "cat", n_good=2)
+    plan = plan_run(to_products(validate_catalog(read_catalog(str(catalog)), spec).valid), spec, {}, chunk_size=1)
+    ctx = RunContext(run_id="hung", brand_uri=ACME, out_uri=str(out), fetch=FetchPolicy().for_catalog(str(catalog)))
+    lock = BrandLock(store, spec.name, "hung", ttl_s=60)
+    assert lock.try_acquire() is None
+    staged = [check_chunk(generate_chunk(c, spec, channels, ctx, store, build_engines(spec, None)), spec, channels, store)
+              for c in plan.chunks]
+    first = publish_chunk(staged[0], store, spec.name, "hung", {}, 0, lock_generation=lock.generation)
+    assert [o.published for o in first] == ["written"] * 3
+
+    later = Clock(2_000_000_000.0)  # the lease ran out while the run was stalled; another run took the brand
+    assert BrandLock(store, spec.name, "next", ttl_s=60, clock=later).try_acquire() is None
+    with pytest.raises(LockLost, match="stopped before publishing GOOD-1/amazon_main"):
+        publish_chunk(staged[1], store, spec.name, "hung", {}, 1, lock_generation=lock.generation)
+    assert not (out / "acme-home" / "GOOD-1").exists() and len(list((out / "acme-home" / "GOOD-0").glob("*.jpg"))) == 3
