@@ -29,7 +29,7 @@ from lightbox.imaging.compose import encode, layout, resample_product, resampled
 from lightbox.imaging.cutout import CutOut, cut_out_many
 from lightbox.imaging.decode import decode_image
 from lightbox.imaging.segmentation import segmenter_for
-from lightbox.quality.checks import fidelity
+from lightbox.quality.checks import decode_output, fidelity, measure
 from lightbox.manifest import live_matches
 from lightbox.records import Chunk, Output, Product, RunContext, WorkItem, seed_for
 from lightbox.specs.models import BrandSpec, ChannelPreset, Look, resolve_look, template_fields
@@ -284,7 +284,7 @@ def generate_chunk(
     return outputs
 
 
-def construction_metrics(cut: CutOut, look: Look, blob: bytes) -> dict:
+def construction_metrics(cut: CutOut, look: Look, blob: bytes | Image.Image) -> dict:
     """What QC cannot measure without the cut-out: where the product went, how much it was enlarged,
     which method cut it and why, the cut's own diagnostics (``cutout_*``), and how faithful the encoded
     product region is to the product: to the cut-out (``fidelity``) and to the source photo itself
@@ -333,15 +333,23 @@ def _stage(job, pending: _Pending, ch: ChannelPreset, fp: str, res, engine: Engi
     blob = encode(res.image, ch, ai_generated=ai)
     enc_ms = (time.perf_counter() - t) * 1000
     metrics = dict(res.metrics)
+    t = time.perf_counter()
+    decoded = decode_output(blob)  # once: the cut's fidelity and every quality metric are measured on it
     if job.cut is not None:
-        metrics.update(construction_metrics(job.cut, job.look, blob))
+        metrics.update(construction_metrics(job.cut, job.look, decoded))
+    box = metrics.get("product_box")
+    metrics.update(measure(blob, job.look, product_box=tuple(box) if box else None, image=decoded))
+    sha = hashlib.sha256(blob).hexdigest()
+    metrics["measured_sha256"] = sha  # the gate checks the staged bytes against it and keeps these metrics
+    measure_ms = (time.perf_counter() - t) * 1000
     skey = staging_key(spec, ctx.run_id, product.sku, ch, job.variant)
     mark = store.tally()
     store.write_atomic(skey, blob)
-    timings = {**{k: round(v, 1) for k, v in pending.timings.items()}, "render_ms": round(render_ms, 1), "encode_ms": round(enc_ms, 1)}
+    timings = {**{k: round(v, 1) for k, v in pending.timings.items()}, "render_ms": round(render_ms, 1), "encode_ms": round(enc_ms, 1),
+               "measure_ms": round(measure_ms, 1)}
     return Output(
         **base, status="rendered", fingerprint=fp, staged_uri=store.uri(skey),
-        uri=store.uri(output_key(spec, product.sku, ch, job.variant)), sha256=hashlib.sha256(blob).hexdigest(),
+        uri=store.uri(output_key(spec, product.sku, ch, job.variant)), sha256=sha,
         bytes=len(blob), width=res.image.width, height=res.image.height, timings_ms=timings,
         ai_generated=ai, generation=res.generation, metrics=metrics, **store.waited_since(mark),
     )

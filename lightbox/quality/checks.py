@@ -82,11 +82,19 @@ def hamming(a: str, b: str) -> int:
     return bin(int(a, 16) ^ int(b, 16)).count("1")
 
 
-def measure(data: bytes, look: Look, product_box: tuple[int, int, int, int] | None = None) -> dict[str, Any]:
-    """Metrics of an encoded output. ``product_box`` (x0, y0, x1, y1): where the product was placed,
-    used for AI scenes, which have no plain background to find the product against."""
+def decode_output(data: bytes) -> Image.Image:
+    """The encoded output decoded (once: the generate stage measures and checks fidelity on it)."""
     im = Image.open(io.BytesIO(data))
     im.load()
+    return im
+
+
+def measure(data: bytes, look: Look, product_box: tuple[int, int, int, int] | None = None,
+            image: Image.Image | None = None) -> dict[str, Any]:
+    """Metrics of an encoded output. ``product_box`` (x0, y0, x1, y1): where the product was placed,
+    used for AI scenes, which have no plain background to find the product against. ``image``: ``data``
+    already decoded by :func:`decode_output` (not decoded again)."""
+    im = image if image is not None else decode_output(data)
     ch = look.channel
     w, h = im.size
     m: dict[str, Any] = {
@@ -198,14 +206,15 @@ def _trim_shadow_rows(fg: np.ndarray, rgb: np.ndarray, expected: np.ndarray, row
     fg[top_limit:] = False
 
 
-def fidelity(data: bytes, reference: np.ndarray, x: int, y: int, source: np.ndarray | None = None) -> float | tuple[float, float | None]:
+def fidelity(data: bytes | Image.Image, reference: np.ndarray, x: int, y: int,
+             source: np.ndarray | None = None) -> float | tuple[float, float | None]:
     """Mean absolute difference (levels) between the opaque pixels of ``reference`` (the resampled
     cut-out, RGBA) and the encoded output at (x, y). 0 = untouched; JPEG alone gives ~1-3.
 
-    With ``source`` (the source photo's pixels resampled the same way, RGBA) the encoded image is decoded
-    once and ``(fidelity, fidelity to the source)`` is returned."""
-    with Image.open(io.BytesIO(data)) as im:
-        out = np.asarray(im.convert("RGB"), np.int16)
+    ``data``: the encoded bytes, or the image :func:`decode_output` made of them. With ``source`` (the
+    source photo's pixels resampled the same way, RGBA) ``(fidelity, fidelity to the source)`` is returned."""
+    im = data if isinstance(data, Image.Image) else decode_output(data)
+    out = np.asarray(im.convert("RGB"))
     first = _mad(out, reference, x, y)
     if source is None:
         return first
@@ -220,8 +229,11 @@ def _mad(out: np.ndarray, reference: np.ndarray, x: int, y: int) -> float:
     opaque = ref[..., 3] == 255
     if not opaque.any():
         return 0.0
-    region = out[oy0:oy1, ox0:ox1][opaque]
-    return round(float(np.abs(region - ref[..., :3][opaque].astype(np.int16)).mean()), 3)
+    a, b = out[oy0:oy1, ox0:ox1], ref[..., :3]
+    diff = np.maximum(a, b)
+    diff -= np.minimum(a, b)  # |a - b| in uint8, exactly; summed over the opaque pixels in integers
+    total = np.einsum("ijk,ij->", diff, opaque.view(np.uint8), dtype=np.float64)  # integers: exact in float64
+    return round(float(total) / (3 * int(opaque.sum())), 3)
 
 
 def evaluate(metrics: dict[str, Any], look: Look, ai_generated: bool = False) -> tuple[str, list[str], list[str]]:
@@ -250,10 +262,16 @@ def evaluate(metrics: dict[str, Any], look: Look, ai_generated: bool = False) ->
 
 
 def check_output(output: Output, data: bytes, look: Look) -> Output:
-    box = output.metrics.get("product_box")
-    measured = measure(data, look, product_box=tuple(box) if box else None)  # type: ignore[arg-type]
+    """Gate the staged bytes ``data``. Metrics the generate stage measured on exactly these bytes
+    (``measured_sha256`` equal to their hash) stand; otherwise they are measured here."""
+    sha = hashlib.sha256(data).hexdigest()
+    if output.metrics.get("measured_sha256") == sha:
+        measured: dict[str, Any] = {}
+    else:
+        box = output.metrics.get("product_box")
+        measured = measure(data, look, product_box=tuple(box) if box else None)  # type: ignore[arg-type]
     metrics = {**output.metrics, **measured}  # measured values win over recorded ones
     status, reasons, _ = evaluate(metrics, look, output.ai_generated)
-    if output.sha256 and output.sha256 != hashlib.sha256(data).hexdigest():
+    if output.sha256 and output.sha256 != sha:
         status, reasons = "failed", [*reasons, "[fail] integrity: staged bytes differ from what generate wrote"]
     return output.model_copy(update={"qc": status, "qc_reasons": reasons, "metrics": metrics})
