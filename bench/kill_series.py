@@ -86,11 +86,13 @@ def main() -> int:
             raise SystemExit(f"{spec_prev}: the update changes 'opacity: 0.30'; this spec has none")
         spec_new.write_text(text.replace("opacity: 0.30", "opacity: 0.60"))
         specs = {"previous": spec_prev, "new": spec_new}
-        refs, brand = {}, None
-        for name, spec in specs.items():
-            summary = run_plain(args.catalog, str(spec), str(work / f"ref-{name}"), chunk_size=args.chunk_size, run_id=f"ref-{name}")
-            brand = summary.brand
-            refs[name] = reference(work / f"ref-{name}" / brand)
+        # ground truth: an uninterrupted run of each spec from the state the killed runs start from (the update
+        # over the published previous spec: an output whose new render fails the gate keeps its previous image)
+        brand = run_plain(args.catalog, str(spec_prev), str(work / "ref-previous"), chunk_size=args.chunk_size,
+                          run_id="ref-previous").brand
+        shutil.copytree(work / "ref-previous", work / "ref-new")
+        run_plain(args.catalog, str(spec_new), str(work / "ref-new"), chunk_size=args.chunk_size, run_id="ref-new")
+        refs = {name: reference(work / f"ref-{name}" / brand) for name in specs}
         points = [p for p in standard_points() if not args.only or args.only in p.name][: args.points]
         load = os.getloadavg()
         print(f"{platform.node()}: {os.cpu_count()} cores, load {load[0]:.2f} {load[1]:.2f}; {len(refs['previous'])} outputs "

@@ -6,7 +6,9 @@ few milliseconds and SIGKILLs the whole group (as an OOM kill or a node drain do
 trigger holds. The resume is the same command with no manual step in between (no ``lightbox unlock``).
 
 The audit compares the output with a reference: the same catalog rendered by an uninterrupted run of the
-spec in force (outputs are byte-identical across processes). Per point it counts:
+spec in force from the same starting state (outputs are byte-identical across processes; for an update,
+the run over the published previous spec, where an output whose new render fails the gate keeps its
+previous image). Per point it counts:
 
 - ``lost``: outputs of the reference that are not live;
 - ``extra``: live images the reference does not have;

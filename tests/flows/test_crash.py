@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -88,10 +89,10 @@ def references(tmp_path_factory):
     update = root / "update.yaml"
     update.write_text(open(ACME).read().replace("opacity: 0.30", "opacity: 0.60"))
     specs = {"previous": Path(ACME), "new": update}
-    refs = {}
-    for name, spec in specs.items():
-        run_plain(str(catalog), str(spec), str(root / name), chunk_size=2, run_id=f"ref-{name}")
-        refs[name] = reference(root / name / "acme-home")
+    run_plain(str(catalog), ACME, str(root / "previous"), chunk_size=2, run_id="ref-previous")
+    shutil.copytree(root / "previous", root / "new")  # the update, uninterrupted, over the published brand
+    run_plain(str(catalog), str(update), str(root / "new"), chunk_size=2, run_id="ref-new")
+    refs = {name: reference(root / name / "acme-home") for name in specs}
     assert refs["previous"] != refs["new"] and len(refs["previous"]) == 18
     return catalog, specs, refs, root / "previous"
 
