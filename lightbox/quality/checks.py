@@ -1,6 +1,8 @@
 """Measure an encoded output and gate it by its channel's rules (rules are data: presets/rules/*.yaml).
 
-Metrics are measured on the bytes that would be published, not on the in-memory image:
+Metrics are measured on the bytes that would be published, not on the in-memory image - decoded once, in
+the generate stage right after encoding (:func:`check_output` keeps them when the staged bytes hash the
+same, else measures again):
 
 | metric | what |
 |---|---|

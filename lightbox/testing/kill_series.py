@@ -49,6 +49,7 @@ class Watch:
     expected: int  # outputs of a full run
     started: float
     before: dict[str, tuple[int, int]]  # live image -> (inode, mtime_ns) when the run started
+    started_wall: float = 0.0  # time.time() when the run started
 
     def live(self) -> dict[str, tuple[int, int]]:
         return {k: (st.st_ino, st.st_mtime_ns) for k, st in _images(self.brand_dir).items()}
@@ -61,7 +62,8 @@ class Watch:
         return sum(1 for _ in self.brand_dir.glob("_runs/*/staging/*/*.jpg"))
 
     def exists(self, pattern: str) -> bool:
-        return any(self.brand_dir.glob(pattern))
+        """A file matching ``pattern`` written since the run started (a seeded brand has older ones)."""
+        return any(p.stat().st_mtime >= self.started_wall for p in self.brand_dir.glob(pattern))
 
 
 @dataclass
@@ -204,7 +206,8 @@ def kill_and_resume(point: Point, *, repo: Path, catalog: Path, specs: dict[str,
     brand_dir = out / brand
     spec = specs["new"] if point.update else specs["previous"]
     seen = {k: v[:2] for k, v in remember(brand_dir).items()}
-    watch = Watch(brand_dir=brand_dir, expected=len(references["previous"]), started=time.monotonic(), before=seen)
+    watch = Watch(brand_dir=brand_dir, expected=len(references["previous"]), started=time.monotonic(), before=seen,
+                  started_wall=time.time() - 1.0)  # file times have coarse resolution on some filesystems
     args = run_args(catalog, spec, out, chunk_size)
     proc = subprocess.Popen(args, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     fired = False
