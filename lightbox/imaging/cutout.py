@@ -572,10 +572,18 @@ def _from_model(rgb: np.ndarray, soft: np.ndarray, params: CutoutParams, reason:
 
 
 def _reduce(arr: np.ndarray, factor: int) -> np.ndarray:
+    """Means over factor x factor blocks, as float32. Integer images are summed in integers (exact), then
+    divided once: the same values as a float32 mean over the blocks, without its slow strided reduction."""
     if factor == 1:
         return arr
     h, w = arr.shape[:2]
     h2, w2 = h // factor * factor, w // factor * factor
+    if np.issubdtype(arr.dtype, np.integer) and arr.dtype.itemsize <= 2:
+        acc = np.zeros((h2 // factor, w2 // factor, *arr.shape[2:]), np.int32)
+        for dy in range(factor):
+            for dx in range(factor):
+                acc += arr[dy:h2:factor, dx:w2:factor]
+        return acc.astype(np.float32) / np.float32(factor * factor)
     a = arr[:h2, :w2].astype(np.float32)
     return a.reshape(h2 // factor, factor, w2 // factor, factor, *arr.shape[2:]).mean(axis=(1, 3))
 
