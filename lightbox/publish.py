@@ -36,7 +36,10 @@ def publish_output(o: Output, store: Store, brand: str, run_id: str, manifest: d
     final = store.key_of(o.uri or "")
     entry = manifest.get(f"{o.sku}/{o.name}", {})
     recorded = Recorded(bytes=entry["bytes"], sha256=entry["sha256"], etag=entry.get("etag")) if entry.get("sha256") == o.sha256 else None
-    if live_matches(store, final, recorded) or live_matches(store, final, Recorded(bytes=o.bytes, sha256=o.sha256 or "")):
+    same = recorded is not None and live_matches(store, final, recorded)
+    if not same and (recorded is None or not store.local):  # no record, or an ETag that changed: hash what is live
+        same = live_matches(store, final, Recorded(bytes=o.bytes, sha256=o.sha256 or ""))
+    if same:
         etag = (entry.get("etag") if recorded else None) or _etag(store, final)
         return o.model_copy(update={"published": "unchanged", "etag": etag}).charged(store.waited_since(mark))
     store.copy_atomic(staged, final)
