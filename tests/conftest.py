@@ -104,3 +104,63 @@ def store(request, tmp_path):
     if request.param == "local":
         return Store(str(tmp_path / "out"))
     return Store(f"s3://{request.getfixturevalue('s3_bucket')}/out")
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server on 127.0.0.1 for the Prefect server of the end-to-end test, as production runs it:
+    ``$LIGHTBOX_TEST_PG_URL`` (``postgresql+asyncpg://user:password@host:port``) when set; else, as root, the
+    machine's Debian cluster (``pg_ctlcluster``), started here and stopped at the end, with a test role;
+    else None (the test falls back to SQLite, the zero-setup default)."""
+    import shutil
+    import subprocess
+    import time
+
+    if os.environ.get("LIGHTBOX_TEST_PG_URL"):
+        yield os.environ["LIGHTBOX_TEST_PG_URL"].rstrip("/")
+        return
+    if not shutil.which("pg_lsclusters") or os.geteuid() != 0:
+        yield None
+        return
+    clusters = [line.split() for line in subprocess.run(["pg_lsclusters", "--no-header"], capture_output=True, text=True,
+                                                          check=True).stdout.splitlines() if line.strip()]
+    if not clusters:
+        yield None
+        return
+    version, name, port, status = clusters[0][:4]
+    started = status != "online"
+    if started:
+        subprocess.run(["pg_ctlcluster", version, name, "start"], check=True, capture_output=True, timeout=60)
+    try:
+        deadline = time.monotonic() + 30
+        while subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", port], capture_output=True).returncode != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL {version}/{name} did not accept connections on port {port} in 30 s")
+            time.sleep(0.3)
+        role = ("DO $$ BEGIN CREATE ROLE lightbox_test LOGIN CREATEDB PASSWORD 'lightbox_test'; "
+                "EXCEPTION WHEN duplicate_object THEN NULL; END $$;")
+        subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-p", port, "-q", "-c", role], check=True,
+                       capture_output=True, timeout=30)
+        yield f"postgresql+asyncpg://lightbox_test:lightbox_test@127.0.0.1:{port}"
+    finally:
+        if started:
+            subprocess.run(["pg_ctlcluster", version, name, "stop"], capture_output=True, timeout=60)
+
+
+def fresh_database(server_url: str, name: str) -> str:
+    """Create (or re-create) database ``name`` on ``server_url``; returns its URL."""
+    import asyncio
+
+    import asyncpg
+
+    async def create() -> None:
+        dsn = server_url.replace("postgresql+asyncpg://", "postgresql://") + "/postgres"
+        conn = await asyncpg.connect(dsn, timeout=15)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return f"{server_url}/{name}"

@@ -31,7 +31,7 @@ import pandas as pd
 import pytest
 
 from lightbox.webhooks import SIGNATURE_HEADER, verify
-from tests.conftest import ACME, REPO
+from tests.conftest import ACME, REPO, fresh_database
 from tests.http_server import WebhookReceiver
 from tests.images import studio_photo, to_bytes
 
@@ -109,7 +109,24 @@ def _brand(root: Path) -> Path:
     return path
 
 
-def test_service_end_to_end(tmp_path):
+def _pg_tables(url: str) -> set[str]:
+    import asyncio
+
+    import asyncpg
+
+    async def tables() -> set[str]:
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"), timeout=15)
+        try:
+            return {r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        finally:
+            await conn.close()
+
+    return asyncio.run(tables())
+
+
+def test_service_end_to_end(tmp_path, postgres):
+    """On PostgreSQL when the machine has it (production's database; SQLite's writer lock made the server's
+    automations miss events under a full test run), else on SQLite."""
     procs = Processes(tmp_path)
     server_port, api_port = _port(), _port()
     api_url = f"http://127.0.0.1:{server_port}/api"
@@ -131,6 +148,8 @@ def test_service_end_to_end(tmp_path):
         "LIGHTBOX_API_CATALOG_PREFIXES": str(catalog.parent), "LIGHTBOX_API_LOCAL_PREFIXES": str(catalog.parent),
         "LIGHTBOX_DEFAULT_CATALOG": str(catalog),
     }
+    if postgres:
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = fresh_database(postgres, "lightbox_e2e")
     cli = [sys.executable, "-m", "flows.cli"]
     with WebhookReceiver() as rx, WebhookReceiver() as ops_rx:
         hooks.write_text(f"subscribers:\n  - {{name: pim, url: '{rx.url}', secret_env: LIGHTBOX_E2E_HOOK_SECRET}}\n"
@@ -139,6 +158,8 @@ def test_service_end_to_end(tmp_path):
             procs.start("server", [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                                    "--port", str(server_port), "--no-ui"], env)
             _wait("the Prefect server", lambda: httpx.get(f"{api_url}/health", timeout=2).status_code == 200, 120)
+            if postgres:  # the server really is on PostgreSQL: its tables are there
+                assert _pg_tables(env["PREFECT_SERVER_DATABASE_CONNECTION_URL"]) >= {"flow_run", "deployment", "automation"}
 
             # the operators' notification block, so `ops setup` applies the automations
             block = ("from prefect.blocks.notifications import CustomWebhookNotificationBlock as B; "
