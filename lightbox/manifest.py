@@ -91,7 +91,7 @@ def journal_key(brand: str, run_id: str, chunk: int | str) -> str:
 def spool_dir(store: Store, brand: str) -> Path:
     """Where this machine keeps journals the storage could not take: ``$LIGHTBOX_HOME/spool/<root>/<brand>``
     (the root as a hash, so two outputs never mix)."""
-    root = hashlib.sha256(store.root_uri.encode()).hexdigest()[:16]
+    root = hashlib.sha256(store.uri("").rstrip("/").encode()).hexdigest()[:16]  # absolute on local disk
     return lightbox_home() / "spool" / root / brand
 
 
