@@ -166,7 +166,7 @@ def test_an_outage_past_the_budget_fails_the_run_with_what_went_live_recorded(tm
     watcher.join(timeout=30)
     assert cut.is_set()
     before = live_keys()
-    assert 1 <= len(before) < 12  # the outage came mid-chunk
+    assert 0 < len(before) < 12  # the outage came mid-chunk: some objects live, not all
     proxy.up()
     s3fs.S3FileSystem.clear_instance_cache()
     store = Store(f"s3://{s3_bucket}/live")
