@@ -106,7 +106,7 @@ def measure(data: bytes, look: Look, product_box: tuple[int, int, int, int] | No
         "has_alpha": im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info,
         "file_bytes": len(data),
     }
-    rgb_im = im.convert("RGB")
+    rgb_im = im if im.mode == "RGB" else im.convert("RGB")  # convert() to the same mode would copy
     rgb = np.asarray(rgb_im)
     luma = np.asarray(rgb_im.convert("L"))  # ITU-R 601 luma, computed in C
     m["luma_std"] = round(float(luma.std(dtype=np.float64)), 3)
@@ -216,7 +216,7 @@ def fidelity(data: bytes | Image.Image, reference: np.ndarray, x: int, y: int,
     ``data``: the encoded bytes, or the image :func:`decode_output` made of them. With ``source`` (the
     source photo's pixels resampled the same way, RGBA) ``(fidelity, fidelity to the source)`` is returned."""
     im = data if isinstance(data, Image.Image) else decode_output(data)
-    out = np.asarray(im.convert("RGB"))
+    out = np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
     first = _mad(out, reference, x, y)
     if source is None:
         return first
