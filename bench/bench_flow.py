@@ -24,9 +24,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "examples"))
 
-from make_examples import COLORS, product_photo  # noqa: E402
+from lightbox.testing.photos import COLORS, product_photo  # noqa: E402 - after the path set-up above
 
 SHAPES = ["mug", "bottle", "jar", "tumbler", "candle", "kettle", "box", "bowl", "plate", "lamp", "vase"]
 CATEGORY = {"mug": "kitchen", "bottle": "kitchen", "jar": "kitchen", "kettle": "kitchen", "box": "decor",
@@ -43,7 +42,7 @@ def make_catalog(root: Path, n: int) -> Path:
         rng = np.random.default_rng(i)
         shape, colour = SHAPES[i % len(SHAPES)], COLOURS[i % len(COLOURS)]
         size = (int(rng.integers(1200, 1601)), int(rng.integers(1200, 1601)))
-        product_photo(shape, colour, size, rng, transparent=False).save(img / f"p{i:04d}.jpg", "JPEG", quality=90)
+        product_photo(shape, colour, size, rng, transparent=False)[0].save(img / f"p{i:04d}.jpg", "JPEG", quality=90)
         rows.append({"sku": f"BENCH-{i:04d}", "title": f"{shape.title()} {i}", "category": CATEGORY[shape],
                      "image": f"images/p{i:04d}.jpg", "color": colour, "material": "ceramic"})
     path = root / "catalog.csv"
