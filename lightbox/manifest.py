@@ -152,7 +152,7 @@ def recover_journals(store: Store, brand: str, current_run: str) -> int:
             if entries.get(name, {}).get("sha256") == entry["sha256"]:
                 continue
             live = store.key_of(entry["uri"]) if entry.get("uri") else None
-            if live and live_matches(store, live, Recorded(bytes=entry.get("bytes") or 0, sha256=entry["sha256"], etag=entry.get("etag"))):
+            if live and live_matches(store, live, Recorded.of(entry)):
                 entries[name] = entry
                 merged += 1
     if merged:

@@ -49,9 +49,8 @@ def plan_run(
         sku, _, name = key.partition("/")
         if entry.get("fingerprint"):
             previous.setdefault(sku, {})[name] = entry["fingerprint"]
-            if entry.get("bytes") and entry.get("sha256"):
-                recorded.setdefault(sku, {})[name] = Recorded(bytes=int(entry["bytes"]), sha256=entry["sha256"],
-                                                              etag=entry.get("etag"))
+            if (rec := Recorded.of(entry)) is not None:
+                recorded.setdefault(sku, {})[name] = rec
     items = [WorkItem(product=p, seed=seed_for(p.sku, 0, spec.version), previous=previous.get(p.sku, {}),
                       recorded=recorded.get(p.sku, {})) for p in todo]
     chunks = [Chunk(index=i // chunk_size, items=items[i : i + chunk_size]) for i in range(0, len(items), chunk_size)]

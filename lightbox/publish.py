@@ -35,7 +35,7 @@ def publish_output(o: Output, store: Store, brand: str, run_id: str, manifest: d
         return o.model_copy(update={"published": "review", "uri": store.uri(dest)}).charged(store.waited_since(mark))
     final = store.key_of(o.uri or "")
     entry = manifest.get(f"{o.sku}/{o.name}", {})
-    recorded = Recorded(bytes=entry["bytes"], sha256=entry["sha256"], etag=entry.get("etag")) if entry.get("sha256") == o.sha256 else None
+    recorded = Recorded.of(entry) if entry.get("sha256") == o.sha256 else None
     same = recorded is not None and live_matches(store, final, recorded)
     if not same and (recorded is None or not store.local):  # no record, or an ETag that changed: hash what is live
         same = live_matches(store, final, Recorded(bytes=o.bytes, sha256=o.sha256 or ""))

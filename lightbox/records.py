@@ -51,6 +51,13 @@ class Recorded(_Record):
     sha256: str
     etag: str | None = Field(None, description="the store's ETag just after the write (object stores), else None")
 
+    @classmethod
+    def of(cls, entry: dict[str, Any]) -> Recorded | None:
+        """What a manifest or journal entry records of its live object; None when it records no bytes."""
+        if not entry.get("bytes") or not entry.get("sha256"):
+            return None
+        return cls(bytes=int(entry["bytes"]), sha256=entry["sha256"], etag=entry.get("etag"))
+
 
 class WorkItem(_Record):
     """One product to render, with what the planner knows of its previous outputs."""

@@ -143,15 +143,6 @@ class Store:
     def exists(self, key: str) -> bool:
         return self._retrying(lambda: self.fs.exists(self.path(key)), key, "check")
 
-    def size(self, key: str) -> int | None:
-        def size() -> int | None:
-            try:
-                return int(self.fs.size(self.path(key)))
-            except FileNotFoundError:
-                return None
-
-        return self._retrying(size, key, "check")
-
     def tally(self) -> tuple[int, float]:
         """(transient failures waited out, seconds waited) so far: take one before an output's storage work and
         pass it to :meth:`waited_since` after, to charge the wait to that output."""

@@ -11,12 +11,12 @@ from lightbox.storage import Store, resolve_relative
 
 def test_write_read_copy_list(store):
     store.write_atomic("b/sku/a.jpg", b"abc")
-    assert store.read("b/sku/a.jpg") == b"abc" and store.size("b/sku/a.jpg") == 3
+    assert store.read("b/sku/a.jpg") == b"abc" and store.stamp("b/sku/a.jpg")[0] == 3
     store.copy_atomic("b/sku/a.jpg", "b/sku/c.jpg")
     assert store.list("b") == ["b/sku/a.jpg", "b/sku/c.jpg"]
     assert store.key_of(store.uri("b/sku/c.jpg")) == "b/sku/c.jpg"
     store.delete_prefix("b/sku")
-    assert store.list("b") == [] and store.size("b/sku/a.jpg") is None
+    assert store.list("b") == [] and store.stamp("b/sku/a.jpg") is None
     with pytest.raises(FileNotFoundError):
         store.read("b/sku/a.jpg")
 
