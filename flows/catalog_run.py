@@ -25,8 +25,8 @@ from lightbox.specs import BrandSpec
 from flows.review import operator_review
 from tasks.report import artifact_key, report_run, report_stopped
 from tasks.stages import (
-    commit,
     generate_chunk,
+    export_manifest,
     ingest_catalog,
     invalidate_cdn,
     load_spec,
@@ -136,8 +136,8 @@ def _run(catalog: str, spec: BrandSpec, brand: str, out: str, chunk_size: int, l
     if approved and hooks.subscribers:
         notified = [*notified, notify_published.submit(approved, spec, ctx, hooks, chunk_index=-1)]
     outputs = reviewed
-    lock.ensure_held()  # a run whose lease ran out (it hung) must not write the manifest over the next run's
-    manifest_uri = commit(outputs, spec, ctx)
+    lock.ensure_held()  # a run whose lease ran out (it hung) must not write the export over the next run's
+    manifest_uri = export_manifest(approved, spec, ctx, skus)
     cdn = invalidate_cdn(outputs, spec, ctx, return_state=True)
     # 7. Report
     summary = report_run(

@@ -30,7 +30,7 @@ from lightbox.imaging.cutout import CutOut, cut_out_many
 from lightbox.imaging.decode import decode_image
 from lightbox.imaging.segmentation import segmenter_for
 from lightbox.quality.checks import decode_output, fidelity, measure
-from lightbox.manifest import live_matches
+from lightbox.state import live_matches
 from lightbox.records import Chunk, Output, Product, RunContext, WorkItem, seed_for
 from lightbox.specs.models import BrandSpec, ChannelPreset, Look, resolve_look, template_fields
 from lightbox.storage import Store

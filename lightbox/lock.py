@@ -155,10 +155,10 @@ class BrandLock:
         return self._lost.is_set()
 
     def ensure_held(self) -> None:
-        """Raise before a write that only the holder may make (the manifest commit)."""
+        """Raise before a write that only the holder may make (the manifest export)."""
         if self.lost or not self.renew():
             raise LockLost(f"brand {self.brand}: this run's lock lease ran out and another run took the brand; "
-                           "stopping before writing the manifest")
+                           "stopping before writing the manifest export")
 
     def _heartbeat(self) -> None:
         while not self._stop.wait(self.ttl / 3):

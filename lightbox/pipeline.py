@@ -16,13 +16,13 @@ from lightbox.engines import build_engines, prepare_ai
 from lightbox.imaging.segmentation import prepare_segmentation
 from lightbox.errors import ValidationThresholdError
 from lightbox.generate import generate_chunk
-from lightbox.manifest import commit_manifest, load_manifest, manifest_key
 from lightbox.plan import plan_run
 from lightbox.publish import publish_chunk
 from lightbox.quality import check_chunk
 from lightbox.records import RunContext
 from lightbox.report import RunSummary, catalog_checks, engine_note, summarise, write_summary
 from lightbox.specs import load_brand_spec, spec_channels
+from lightbox.state import RunState
 from lightbox.storage import Store
 
 
@@ -41,19 +41,21 @@ def run_plain(
     result = validate_catalog(frame, spec)
     if result.invalid_share > spec.quality.max_invalid_share:
         raise ValidationThresholdError(f"{len(result.quarantined)} of {result.total} catalog rows are invalid")
-    plan = plan_run(to_products(result.valid), spec, load_manifest(store, spec.name), chunk_size)
+    state = RunState.of(store)
+    state.ensure_brand(store, spec.name)
+    plan = plan_run(to_products(result.valid), spec, state.entries(spec.name), chunk_size)
     outputs = []
     for chunk in plan.chunks:
         generated = generate_chunk(chunk, spec, channels, ctx, store, engines)
         checked = check_chunk(generated, spec, channels, store)
-        outputs.extend(publish_chunk(checked, store, spec.name, ctx.run_id, load_manifest(store, spec.name), chunk.index))
-    commit_manifest(store, spec.name, outputs, ctx.run_id)
+        outputs.extend(publish_chunk(checked, store, state, spec.name, ctx.run_id))
+    manifest_uri = state.export(store, spec.name)
     cons, previous, review_uri = catalog_checks(store, spec.name, ctx.run_id, outputs)
     summary = summarise(
         run_id=ctx.run_id, brand=spec.name, spec_version=spec.version, catalog=catalog, store=store,
         ingested=result.total, quarantine=result.quarantined, warnings=result.warnings, skipped=result.skipped + plan.skipped,
         products=plan.products, outputs=outputs, wall_s=time.perf_counter() - started,
-        manifest_uri=store.uri(manifest_key(spec.name)), engine_note=engine_note(spec, ctx.ai_fallback),
+        manifest_uri=manifest_uri, engine_note=engine_note(spec, ctx.ai_fallback),
         consistency=cons, consistency_previous=previous, review_uri=review_uri,
         max_failed_share=spec.quality.max_failed_share,
     )

@@ -87,13 +87,13 @@ def new_run_id() -> str:
 def write_stopped_run(store: Store, spec: BrandSpec, run_id: str, catalog: str, *, ingested: int, quarantined: list[QuarantinedRow],
                       warnings: list[QuarantinedRow], skipped: list[QuarantinedRow], reason: str, wall_s: float) -> RunSummary:
     """The report of a run that stopped before rendering: summary.json, quarantine.csv, latest-run.json.
-    Nothing else is written and the manifest is not touched."""
-    from lightbox.manifest import manifest_key
+    Nothing else is written and the run state is not touched."""
+    from lightbox.state import export_keys
 
     summary = summarise(
         run_id=run_id, brand=spec.name, spec_version=spec.version, catalog=catalog, store=store, ingested=ingested,
         quarantine=quarantined, warnings=warnings, skipped=skipped, products=0, outputs=[], wall_s=wall_s,
-        manifest_uri=store.uri(manifest_key(spec.name)), stopped=reason,
+        manifest_uri=store.uri(export_keys(spec.name)[1]), stopped=reason,
     )
     write_summary(store, summary)
     return summary
@@ -104,21 +104,23 @@ def unchanged_run(catalog: str, brand_uri: str, spec: BrandSpec, store: Store, c
     """When every output of the planned products is unchanged (fingerprints from the photos' bytes match the
     manifest and the objects exist), the run's summary - written, with no flow run - else None. Stops at the
     first output that would render. Only for studio specs (an AI engine is identified once its model loads),
-    and only when no earlier run left staging or journals behind (the flow run sweeps them under the lock)."""
+    only once the run state knows the brand (a first run imports the previous state under the lock), and
+    only when no earlier run left staging behind (the flow run sweeps it under the lock)."""
     from lightbox.catalog.ingest import to_products
     from lightbox.engines import build_engines, uses_ai
     from lightbox.fetch import SourceFetcher
     from lightbox.generate import all_unchanged
-    from lightbox.manifest import load_manifest, manifest_key
     from lightbox.plan import plan_run
     from lightbox.publish import leftovers
     from lightbox.records import RunContext
     from lightbox.specs.loader import spec_channels
+    from lightbox.state import RunState, export_keys
 
-    if uses_ai(spec) or leftovers(store, spec.name):
+    state = RunState.of(store)
+    if uses_ai(spec) or not state.knows(spec.name) or leftovers(store, spec.name):
         return None
     known = {q.sku for q in checked.quarantined + checked.skipped}
-    plan = plan_run(to_products(checked.valid), spec, load_manifest(store, spec.name), chunk_size, only=skus, known=known)
+    plan = plan_run(to_products(checked.valid), spec, state.entries(spec.name, skus), chunk_size, only=skus, known=known)
     ctx = RunContext(run_id=new_run_id(), brand_uri=brand_uri, out_uri=store.root_uri, fetch=policy.for_catalog(catalog))
     items = [item for chunk in plan.chunks for item in chunk.items]
     outputs = all_unchanged(items, spec, spec_channels(spec), ctx, store, build_engines(spec, None), SourceFetcher(ctx.fetch, ctx.run_id))
@@ -128,7 +130,7 @@ def unchanged_run(catalog: str, brand_uri: str, spec: BrandSpec, store: Store, c
         run_id=ctx.run_id, brand=spec.name, spec_version=spec.version, catalog=catalog, store=store, ingested=checked.total,
         quarantine=checked.quarantined, warnings=checked.warnings, skipped=checked.skipped + plan.skipped,
         products=plan.products, outputs=outputs, wall_s=time.perf_counter() - started,
-        manifest_uri=store.uri(manifest_key(spec.name)), max_failed_share=spec.quality.max_failed_share,
+        manifest_uri=store.uri(export_keys(spec.name)[1]), max_failed_share=spec.quality.max_failed_share,
     ).model_copy(update={"skus_requested": skus, "unknown_skus": plan.unknown_skus})
     write_summary(store, summary)
     return summary

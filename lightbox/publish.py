@@ -1,8 +1,9 @@
 """Publish stage: move QC-passed outputs from staging to the live layout, failed ones to review.
 
 Idempotent: an object already holding the same bytes is not written again (checked by size, then by
-hashing the live object on disk, or on an object store by the ETag the manifest recorded after the write).
-Atomic: see :class:`lightbox.storage.Store`.
+hashing the live object on disk, or on an object store by the ETag the state recorded after the write).
+Atomic: see :class:`lightbox.storage.Store`. Recorded: each chunk commits what it made live to the run state
+(:mod:`lightbox.state`) before its task returns, failing part-way included.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from lightbox.lock import LockLost, superseded
-from lightbox.manifest import live_matches, recover_journals, spool_dir, write_journal
 from lightbox.records import Output, Recorded
+from lightbox.state import RunState, live_matches
 from lightbox.storage import Store
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ def review_key(brand: str, run_id: str, sku: str, channel_file: str) -> str:
     return f"{brand}/_review/{run_id}/{sku}/{channel_file}"
 
 
-def publish_output(o: Output, store: Store, brand: str, run_id: str, manifest: dict[str, dict[str, Any]]) -> Output:
+def publish_output(o: Output, store: Store, brand: str, run_id: str, entries: dict[str, dict[str, Any]]) -> Output:
     if o.status != "rendered":
         return o.model_copy(update={"published": "unchanged" if o.status == "unchanged" else "no"})
     mark = store.tally()
@@ -34,7 +35,7 @@ def publish_output(o: Output, store: Store, brand: str, run_id: str, manifest: d
         store.copy_atomic(staged, dest)
         return o.model_copy(update={"published": "review", "uri": store.uri(dest)}).charged(store.waited_since(mark))
     final = store.key_of(o.uri or "")
-    entry = manifest.get(f"{o.sku}/{o.name}", {})
+    entry = entries.get(f"{o.sku}/{o.name}", {})
     recorded = Recorded.of(entry) if entry.get("sha256") == o.sha256 else None
     same = recorded is not None and live_matches(store, final, recorded)
     if not same and (recorded is None or not store.local):  # no record, or an ETag that changed: hash what is live
@@ -63,20 +64,22 @@ def approve_output(o: Output, store: Store, live_key: str) -> Output:
                                 "qc_reasons": [*o.qc_reasons, APPROVED]})
 
 
-def publish_chunk(outputs: list[Output], store: Store, brand: str, run_id: str, manifest: dict[str, dict[str, Any]],
-                  chunk: int | str = 0, lock_generation: int | None = None) -> list[Output]:
-    """Publish a chunk's outputs, then journal what went live (recorded before the task returns). With the
-    run's ``lock_generation``, every publish is fenced: once another run took the brand over (this one hung
-    past its lease) nothing more is written and :class:`LockLost` is raised."""
+def publish_chunk(outputs: list[Output], store: Store, state: RunState, brand: str, run_id: str,
+                  lock_generation: int | None = None) -> list[Output]:
+    """Publish a chunk's outputs, then commit what went live to the run state (one transaction, before the
+    task returns; a chunk failing part-way records what it did publish). With the run's ``lock_generation``,
+    every publish is fenced: once another run took the brand over (this one hung past its lease) nothing
+    more is written and :class:`LockLost` is raised."""
+    entries = state.entries(brand, {o.sku for o in outputs if o.status == "rendered"})
     done: list[Output] = []
     try:
         for o in outputs:
             if lock_generation is not None and o.status == "rendered" and superseded(store, brand, lock_generation):
                 raise LockLost(f"brand {brand}: run {run_id} lost the brand lock (its lease ran out and another run took "
                                f"it); stopped before publishing {o.sku}/{o.name}")
-            done.append(publish_output(o, store, brand, run_id, manifest))
-    finally:  # failing part-way (storage gone past its budget): what did go live is journaled all the same
-        write_journal(store, brand, run_id, chunk, done)
+            done.append(publish_output(o, store, brand, run_id, entries))
+    finally:  # failing part-way (storage gone past its budget): what did go live is recorded all the same
+        state.record(brand, done, run_id)
     log.info(
         "published %d, unchanged %d, to review %d",
         sum(o.published == "written" for o in done),
@@ -87,20 +90,15 @@ def publish_chunk(outputs: list[Output], store: Store, brand: str, run_id: str, 
 
 
 def leftovers(store: Store, brand: str) -> bool:
-    """Whether earlier runs of the brand left work for :func:`sweep_stale`: staging, unmerged journals
-    (in the storage or spooled on this machine)."""
-    if any(spool_dir(store, brand).glob("*/*.json")):
-        return True
-    return any("/staging/" in k or "/journal/" in k for k in store.list(f"{brand}/_runs"))
+    """Whether earlier runs of the brand left staging behind for :func:`sweep_stale`."""
+    return any("/staging/" in k for k in store.list(f"{brand}/_runs"))
 
 
 def sweep_stale(store: Store, brand: str, current_run: str, retention_s: float | None = None) -> dict[str, int]:
-    """At the start of a run that holds the brand lock (so no other run of the brand is alive): merge the
-    journals of earlier runs that never committed their manifest (what they made live is recorded), remove
+    """At the start of a run that holds the brand lock (so no other run of the brand is alive): remove
     the staging folders of earlier runs (killed or crashed ones never removed theirs) older than ``retention_s``
     (``$LIGHTBOX_STAGING_RETENTION_S``, default 0: all of them), and stale local temporary files. Review
     folders are kept until an operator decides. Returns what was removed."""
-    recovered = recover_journals(store, brand, current_run)
     retention = float(os.environ.get("LIGHTBOX_STAGING_RETENTION_S") or 0) if retention_s is None else retention_s
     now = datetime.now(timezone.utc)
     swept = 0
@@ -119,4 +117,4 @@ def sweep_stale(store: Store, brand: str, current_run: str, retention_s: float |
     temps = store.sweep_temp()
     if swept or temps:
         log.info("%s: swept the staging of %d earlier runs and %d stale temporary files", brand, swept, temps)
-    return {"staging": swept, "temp_files": temps, "recovered": recovered}
+    return {"staging": swept, "temp_files": temps}

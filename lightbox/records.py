@@ -53,7 +53,7 @@ class Recorded(_Record):
 
     @classmethod
     def of(cls, entry: dict[str, Any]) -> Recorded | None:
-        """What a manifest or journal entry records of its live object; None when it records no bytes."""
+        """What a state entry records of its live object; None when it records no bytes."""
         if not entry.get("bytes") or not entry.get("sha256"):
             return None
         return cls(bytes=int(entry["bytes"]), sha256=entry["sha256"], etag=entry.get("etag"))

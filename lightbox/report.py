@@ -160,13 +160,12 @@ def _md(text: object) -> str:
 
 
 def catalog_checks(store: Store, brand: str, run_id: str, outputs: list[Output]) -> tuple[dict[str, Any], float | None, str]:
-    """Consistency of the live catalog (from the manifest, compared with the previous run's score)
-    and this run's review gallery. Returns (consistency, previous score, gallery URI)."""
-    from lightbox.manifest import load_manifest
-    from lightbox.quality.consistency import consistency
+    """Consistency of the live catalog (kept incrementally by the run state, compared with the previous
+    run's score) and this run's review gallery. Returns (consistency, previous score, gallery URI)."""
     from lightbox.quality.gallery import build_gallery
+    from lightbox.state import RunState
 
-    current = consistency(load_manifest(store, brand))
+    current = RunState.of(store).consistency(brand)
     try:
         previous = json.loads(store.read(f"{brand}/consistency.json")).get("score")
     except FileNotFoundError:

@@ -17,7 +17,6 @@ from lightbox.engines import build_engines, prepare_ai, uses_ai
 from lightbox.generate import generate_chunk as _generate_chunk
 from lightbox.generate import output_key
 from lightbox.imaging.segmentation import prepare_segmentation
-from lightbox.manifest import commit_manifest, load_manifest, manifest_key
 from lightbox.plan import Plan
 from lightbox.preflight import reason_lines, rejection
 from lightbox.plan import plan_run as _plan_run
@@ -28,6 +27,7 @@ from lightbox.quality import check_chunk
 from lightbox.records import Chunk, Output, QuarantinedRow, RunContext
 from lightbox.report import run_key
 from lightbox.specs import BrandSpec, load_brand_spec, spec_channels
+from lightbox.state import RunState
 from lightbox.storage import Store
 from lightbox.webhooks import Delivery, Notifier, WebhookConfig, product_events
 from tasks._policy import RETRY_DELAYS, ensure_concurrency_limit, retry_transient
@@ -88,13 +88,18 @@ def prepare_cutout(spec: BrandSpec) -> str | None:
 
 @task(name="sweep-stale", **RETRIES)
 def sweep_stale(spec: BrandSpec, ctx: RunContext) -> dict[str, int]:
-    """Staging of earlier runs of this brand (killed ones never removed theirs) and stale temporary files;
-    runs while this run holds the brand lock, so none of them is alive."""
-    swept = _sweep_stale(Store(ctx.out_uri), spec.name, ctx.run_id)
+    """The brand's run state on first use (imports a v1 manifest or the last export), then the staging of
+    earlier runs of this brand (killed ones never removed theirs) and stale temporary files; runs while this
+    run holds the brand lock, so none of them is alive."""
+    store = Store(ctx.out_uri)
+    imported = RunState.of(store).ensure_brand(store, spec.name)
+    swept = _sweep_stale(store, spec.name, ctx.run_id)
+    logger = get_run_logger()
+    if imported:
+        logger.info("run state: imported %d entries of %s from its storage", imported, spec.name)
     if any(swept.values()):
-        get_run_logger().info("recorded %d outputs journaled by uncommitted runs; swept the staging of %d earlier runs, "
-                              "%d stale temporary files", swept["recovered"], swept["staging"], swept["temp_files"])
-    return swept
+        logger.info("swept the staging of %d earlier runs, %d stale temporary files", swept["staging"], swept["temp_files"])
+    return {**swept, "imported": imported}
 
 
 @task(name="ingest", **RETRIES)
@@ -135,7 +140,7 @@ def plan_run(validated: Validated, spec: BrandSpec, ctx: RunContext, chunk_size:
     store = Store(ctx.out_uri)
     frame = pd.read_parquet(io.BytesIO(store.read(store.key_of(validated.valid_uri))))
     known = {q.sku for q in validated.quarantined + validated.skipped}
-    plan = _plan_run(to_products(frame), spec, load_manifest(store, spec.name), chunk_size, only=skus, known=known)
+    plan = _plan_run(to_products(frame), spec, RunState.of(store).entries(spec.name, skus), chunk_size, only=skus, known=known)
     logger = get_run_logger()
     logger.info("%d products in %d chunks; %d skipped", plan.products, len(plan.chunks), len(plan.skipped))
     if plan.unknown_skus:
@@ -170,16 +175,22 @@ def quality_check_chunk(outputs: list[Output], spec: BrandSpec, ctx: RunContext,
 
 @task(name="publish", task_run_name="publish-{chunk_index}", **RETRIES)
 def publish_chunk(outputs: list[Output], spec: BrandSpec, ctx: RunContext, chunk_index: int) -> list[Output]:
+    """Publish the chunk and commit its rows to the run state (a state that cannot be written fails the
+    chunk, which is retried: what went live is then found live and recorded)."""
     store = Store(ctx.out_uri)
-    return _publish_chunk(outputs, store, spec.name, ctx.run_id, load_manifest(store, spec.name), chunk_index,
-                          lock_generation=ctx.lock_generation)
+    return _publish_chunk(outputs, store, RunState.of(store), spec.name, ctx.run_id, lock_generation=ctx.lock_generation)
 
 
-@task(name="commit-manifest", **RETRIES)
-def commit(outputs: list[Output], spec: BrandSpec, ctx: RunContext) -> str:
+@task(name="export-manifest", **RETRIES)
+def export_manifest(approved: list[Output], spec: BrandSpec, ctx: RunContext, skus: list[str] | None = None) -> str:
+    """Record operator-approved outputs (published after their chunk), then the consumers' export: the whole
+    manifest (Parquet + JSON Lines) after a catalog run, this run's changed rows after a SKU-scoped one."""
     store = Store(ctx.out_uri)
-    commit_manifest(store, spec.name, outputs, ctx.run_id)
-    return store.uri(manifest_key(spec.name))
+    state = RunState.of(store)
+    state.record(spec.name, approved, ctx.run_id)
+    uri = state.write_changes(store, spec.name, ctx.run_id) if skus is not None else state.export(store, spec.name)
+    get_run_logger().info("manifest export %s", uri)
+    return uri
 
 
 @task(name="notify", task_run_name="notify-{chunk_index}")

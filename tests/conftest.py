@@ -64,8 +64,10 @@ def s3_server():
 
 
 @pytest.fixture
-def s3_bucket(s3_server):
-    """A fresh bucket per test (moto reset before each), and s3fs's instance cache cleared."""
+def s3_bucket(s3_server, tmp_path_factory, monkeypatch):
+    """A fresh bucket per test (moto reset before each), s3fs's instance cache cleared, and a fresh
+    LIGHTBOX_HOME (an S3 root's run state lives there: the bucket's name is the same in every test)."""
+    monkeypatch.setenv("LIGHTBOX_HOME", str(tmp_path_factory.mktemp("lightbox-home")))
     import boto3
     import requests
     import s3fs

@@ -19,7 +19,7 @@ from lightbox.errors import ItemError
 from lightbox.generate import fill_template
 from lightbox.imaging.compose import digital_source_type, encode, layout, resample_product
 from lightbox.imaging.cutout import cut_out
-from lightbox.manifest import load_manifest
+from lightbox.state import RunState
 from lightbox.pipeline import run_plain
 from lightbox.records import Product
 from lightbox.specs import load_brand_spec, load_channel_presets, resolve_look
@@ -183,7 +183,7 @@ def test_ai_run_end_to_end_labels_ai_outputs_and_records_generation(ai_spec_path
     out = tmp_path / "out"
     s = run_plain(str(catalog), str(ai_spec_path), str(out))
     assert s.published == 6 and s.failed == 0 and s.engine.startswith("diffusers ")
-    entries = load_manifest(Store(str(out)), "acme-home")
+    entries = RunState.of(Store(str(out))).entries("acme-home")
     for _key, e in entries.items():
         data = Path(e["uri"]).read_bytes()
         label = digital_source_type(data)
@@ -203,7 +203,7 @@ def test_rerender_is_bit_identical(ai_spec_path, tmp_path):
     catalog = make_catalog(tmp_path / "cat", n_good=1)
     a = run_plain(str(catalog), str(ai_spec_path), str(tmp_path / "a"))
     b = run_plain(str(catalog), str(ai_spec_path), str(tmp_path / "b"))
-    ea, eb = (load_manifest(Store(str(tmp_path / d)), "acme-home") for d in ("a", "b"))
+    ea, eb = (RunState.of(Store(str(tmp_path / d))).entries("acme-home") for d in ("a", "b"))
     assert a.published == b.published == 3
     assert {k: v["sha256"] for k, v in ea.items()} == {k: v["sha256"] for k, v in eb.items()}
 
@@ -214,7 +214,7 @@ def test_variants_are_separate_outputs_with_their_own_seeds(ai_spec_path, tmp_pa
     spec.write_text(text)
     catalog = make_catalog(tmp_path / "cat", n_good=1)
     s = run_plain(str(catalog), str(spec), str(tmp_path / "out"))
-    entries = load_manifest(Store(str(tmp_path / "out")), "acme-home")
+    entries = RunState.of(Store(str(tmp_path / "out"))).entries("acme-home")
     assert sorted(entries) == sorted(["GOOD-0/amazon_main", "GOOD-0/shopify_square", "GOOD-0/shopify_square-v2",
                                       "GOOD-0/google_merchant", "GOOD-0/google_merchant-v2"])
     assert entries["GOOD-0/shopify_square"]["seed"] != entries["GOOD-0/shopify_square-v2"]["seed"]
@@ -228,7 +228,7 @@ def test_model_that_cannot_load_falls_back_to_studio_when_the_spec_says_so(ai_sp
     catalog = make_catalog(tmp_path / "cat", n_good=1)
     s = run_plain(str(catalog), str(bad), str(tmp_path / "out"))
     assert s.published == 3 and "AI fallback: cannot load diffusion model '/nonexistent/" in s.engine
-    entries = load_manifest(Store(str(tmp_path / "out")), "acme-home")
+    entries = RunState.of(Store(str(tmp_path / "out"))).entries("acme-home")
     assert {e["engine"] for e in entries.values()} == {"studio"}
     bad.write_text(bad.read_text().replace("fallback: studio", "fallback: fail"))
     with pytest.raises(ModelLoadError, match="/nonexistent/"):

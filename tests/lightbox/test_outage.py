@@ -13,7 +13,6 @@ import boto3
 import pytest
 import s3fs
 
-from lightbox.manifest import load_manifest, spool_dir
 from lightbox.pipeline import run_plain
 from lightbox.publish import sweep_stale
 from lightbox.storage import TMP_DIR, Store
@@ -129,15 +128,15 @@ def test_a_25_second_s3_outage_mid_publish_is_waited_out(tmp_path, s3_bucket, s3
     monkeypatch.setenv("LIGHTBOX_S3_ENDPOINT_URL", s3_server)
     s3fs.S3FileSystem.clear_instance_cache()
     store = Store(f"s3://{s3_bucket}/live")
-    manifest = load_manifest(store, "acme-home")
+    manifest = RunState.of(store).entries("acme-home")
     assert len(manifest) == 12
     assert all(store.sha256(store.key_of(e["uri"])) == e["sha256"] for e in manifest.values())
 
 
 def test_an_outage_past_the_budget_fails_the_run_with_what_went_live_recorded(tmp_path, s3_bucket, s3_server, monkeypatch):
     """Storage goes away mid-chunk and stays away past the retry budget: the run fails, but the objects the
-    chunk had already made live are journaled; once storage is back, the next run records them (bytes
-    checked) and writes only what never went live."""
+    chunk had already made live are recorded in the run state (its table does not live in the storage);
+    once storage is back, the next run writes only what never went live."""
     proxy = FlakyProxy(int(s3_server.rsplit(":", 1)[1]))
     monkeypatch.setenv("LIGHTBOX_S3_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
     monkeypatch.setenv("LIGHTBOX_STORAGE_RETRY_S", "3")
@@ -170,17 +169,15 @@ def test_an_outage_past_the_budget_fails_the_run_with_what_went_live_recorded(tm
     proxy.up()
     s3fs.S3FileSystem.clear_instance_cache()
     store = Store(f"s3://{s3_bucket}/live")
-    assert load_manifest(store, "acme-home") == {}  # never committed ...
-    swept = sweep_stale(store, "acme-home", current_run="20261125T110000Z-resume00")
-    # ... but journaled (spooled on this machine while the storage was down) and recorded by the next run; a
-    # PUT that landed while its answer was cut is not in the journal: the next run re-renders it and finds it live
-    assert len(before) - 1 <= swept["recovered"] <= len(before)
-    assert not list(spool_dir(store, "acme-home").glob("*/*.json"))
+    recorded = RunState.of(store).entries("acme-home")
+    # a PUT that landed while its answer was cut is not recorded: the next run re-renders it and finds it live
+    assert len(before) - 1 <= len(recorded) <= len(before)
+    assert all(store.key_of(e["uri"]) in {k.removeprefix("live/") for k in before} for e in recorded.values())
     again = run_plain(str(catalog), ACME, f"s3://{s3_bucket}/live", chunk_size=4, run_id="20261125T110000Z-resume00")
-    assert again.unchanged == swept["recovered"] and again.published == 12 - len(before)
+    assert again.unchanged == len(recorded) and again.published == 12 - len(before)
     after = live_keys()
     assert {k: after[k] for k in before} == before  # nothing that was live was written again
-    manifest = load_manifest(store, "acme-home")
+    manifest = RunState.of(store).entries("acme-home")
     assert len(manifest) == 12 and all(e["etag"] for e in manifest.values())
     proxy.down()
 
@@ -198,7 +195,7 @@ def test_on_s3_an_object_overwritten_behind_the_manifest_is_not_unchanged(tmp_pa
     again = run_plain(str(catalog), ACME, out, chunk_size=2, run_id="second")
     assert again.unchanged == 5 and again.generated == 1 and again.published == 1
     assert store.read(key) == good
-    manifest = load_manifest(store, "acme-home")
+    manifest = RunState.of(store).entries("acme-home")
     assert all(store.sha256(store.key_of(e["uri"])) == e["sha256"] for e in manifest.values())
 
 

@@ -3,13 +3,14 @@
 import io
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
-from lightbox.manifest import load_manifest
+from lightbox.state import RunState
 from lightbox.pipeline import run_plain
 from lightbox.storage import Store
 from tests.conftest import ACME
@@ -109,24 +110,26 @@ def test_second_run_republishes_nothing_and_loses_nothing(tmp_path):
     out = tmp_path / "out"
     first = run_plain(str(catalog), ACME, str(out))
     before = _snapshot(out / "acme-home")
-    manifest_before = load_manifest(Store(str(out)), "acme-home")
+    manifest_before = RunState.of(Store(str(out))).entries("acme-home")
     second = run_plain(str(catalog), ACME, str(out))
     assert (first.published, first.generated) == (9, 9)
     assert (second.published, second.generated, second.unchanged) == (0, 0, 9)
     assert _snapshot(out / "acme-home") == before
-    assert load_manifest(Store(str(out)), "acme-home") == manifest_before
+    assert RunState.of(Store(str(out))).entries("acme-home") == manifest_before
 
 
-def test_crash_after_publish_before_manifest_writes_nothing_twice(tmp_path):
+def test_state_lost_after_publish_writes_nothing_twice(tmp_path):
     catalog = make_catalog(tmp_path / "cat")
     out = tmp_path / "out"
     run_plain(str(catalog), ACME, str(out))
     before = _snapshot(out / "acme-home")
-    os.remove(out / "acme-home" / "manifest.json")  # the crash: images live, manifest never written
+    shutil.rmtree(out / "_lightbox")  # the state and the exports gone, the images live
+    for name in ("manifest.jsonl", "manifest.parquet"):
+        os.remove(out / "acme-home" / name)
     again = run_plain(str(catalog), ACME, str(out))
     assert again.generated == 9 and again.published == 0  # re-rendered, byte-identical, not rewritten
     assert _snapshot(out / "acme-home") == before
-    entries = load_manifest(Store(str(out)), "acme-home")
+    entries = RunState.of(Store(str(out))).entries("acme-home")
     assert len(entries) == 9  # and the manifest is whole again
 
 
@@ -136,7 +139,7 @@ def test_manifest_records_what_was_published(tmp_path):
     catalog = make_catalog(tmp_path / "cat", n_good=1)
     out = tmp_path / "out"
     s = run_plain(str(catalog), ACME, str(out))
-    entries = load_manifest(Store(str(out)), "acme-home")
+    entries = RunState.of(Store(str(out))).entries("acme-home")
     e = entries["GOOD-0/amazon_main"]
     data = Path(e["uri"]).read_bytes()
     assert e["sha256"] == hashlib.sha256(data).hexdigest() and e["bytes"] == len(data)
@@ -155,7 +158,7 @@ def test_changed_source_photo_rerenders_only_that_product(tmp_path):
     (tmp_path / "cat" / "img" / "good-1.jpg").write_bytes(to_bytes(im, "JPEG", quality=92))
     s = run_plain(str(catalog), ACME, str(out))
     assert (s.generated, s.published, s.unchanged) == (3, 3, 6)
-    assert {e["sku"] for e in load_manifest(Store(str(out)), "acme-home").values() if e["run_id"] == s.run_id} == {"GOOD-1"}
+    assert {e["sku"] for e in RunState.of(Store(str(out))).entries("acme-home").values() if e["run_id"] == s.run_id} == {"GOOD-1"}
 
 
 def test_changed_brand_background_rerenders_only_channels_it_reaches(tmp_path):
@@ -167,7 +170,7 @@ def test_changed_brand_background_rerenders_only_channels_it_reaches(tmp_path):
     spec2 = tmp_path / "acme2.yaml"
     spec2.write_text(spec_text)
     s = run_plain(str(catalog), str(spec2), str(out))
-    rerendered = {e["channel"] for e in load_manifest(Store(str(out)), "acme-home").values() if e["run_id"] == s.run_id}
+    rerendered = {e["channel"] for e in RunState.of(Store(str(out))).entries("acme-home").values() if e["run_id"] == s.run_id}
     assert rerendered == {"shopify_square", "google_merchant"} and s.unchanged == 3
 
 
@@ -179,7 +182,7 @@ def test_same_run_on_s3(tmp_path, s3_bucket):
     store = Store(out)
     keys = store.list("acme-home")
     assert first.published == 6 and second.published == 0 and second.unchanged == 6
-    assert "acme-home/GOOD-0/amazon_main.jpg" in keys and "acme-home/manifest.json" in keys
+    assert "acme-home/GOOD-0/amazon_main.jpg" in keys and "acme-home/manifest.jsonl" in keys
     assert not [k for k in keys if "/staging/" in k]
     assert Image.open(io.BytesIO(store.read("acme-home/GOOD-1/shopify_square.jpg"))).size == (2048, 2048)
 
@@ -204,7 +207,7 @@ def test_a_scene_photo_is_refused_without_a_model_and_cut_by_one_with_it(tmp_pat
     assert all(f["reason"].startswith("cut-out refused: no plain backdrop in the source photo; configure cutout.model")
                for f in refused)
     assert not any(p["sku"] == "SCENE-1" for p in summary.published_images)
-    manifest = load_manifest(Store(out), "acme-home")
+    manifest = RunState.of(Store(out)).entries("acme-home")
     assert {e["cutout"]["method"] for e in manifest.values()} == {"backdrop"}
     assert all(e["cutout"]["reason"].startswith("plain backdrop") for e in manifest.values())
     assert summary.cutouts["counts"] == {"backdrop": 2, "refused": 1}

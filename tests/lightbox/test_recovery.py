@@ -86,7 +86,7 @@ def test_after_an_aborted_update_the_state_tells_the_truth(tmp_path):
     """A run with a changed spec is killed mid-publish: its new bytes are live, the manifest still describes
     the old ones. Resuming with the previous spec must not call those outputs "unchanged" because their
     fingerprint matches and the object exists: every live object ends equal to the manifest's hash."""
-    from lightbox.manifest import load_manifest
+    from lightbox.state import RunState
     from lightbox.pipeline import run_plain
     from lightbox.storage import Store
 
@@ -101,43 +101,40 @@ def test_after_an_aborted_update_the_state_tells_the_truth(tmp_path):
             target = out / "acme-home" / p.parent.name / p.name
             target.write_bytes(p.read_bytes())
     store = Store(str(out))
-    manifest = load_manifest(store, "acme-home")
+    manifest = RunState.of(store).entries("acme-home")
     lying = [k for k, e in manifest.items() if store.sha256(store.key_of(e["uri"])) != e["sha256"]]
     assert len(lying) == 6  # GOOD-0 and GOOD-1, every channel
 
     resumed = run_plain(str(catalog), ACME, str(out), chunk_size=2, run_id="resume")
-    manifest = load_manifest(store, "acme-home")
+    manifest = RunState.of(store).entries("acme-home")
     assert all(store.sha256(store.key_of(e["uri"])) == e["sha256"] for e in manifest.values())
     assert resumed.generated == 6 and resumed.unchanged == 3 and resumed.published == 6
 
 
 def test_what_a_failed_run_made_live_is_recorded_and_not_written_again(tmp_path, monkeypatch):
-    """A run that fails after publishing (storage gone past its budget, a kill before the commit) leaves
-    live objects its manifest never listed. Each chunk journaled them when it was published; the next run
-    of the brand records them (after checking their bytes) and writes nothing that is already live."""
+    """A run that fails after publishing (storage gone past its budget before its export, a kill) has
+    already committed every published chunk's rows: the state lists what went live the moment each chunk
+    was published, and the next run writes nothing that is already live (a tampered object is replaced)."""
     import lightbox.pipeline as pipeline
-    from lightbox.manifest import load_manifest
-    from lightbox.publish import sweep_stale
+    from lightbox.state import RunState
     from lightbox.storage import Store
 
     catalog = make_catalog(tmp_path / "cat", n_good=3)
     out = tmp_path / "out"
 
     def storage_gone(*_a, **_k):
-        raise StorageError("the manifest commit failed: storage unreachable past its retry budget")
+        raise StorageError("the manifest export failed: storage unreachable past its retry budget")
 
     with monkeypatch.context() as m:
-        m.setattr(pipeline, "commit_manifest", storage_gone)
+        m.setattr(RunState, "export", storage_gone)
         with pytest.raises(StorageError):
             pipeline.run_plain(str(catalog), ACME, str(out), chunk_size=2, run_id="20261125T100000Z-failed00")
     store = Store(str(out))
-    assert load_manifest(store, "acme-home") == {} and len(list((out / "acme-home").glob("GOOD-*/*.jpg"))) == 9
-    (out / "acme-home" / "GOOD-2" / "google_merchant.jpg").write_bytes(b"\xff\xd8 not what the journal says")
+    recorded = RunState.of(store).entries("acme-home")
+    assert len(recorded) == 9 and {e["run_id"] for e in recorded.values()} == {"20261125T100000Z-failed00"}
+    (out / "acme-home" / "GOOD-2" / "google_merchant.jpg").write_bytes(b"\xff\xd8 not what the state says")
 
-    swept = sweep_stale(store, "acme-home", current_run="20261125T110000Z-next0000")
-    assert swept["recovered"] == 8  # the tampered object is not vouched for
-    assert not store.list("acme-home/_runs/20261125T100000Z-failed00/journal")
     again = pipeline.run_plain(str(catalog), ACME, str(out), chunk_size=2, run_id="20261125T110000Z-next0000")
     assert again.unchanged == 8 and again.generated == 1 and again.published == 1
-    manifest = load_manifest(store, "acme-home")
+    manifest = RunState.of(store).entries("acme-home")
     assert len(manifest) == 9 and all(store.sha256(store.key_of(e["uri"])) == e["sha256"] for e in manifest.values())
