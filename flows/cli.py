@@ -54,6 +54,19 @@ def _parser() -> argparse.ArgumentParser:
     unlock.add_argument("brand", help="brand name, e.g. acme-home")
     unlock.add_argument("--out", default="out", help="output root the brand publishes to (default: out)")
 
+    man = sub.add_parser("manifest", help="list or export what is live for a brand (from the run state table)",
+                         description="The run state: $LIGHTBOX_STATE_URL, else <out>/_lightbox/state.sqlite for a local root.")
+    man.add_argument("brand", help="brand name, e.g. acme-home")
+    man.add_argument("--out", default="out", help="output root the brand publishes to (default: out)")
+    man.add_argument("--sku", default=None, help="only this SKU")
+    man.add_argument("--channel", default=None, help="only this channel")
+    man.add_argument("--qc", default=None, choices=["passed", "warned", "failed", "not_run"], help="only this QC status")
+    man.add_argument("--run", default=None, help="only entries written by this run id")
+    man.add_argument("--limit", type=int, default=None, help="at most this many entries")
+    man.add_argument("--format", choices=["table", "jsonl"], default="table", help="table (default) or JSON Lines")
+    man.add_argument("--export", action="store_true",
+                     help="write <brand>/manifest.parquet and manifest.jsonl of every live entry instead of listing")
+
     api = sub.add_parser("api", help="serve the job API (FastAPI; settings from LIGHTBOX_API_* variables)")
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8080)
@@ -420,6 +433,36 @@ def _print_summary(s) -> None:  # noqa: ANN001 - RunSummary
         _say(f"review: {s.warned} warned, {s.to_review} to review, {s.qc_failed} failed quality: {s.review_uri}\n")
 
 
+def cmd_manifest(args: argparse.Namespace) -> int:
+    """List (filtered) or export the brand's live entries from the run state."""
+    import json
+
+    from lightbox.errors import LightboxError
+    from lightbox.state import RunState, StateError
+    from lightbox.storage import Store
+
+    try:
+        store = Store(args.out)
+        state = RunState.of(store)
+        if not state.knows(args.brand):
+            return _fail(f"brand {args.brand!r}: no run state under {store.uri('')} ({state.describe()}); "
+                         "a run of the brand creates it", 2)
+        if args.export:
+            _say(f"{state.export(store, args.brand)}\n")
+            return 0
+        rows = state.query(args.brand, sku=args.sku, channel=args.channel, qc=args.qc, run=args.run, limit=args.limit)
+    except (LightboxError, StateError) as e:
+        return _fail(str(e), 1)
+    if args.format == "jsonl":
+        _say("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+        return 0
+    _say(f"{'sku':<24} {'channel':<18} {'qc':<8} {'run':<26} sha256\n")
+    for r in rows:
+        _say(f"{r['sku']:<24} {r['channel']:<18} {r['qc']:<8} {r['run_id']:<26} {(r.get('sha256') or '')[:12]}\n")
+    _say(f"{len(rows)} entries\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     verbose = getattr(args, "verbose", False)
@@ -427,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     else:  # the terminal gets the outcome lines; logs go to the Prefect API and with -v here
         logging.getLogger().addHandler(logging.NullHandler())
-    commands = {"run": cmd_run, "init": cmd_init, "validate": cmd_validate, "unlock": cmd_unlock, "api": cmd_api, "api-key": cmd_api_key, "ops": cmd_ops}
+    commands = {"run": cmd_run, "init": cmd_init, "validate": cmd_validate, "unlock": cmd_unlock, "manifest": cmd_manifest, "api": cmd_api, "api-key": cmd_api_key, "ops": cmd_ops}
     return commands[args.command](args)
 
 

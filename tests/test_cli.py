@@ -42,3 +42,20 @@ def test_full_run_prints_summary(tmp_path, capsys):
     assert "manifest: " in out
 
 
+    capsys.readouterr()
+    # what is live, from the run state: filtered listings and the consumers' export
+    assert main(["manifest", "acme-home", "--out", str(tmp_path / "out"), "--sku", "GOOD-1"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[-1] == "3 entries" and all(line.startswith("GOOD-1 ") for line in listed[1:-1])
+    assert main(["manifest", "acme-home", "--out", str(tmp_path / "out"), "--channel", "amazon_main", "--format", "jsonl"]) == 0
+    import json
+
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted(r["sku"] for r in rows) == ["GOOD-0", "GOOD-1"] and {r["channel"] for r in rows} == {"amazon_main"}
+    assert main(["manifest", "acme-home", "--out", str(tmp_path / "out"), "--qc", "failed"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "0 entries"
+    (tmp_path / "out" / "acme-home" / "manifest.parquet").unlink()
+    assert main(["manifest", "acme-home", "--out", str(tmp_path / "out"), "--export"]) == 0
+    assert (tmp_path / "out" / "acme-home" / "manifest.parquet").exists()
+    assert main(["manifest", "nobody", "--out", str(tmp_path / "out")]) == 2
+    assert "no run state" in capsys.readouterr().err

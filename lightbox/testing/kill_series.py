@@ -13,8 +13,8 @@ previous image). Per point it counts:
 - ``lost``: outputs of the reference that are not live;
 - ``extra``: live images the reference does not have;
 - ``partial``: live images that do not decode completely;
-- ``mismatched``: live images whose bytes differ from the reference or from the manifest's sha256, and
-  reference outputs the manifest does not list;
+- ``mismatched``: live images whose bytes differ from the reference or from the run state's sha256, and
+  reference outputs the state does not list;
 - ``rewritten``: live images the resume wrote again although they already held the right bytes;
 - ``temp_in_live``: temporary files inside the brand's live folders;
 - ``stale_staging``: files left under ``_runs/*/staging`` after the resume.
@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -50,6 +50,25 @@ class Watch:
     started: float
     before: dict[str, tuple[int, int]]  # live image -> (inode, mtime_ns) when the run started
     started_wall: float = 0.0  # time.time() when the run started
+    runs_before: frozenset[str] = frozenset()  # runs the state table recorded rows of before the start
+
+    def recorded_runs(self) -> set[str]:
+        """Runs with rows in the state table (read-only; the table is the root's SQLite file)."""
+        db = self.brand_dir.parent / "_lightbox" / "state.sqlite"
+        if not db.exists():
+            return set()
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+        try:
+            rows = conn.execute("SELECT DISTINCT run_id FROM lightbox_entries WHERE brand = ?", (self.brand_dir.name,)).fetchall()
+        except sqlite3.Error:
+            return set()
+        finally:
+            conn.close()
+        return {r for (r,) in rows}
+
+    def recorded(self) -> bool:
+        """A chunk of this run committed its rows to the run state."""
+        return bool(self.recorded_runs() - self.runs_before)
 
     def live(self) -> dict[str, tuple[int, int]]:
         return {k: (st.st_ino, st.st_mtime_ns) for k, st in _images(self.brand_dir).items()}
@@ -90,7 +109,7 @@ class Outcome:
 
 
 def standard_points() -> list[Point]:
-    """28 points over a fresh run (start-up, lock, ingest, generate, publish, journal, commit, report) and
+    """28 points over a fresh run (start-up, lock, ingest, generate, publish, state commit, export, report) and
     over spec updates of a published brand, resumed with the new spec or rolled back to the previous one."""
     def after(s: float) -> Callable[[Watch], bool]:
         return lambda w: time.monotonic() - w.started >= s
@@ -111,8 +130,8 @@ def standard_points() -> list[Point]:
         Point("generate: 30% staged", staged(0.3)), Point("generate: 70% staged", staged(0.7)),
         Point("publish: first live", written(0)), Point("publish: 25% live", written(0.25)),
         Point("publish: 50% live", written(0.5)), Point("publish: 90% live", written(0.9)),
-        Point("publish: first chunk journaled", exists("_runs/*/journal/*.json")),
-        Point("state: manifest committed", exists("manifest.json")),
+        Point("publish: first chunk recorded", lambda w: w.recorded()),
+        Point("state: manifest exported", exists("manifest.jsonl")),
         Point("report: summary written", exists("_runs/*/summary.json")),
         Point("report: latest-run written", exists("latest-run.json")),
     ]
@@ -124,7 +143,7 @@ def standard_points() -> list[Point]:
         Point("update: 30% replaced, rolled back", written(0.3), update=True, resume_with="previous"),
         Point("update: 60% replaced, rolled back", written(0.6), update=True, resume_with="previous"),
         Point("update: 90% replaced, rolled back", written(0.9), update=True, resume_with="previous"),
-        Point("update: journaled, rolled back", exists("_runs/*/journal/*.json"), update=True, resume_with="previous"),
+        Point("update: first chunk recorded, rolled back", lambda w: w.recorded(), update=True, resume_with="previous"),
         Point("update: summary written, rolled back", exists("_runs/*/summary.json"), update=True, resume_with="previous"),
     ]
     return fresh + update
@@ -153,11 +172,11 @@ def reference(brand_dir: Path) -> dict[str, str]:
 def audit(brand_dir: Path, expected: dict[str, str], before: dict[str, tuple[int, int, str]]) -> dict[str, int]:
     """Count what is wrong in ``brand_dir`` against ``expected`` (see the module docs); ``before`` is
     :func:`remember` of the brand folder just before the resume started."""
+    from lightbox.state import RunState
+    from lightbox.storage import Store
+
     live = _images(brand_dir)
-    try:
-        entries = json.loads((brand_dir / "manifest.json").read_text())["entries"]
-    except (FileNotFoundError, ValueError):
-        entries = {}
+    entries = RunState.of(Store(str(brand_dir.parent))).entries(brand_dir.name)
     by_key = {f"{e['sku']}/{Path(e['uri']).name}": e for e in entries.values()}
     counts = dict.fromkeys(AUDITED, 0)
     counts["lost"] = len(set(expected) - set(live))
@@ -208,6 +227,7 @@ def kill_and_resume(point: Point, *, repo: Path, catalog: Path, specs: dict[str,
     seen = {k: v[:2] for k, v in remember(brand_dir).items()}
     watch = Watch(brand_dir=brand_dir, expected=len(references["previous"]), started=time.monotonic(), before=seen,
                   started_wall=time.time() - 1.0)  # file times have coarse resolution on some filesystems
+    watch.runs_before = frozenset(watch.recorded_runs())
     args = run_args(catalog, spec, out, chunk_size)
     proc = subprocess.Popen(args, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     fired = False

@@ -15,6 +15,14 @@ from tests.lightbox.test_pipeline import make_catalog
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
 
 
+def _entries(out) -> dict:  # noqa: ANN001 - a Path
+    """What the run state records for the brand under an output root."""
+    from lightbox.state import RunState
+    from lightbox.storage import Store
+
+    return RunState.of(Store(str(out))).entries("acme-home")
+
+
 def _task_names(flow_run_id) -> list[str]:
     import asyncio
 
@@ -37,14 +45,14 @@ def test_example_catalog_publishes_every_valid_product_for_every_channel(tmp_pat
     assert s.failed == 0 and s.published == 72
     for sku_dir in sorted((out / "acme-home").glob("ACM-*")):
         assert sorted(p.name for p in sku_dir.iterdir()) == ["amazon_main.jpg", "google_merchant.jpg", "shopify_square.jpg"]
-    manifest = json.loads((out / "acme-home" / "manifest.json").read_text())
+    manifest = {"entries": _entries(out)}
     amazon = [e for e in manifest["entries"].values() if e["channel"] == "amazon_main"]
     assert len(amazon) == 24 and all(e["qc"] in ("passed", "warned") and e["width"] == 2000 for e in amazon)
     summary = json.loads(Path(s.summary_uri).read_text())
     assert summary["quarantine"][0]["sku"] == "ACM/../MUG-099"
     assert {q["reason"] for q in summary["skipped_rows"]} == {"hero: traditional photography"}
     names = _task_names(state.state_details.flow_run_id)
-    for stage in ("load-brand-spec", "ingest", "validate", "plan", "commit-manifest", "report"):
+    for stage in ("load-brand-spec", "ingest", "validate", "plan", "export-manifest", "report"):
         assert any(n.startswith(stage) for n in names), stage
     assert sum(n.startswith("generate-chunk-") for n in names) == 4  # 24 products / 6 per chunk
 
@@ -111,7 +119,7 @@ def test_invalid_share_over_threshold_stops_the_run_with_its_report(tmp_path):
     with open(run_dir / "quarantine.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["row"], r["sku"], r["status"]) for r in rows] == [("1", "bad/sku", "invalid")]
-    assert not (tmp_path / "out" / "acme-home" / "manifest.json").exists()
+    assert not (tmp_path / "out" / "acme-home" / "manifest.jsonl").exists() and _entries(tmp_path / "out") == {}
     assert not list((tmp_path / "out" / "acme-home").glob("*/amazon_main.jpg"))
 
 
@@ -143,7 +151,7 @@ def test_a_chunk_that_keeps_failing_fails_the_run_after_the_others_publish(tmp_p
         state.result()
     live = sorted(p.parent.name for p in (out / "acme-home").glob("GOOD-*/amazon_main.jpg"))
     assert live == ["GOOD-0", "GOOD-2"]
-    manifest = json.loads((out / "acme-home" / "manifest.json").read_text())
+    manifest = {"entries": _entries(out)}
     assert {e["sku"] for e in manifest["entries"].values()} == {"GOOD-0", "GOOD-2"}
     summary = json.loads(next((out / "acme-home" / "_runs").glob("*/summary.json")).read_text())
     assert {(f["sku"], f["stage"]) for f in summary["failures"]} == {("GOOD-1", "generate")}
@@ -158,7 +166,7 @@ def test_ai_spec_runs_under_the_gpu_concurrency_limit(tmp_path, ai_spec_path):
     with client_for(sync_client=True) as client:
         limit = client.read_global_concurrency_limit_by_name("gpu")
     assert limit.limit == 1 and limit.active_slots == 0  # created by the run, every slot released
-    manifest = json.loads((tmp_path / "out" / "acme-home" / "manifest.json").read_text())
+    manifest = {"entries": _entries(tmp_path / "out")}
     assert sum(e["ai_generated"] for e in manifest["entries"].values()) == 4
 
 

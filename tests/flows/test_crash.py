@@ -22,6 +22,14 @@ from tests.lightbox.test_pipeline import make_catalog
 TTL_S = 8
 
 
+def _entries(out) -> dict:  # noqa: ANN001 - a Path
+    """What the run state records for the brand under an output root."""
+    from lightbox.state import RunState
+    from lightbox.storage import Store
+
+    return RunState.of(Store(str(out))).entries("acme-home")
+
+
 @pytest.fixture
 def env(prefect_harness, tmp_path):
     from prefect.settings import PREFECT_API_URL
@@ -53,18 +61,18 @@ def test_a_killed_run_frees_its_brand_within_the_lease(tmp_path, env):
     assert taken - killed_at <= TTL_S + 5, taken - killed_at  # within the lease, no `lightbox unlock`
     live = sorted(p.parent.name for p in (out / "acme-home").glob("*/amazon_main.jpg"))
     assert live == [f"GOOD-{i}" for i in range(6)]
-    assert len(json.loads((out / "acme-home" / "manifest.json").read_text())["entries"]) == 18
+    assert len(_entries(out)) == 18
     assert not list((out / "acme-home").glob("*/.*.tmp-*"))  # no temporary files in live folders
 
 
-KILL_POINTS = ("generate: 30% staged", "publish: 50% live", "state: manifest committed", "update: 30% replaced, rolled back")
+KILL_POINTS = ("generate: 30% staged", "publish: first chunk recorded", "publish: 50% live", "update: 30% replaced, rolled back")
 
 
 @pytest.mark.parametrize("point", KILL_POINTS)
 def test_killed_at_a_point_and_resumed_nothing_is_lost_duplicated_or_wrong(point, tmp_path, env, references):
     """SIGKILL of a real `lightbox run` (its whole process group) at a point of generate, publish, the state
     commit, or a spec update's publish; the same command again, no manual step: every output of the spec in
-    force is live with that spec's bytes (as an uninterrupted run renders them) and the manifest's hash,
+    force is live with that spec's bytes (as an uninterrupted run renders them) and the state's hash,
     nothing written twice, no temporary file in a live folder, no staging left."""
     from lightbox.testing.kill_series import AUDITED, kill_and_resume, standard_points
 

@@ -20,6 +20,14 @@ pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
 SECRET = "whsec-test-0123456789"
 
 
+def _entries(out) -> dict:  # noqa: ANN001 - a Path
+    """What the run state records for the brand under an output root."""
+    from lightbox.state import RunState
+    from lightbox.storage import Store
+
+    return RunState.of(Store(str(out))).entries("acme-home")
+
+
 def _hooks(tmp_path, *urls: str, retries: int = 2) -> str:
     subs = "".join(f"  - {{name: sub{i}, url: '{u}', secret_env: LIGHTBOX_TEST_HOOK_SECRET}}\n" for i, u in enumerate(urls))
     path = tmp_path / "webhooks.yaml"
@@ -38,7 +46,7 @@ def test_a_run_limited_to_skus_renders_only_what_changed_and_reports_unknown(tmp
     assert (s.products, s.generated, s.unchanged, s.published) == (2, 3, 3, 3)
     assert {i["sku"] for i in s.published_images} == {"GOOD-1"}
     assert s.unknown_skus == ["NOPE-9"] and s.skus_requested == ["GOOD-1", "GOOD-3", "NOPE-9"]
-    manifest = json.loads((tmp_path / "out" / "acme-home" / "manifest.json").read_text())["entries"]
+    manifest = _entries(tmp_path / "out")
     assert len(manifest) == 12  # the other products' entries are kept
     assert manifest["GOOD-1/amazon_main"]["run_id"] == s.run_id != manifest["GOOD-0/amazon_main"]["run_id"]
 
@@ -119,7 +127,7 @@ def test_two_runs_of_one_catalog_at_once_take_turns(tmp_path):
     a, b = results["a"], results["b"]
     assert sorted([a.published, b.published]) == [0, 9]  # one wrote everything, the other found it done
     assert sorted([a.generated, b.generated]) == [0, 9]
-    manifest = json.loads((tmp_path / "out" / "acme-home" / "manifest.json").read_text())["entries"]
+    manifest = _entries(tmp_path / "out")
     assert len(manifest) == 9 and len({e["run_id"] for e in manifest.values()}) == 1
     assert not list((tmp_path / "out").rglob("*.tmp*"))  # no partial objects left behind
 
@@ -192,7 +200,7 @@ def test_operator_approves_flagged_skus_while_the_run_waits(tmp_path, monkeypatc
     live = sorted(p.parent.name for p in (out / "acme-home").glob("*/amazon_main.jpg"))
     assert live == ["GOOD-0", "GOOD-1", "THUMB-1"]  # approved; THUMB-2 stays in review
     assert announced == {"GOOD-0", "GOOD-1", "THUMB-1"}  # approved images are announced too
-    manifest = json.loads((out / "acme-home" / "manifest.json").read_text())["entries"]
+    manifest = _entries(out)
     assert "approved by an operator" in " ".join(manifest["THUMB-1/amazon_main"]["qc_reasons"])
     assert "THUMB-2/amazon_main" not in manifest
     assert state.name == "QualityAlarm"  # the measurement stands: half the attempted outputs failed the gate

@@ -15,6 +15,7 @@ import s3fs
 
 from lightbox.pipeline import run_plain
 from lightbox.publish import sweep_stale
+from lightbox.state import RunState
 from lightbox.storage import TMP_DIR, Store
 from tests.conftest import ACME
 from tests.lightbox.test_pipeline import make_catalog
