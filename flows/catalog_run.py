@@ -9,11 +9,12 @@ from datetime import datetime, timezone
 from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import as_completed
+from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 from prefect.states import Failed, State
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from lightbox import progress
+from lightbox.engines import uses_ai
 from lightbox.errors import CatalogError
 from lightbox.lock import BrandLock, describe
 from lightbox.storage import Store
@@ -22,6 +23,7 @@ from lightbox.webhooks import Delivery, WebhookConfig, load_webhooks
 from lightbox.records import Chunk, Output, RunContext
 from lightbox.report import RunSummary
 from lightbox.specs import BrandSpec
+from flows import cluster
 from flows.review import operator_review
 from tasks.report import artifact_key, report_run, report_stopped
 from tasks.stages import (
@@ -50,7 +52,7 @@ def new_run_id() -> str:
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{str(rid)[:8]}"
 
 
-@flow(name="catalog-run", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_WORKERS), log_prints=False)
+@flow(name="catalog-run", task_runner=cluster.task_runner(os.environ.get("LIGHTBOX_CLUSTER"), DEFAULT_WORKERS), log_prints=False)
 def catalog_run(
     catalog: str,
     brand: str = "brand_specs/acme-home.yaml",
@@ -74,6 +76,9 @@ def catalog_run(
     webhooks: webhook subscribers YAML (default: $LIGHTBOX_WEBHOOKS, else none)
     local_files: for catalogs from outside (the job API): local photos only inside these folders, none when
         empty (default None: a local catalog may name local files, as on the command line)
+
+    Tasks run on a thread pool, or on a Dask cluster named by ``LIGHTBOX_CLUSTER`` (``local:N`` or
+    ``tcp://HOST:8786``: flows/cluster.py); GPU work goes to workers declaring a ``GPU`` resource.
 
     Runs of one brand take turns (a lease in the output storage, ``<brand>/_lock/``: lightbox/lock.py),
     so two triggers for the same catalog never write the same outputs or the manifest at once - across
@@ -122,8 +127,13 @@ def _run(catalog: str, spec: BrandSpec, brand: str, out: str, chunk_size: int, l
     # 3. Plan
     plan = plan_run(validated, spec, ctx, chunk_size, skus)
     indexes = [c.index for c in plan.chunks]
-    # 4. Generate (mapped over chunks; the task runner bounds concurrency)
-    generated = generate_chunk.map(plan.chunks, spec=unmapped(spec), ctx=unmapped(ctx))
+    # 4. Generate (mapped over chunks; the task runner bounds concurrency; GPU work on GPU workers)
+    runner = FlowRunContext.get().task_runner
+    gpu_work = (uses_ai(spec) and ai_fallback is None) or bool(spec.segmentation_models() and cutout_fallback is None)
+    with cluster.on_gpu(runner, gpu_work) as pinned:
+        if pinned:
+            get_run_logger().info("generate: pinned to Dask workers declaring a %s resource", cluster.GPU_RESOURCE)
+        generated = generate_chunk.map(plan.chunks, spec=unmapped(spec), ctx=unmapped(ctx))
     # 5. Quality check
     checked = quality_check_chunk.map(generated, spec=unmapped(spec), ctx=unmapped(ctx), chunk_index=indexes)
     # 6. Publish (then tell subscribers, per chunk, without holding publication up)

@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--webhooks", default=None, help="webhook subscribers YAML (default: $LIGHTBOX_WEBHOOKS)")
     run.add_argument("--chunk-size", type=int, default=8, help="products per generate task (default: 8)")
     run.add_argument("--workers", type=int, default=None, help="concurrent tasks (default: CPU count, 2..8)")
+    run.add_argument("--cluster", default=None,
+                     help="run the tasks on Dask: local:N (N worker processes here) or tcp://HOST:8786 (an existing "
+                          "scheduler); default: $LIGHTBOX_CLUSTER, else a thread pool")
     run.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs")
 
     init = sub.add_parser("init", help="write a starter brand spec from a catalog export (valid for it at once)")
@@ -277,6 +280,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     workers = args.workers or max(2, min(8, os.cpu_count() or 2))
     skus = [s.strip() for s in args.skus.split(",") if s.strip()] if args.skus else None
     out_existed = _exists_locally(args.out)
+    from flows.cluster import ClusterError, check_reachable
+
+    cluster_setting = args.cluster or os.environ.get("LIGHTBOX_CLUSTER") or None
+    try:
+        check_reachable(cluster_setting)  # a bad setting or an unreachable scheduler fails here, naming it
+    except ClusterError as e:
+        return _fail(str(e), 2)
     try:
         spec = load_brand_spec(args.brand)  # a bad spec fails here, before any server starts
         policy = load_fetch_policy(args.fetch_policy or os.environ.get("LIGHTBOX_FETCH_POLICY"))
@@ -304,10 +314,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 0
 
     _prepare_env(args.verbose)
-    from prefect.task_runners import ThreadPoolTaskRunner
     from tqdm import tqdm
 
     from flows.catalog_run import INVALID_CATALOG, QUALITY_ALARM, catalog_run
+    from flows.cluster import api_for_workers, task_runner
     from lightbox import progress
 
     bar = tqdm(total=0, unit="product", desc="catalog-run", file=sys.stderr, disable=None)
@@ -319,10 +329,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     progress.set_listener(on_progress)
     try:
-        flow = catalog_run.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
-        state = flow(catalog=args.catalog, brand=args.brand, out=args.out, chunk_size=args.chunk_size,
-                     layout=None if args.layout == "auto" else args.layout, fetch_policy=args.fetch_policy,
-                     skus=skus, webhooks=args.webhooks, return_state=True)
+        flow = catalog_run.with_options(task_runner=task_runner(cluster_setting, workers))
+        with api_for_workers(cluster_setting):
+            state = flow(catalog=args.catalog, brand=args.brand, out=args.out, chunk_size=args.chunk_size,
+                         layout=None if args.layout == "auto" else args.layout, fetch_policy=args.fetch_policy,
+                         skus=skus, webhooks=args.webhooks, return_state=True)
     except Exception as e:  # noqa: BLE001 - the server or the engine broke: one line here, the traceback with -v
         logging.getLogger(__name__).debug("the run raised", exc_info=True)
         _remove_if_left_empty(args.out, out_existed)

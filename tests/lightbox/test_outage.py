@@ -228,7 +228,7 @@ def test_temporary_files_stay_out_of_live_folders_and_stale_ones_are_swept(tmp_p
         store.write_atomic(f"acme/_runs/{run}/summary.json", b"{}")
     store.write_atomic("acme/_review/20260101T000000Z-aaaa/SKU-1/amazon_main.jpg", b"flagged")
     swept = sweep_stale(store, "acme", current_run="20261125T120000Z-cccc")
-    assert swept == {"staging": 2, "temp_files": 1, "recovered": 0}
+    assert swept == {"staging": 2, "temp_files": 1}
     assert sorted(os.listdir(tmp)) == ["fresh.tmp"]
     assert store.exists("acme/_runs/20261125T120000Z-cccc/staging/SKU-1/amazon_main.jpg")  # the live run's own
     assert not store.children("acme/_runs/20260101T000000Z-aaaa/staging")
