@@ -12,6 +12,9 @@ from lightbox.specs.models import BrandSpec
 log = logging.getLogger(__name__)
 
 HERO_REASON = "hero: traditional photography"
+# a flow run keeps to a few hundred task runs (generate, quality-check, publish per chunk): past ~1,000 task
+# runs per flow run the Prefect server was measured to lose records (../shared/PREFECT_NOTES.md)
+MAX_CHUNKS = 120
 
 
 @dataclass
@@ -27,9 +30,11 @@ class Plan:
 
 def plan_run(
     products: list[Product], spec: BrandSpec, manifest: dict[str, dict[str, Any]], chunk_size: int,
-    only: list[str] | None = None, known: set[str] | None = None,
+    only: list[str] | None = None, known: set[str] | None = None, max_chunks: int = MAX_CHUNKS,
 ) -> Plan:
-    """Hero products are skipped; the rest go highest priority first, then by SKU, in chunks.
+    """Hero products are skipped; the rest go highest priority first, then by SKU, in chunks of
+    ``chunk_size`` - larger when that would make more than ``max_chunks`` chunks (a big catalog gets bigger
+    chunks, not thousands of task runs).
 
     ``only``: limit the run to these SKUs (a catalog-update event). SKUs in ``only`` that are neither
     products nor in ``known`` (quarantined or skipped rows) are returned as ``unknown_skus``.
@@ -53,6 +58,10 @@ def plan_run(
                 recorded.setdefault(sku, {})[name] = rec
     items = [WorkItem(product=p, seed=seed_for(p.sku, 0, spec.version), previous=previous.get(p.sku, {}),
                       recorded=recorded.get(p.sku, {})) for p in todo]
+    if len(items) > chunk_size * max_chunks:
+        wanted = chunk_size
+        chunk_size = -(-len(items) // max_chunks)
+        log.info("%d products: chunks of %d instead of %d, to stay within %d chunks", len(items), chunk_size, wanted, max_chunks)
     chunks = [Chunk(index=i // chunk_size, items=items[i : i + chunk_size]) for i in range(0, len(items), chunk_size)]
     log.info("planned %d products in %d chunks of <= %d; %d heroes skipped", len(items), len(chunks), chunk_size, len(skipped))
     return Plan(chunks=chunks, skipped=skipped, unknown_skus=unknown)

@@ -74,7 +74,9 @@ entries_t = sa.Table(
     sa.Column("phash", sa.String(256)),
     sa.Column("published_at", sa.String(32)),
     sa.Column("doc", sa.Text, nullable=False),  # the whole manifest entry (JSON)
+    sa.Column("eid", sa.BigInteger, nullable=False),  # _id(root, brand, name): what the phash bands point at
     sa.Index("ix_lightbox_entries_sku", "root", "brand", "sku"),
+    sa.Index("ix_lightbox_entries_eid", "eid"),
     sa.Index("ix_lightbox_entries_run", "root", "brand", "run_id"),
 )
 brands_t = sa.Table(
@@ -96,15 +98,12 @@ stats_t = sa.Table(
     *[sa.Column(f"{f}_{p}", sa.Float if p != "n" else sa.BigInteger, nullable=False, default=0)
       for f in STAT_FIELDS for p in ("n", "s", "ss")],
 )
-bands_t = sa.Table(
+bands_t = sa.Table(  # compact: 6.4 M rows for 400,000 images; the table is its own index on SQLite
     "lightbox_phash_bands", meta,
-    sa.Column("root", sa.String(1024), primary_key=True),
-    sa.Column("brand", sa.String(128), primary_key=True),
-    sa.Column("name", sa.String(512), primary_key=True),
-    sa.Column("band", sa.SmallInteger, primary_key=True),
-    sa.Column("channel", sa.String(128), nullable=False),
-    sa.Column("value", sa.String(16), nullable=False),
-    sa.Index("ix_lightbox_bands_value", "root", "brand", "channel", "band", "value"),
+    sa.Column("scope", sa.BigInteger, primary_key=True, autoincrement=False),  # hash of (root, brand, channel)
+    sa.Column("key", sa.BigInteger, primary_key=True, autoincrement=False),  # band number << 48 | band value
+    sa.Column("eid", sa.BigInteger, primary_key=True, autoincrement=False),  # the entry's id (hash of its name)
+    sqlite_with_rowid=False,
 )
 pairs_t = sa.Table(
     "lightbox_near_duplicates", meta,
@@ -256,11 +255,15 @@ def _bits(phash: str | None) -> int | None:
         return None
 
 
-def _bands(phash: str) -> list[str]:
-    """The hash's 16 bands as hex strings (768 bits = 192 hex digits; shorter hashes are zero-padded)."""
-    digits = phash.lower().zfill(192)[-192:]
-    step = len(digits) // BANDS
-    return [digits[i * step:(i + 1) * step] for i in range(BANDS)]
+def _bands(phash: str) -> list[int]:
+    """The hash's 16 bands as keys ``band << 48 | value`` (768 bits; shorter hashes are zero-padded)."""
+    v = int(phash, 16)
+    return [(i << 48) | ((v >> (48 * i)) & ((1 << 48) - 1)) for i in range(BANDS)]
+
+
+def _id(*parts: str) -> int:
+    """A stable 63-bit id of a name (fits a signed BIGINT everywhere)."""
+    return int.from_bytes(hashlib.sha256("\x1f".join(parts).encode()).digest()[:8], "big") >> 1
 
 
 def _near_limit(phash: str) -> int:
@@ -373,7 +376,8 @@ class RunState:
                  "category": d.get("category") or "", "qc": d.get("qc") or "not_run", "run_id": d.get("run_id") or "",
                  "uri": d.get("uri"), "sha256": d.get("sha256"), "bytes": d.get("bytes"), "etag": d.get("etag"),
                  "fingerprint": d.get("fingerprint"), "phash": (d.get("metrics") or {}).get("phash"),
-                 "published_at": d.get("published_at"), "doc": json.dumps(d, sort_keys=True)} for n, d in docs.items()]
+                 "published_at": d.get("published_at"), "doc": json.dumps(d, sort_keys=True),
+                 "eid": _id(self.root, brand, n)} for n, d in docs.items()]
         pk = ("root", "brand", "name")
         self._merge(conn, entries_t, rows, pk)
         self._update_stats(conn, brand, old, docs)
@@ -418,47 +422,58 @@ class RunState:
         self._merge(conn, stats_t, rows, ("root", "brand", "channel", "category"), add=tuple(cols))
 
     def _update_pairs(self, conn: Connection, brand: str, old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]) -> None:
-        changed = [n for n, d in new.items()
-                   if (old.get(n, {}).get("metrics") or {}).get("phash") != (d.get("metrics") or {}).get("phash")
-                   or old.get(n, {}).get("channel") != d["channel"]]
+        def phash_of(doc: dict[str, Any] | None) -> str | None:
+            h = ((doc or {}).get("metrics") or {}).get("phash")
+            return h if _bits(h) is not None else None
+
+        changed = [n for n, d in new.items() if phash_of(old.get(n)) != phash_of(d) or old.get(n, {}).get("channel") != d["channel"]]
         if not changed:
             return
+        for n in changed:  # the old bands and pairs of a changed image go
+            if (h := phash_of(old.get(n))) is not None:
+                scope = _id(self.root, brand, old[n]["channel"])
+                conn.execute(bands_t.delete().where(bands_t.c.scope == scope, bands_t.c.key.in_(_bands(h)),
+                                                    bands_t.c.eid == _id(self.root, brand, n)))
         for i in range(0, len(changed), 500):
             part = changed[i:i + 500]
-            conn.execute(bands_t.delete().where(self._key(bands_t, brand), bands_t.c.name.in_(part)))
             conn.execute(pairs_t.delete().where(self._key(pairs_t, brand), pairs_t.c.a_name.in_(part)))
             conn.execute(pairs_t.delete().where(self._key(pairs_t, brand), pairs_t.c.b_name.in_(part)))
         band_rows: list[dict[str, Any]] = []
         pair_rows: list[dict[str, Any]] = []
-        done: list[str] = []  # images of this commit already banded (not in the table yet): compared here
+        batch: dict[tuple[int, int], list[str]] = defaultdict(list)  # this commit's bands (not in the table yet)
+        populated: dict[int, bool] = {}
         for name in changed:
             doc = new[name]
-            phash = (doc.get("metrics") or {}).get("phash")
-            bits = _bits(phash)
-            if bits is None:
+            phash = phash_of(doc)
+            if phash is None:
                 continue
-            bands = _bands(phash)
-            cond = sa.or_(*[sa.and_(bands_t.c.band == i, bands_t.c.value == v) for i, v in enumerate(bands)])
-            q = (sa.select(entries_t.c.name, entries_t.c.sku, entries_t.c.phash).distinct()
-                 .join(bands_t, sa.and_(bands_t.c.root == entries_t.c.root, bands_t.c.brand == entries_t.c.brand,
-                                        bands_t.c.name == entries_t.c.name))
-                 .where(self._key(bands_t, brand), bands_t.c.channel == doc["channel"], cond))
-            candidates = [*conn.execute(q), *((n, new[n]["sku"], new[n]["metrics"]["phash"]) for n in done
-                                              if new[n]["channel"] == doc["channel"])]
-            for other, sku, other_hash in candidates:
+            bits, ch, keys = int(phash, 16), doc["channel"], _bands(phash)
+            scope = _id(self.root, brand, ch)
+            if scope not in populated:  # a first import into an empty index skips the lookups
+                populated[scope] = conn.execute(sa.select(bands_t.c.eid).where(bands_t.c.scope == scope).limit(1)).first() is not None
+            candidates: dict[str, tuple[str, str]] = {}
+            if populated[scope]:  # the live images of the channel sharing a band: 16 seeks in the band index
+                eids = sa.select(bands_t.c.eid).where(bands_t.c.scope == scope, bands_t.c.key.in_(keys)).distinct()
+                q = sa.select(entries_t.c.name, entries_t.c.sku, entries_t.c.phash).where(entries_t.c.eid.in_(eids))
+                candidates.update((n, (sku, h)) for n, sku, h in conn.execute(q))
+            for k in keys:
+                for n in batch.get((scope, k), ()):
+                    candidates[n] = (new[n]["sku"], new[n]["metrics"]["phash"])
+            for other, (sku, other_hash) in candidates.items():
                 ob = _bits(other_hash)
-                if ob is None or sku == doc["sku"]:
+                if ob is None or sku == doc["sku"] or other == name:
                     continue
                 dist = (bits ^ ob).bit_count()
                 if dist <= _near_limit(phash):
                     (a, sa_), (b, sb) = sorted(((name, doc["sku"]), (other, sku)))
-                    pair_rows.append({"root": self.root, "brand": brand, "a_name": a, "b_name": b, "channel": doc["channel"],
+                    pair_rows.append({"root": self.root, "brand": brand, "a_name": a, "b_name": b, "channel": ch,
                                       "a": sa_, "b": sb, "bits": dist})
-            band_rows.extend({"root": self.root, "brand": brand, "name": name, "band": i, "channel": doc["channel"],
-                              "value": v} for i, v in enumerate(bands))
-            done.append(name)
-        for i in range(0, len(band_rows), 500):
-            conn.execute(bands_t.insert(), band_rows[i:i + 500])
+            eid = _id(self.root, brand, name)
+            for k in keys:
+                batch[(scope, k)].append(name)
+                band_rows.append({"scope": scope, "key": k, "eid": eid})
+        for i in range(0, len(band_rows), 5000):
+            conn.execute(bands_t.insert(), band_rows[i:i + 5000])
         if pair_rows:
             conn.execute(pairs_t.insert(), pair_rows)
 

@@ -183,3 +183,17 @@ def test_a_state_that_cannot_be_reached_fails_naming_it_without_its_password(tmp
     with pytest.raises(StateError) as err:
         RunState("postgresql+psycopg://lightbox:s3cr3t-pw@127.0.0.1:1/nothing")
     assert "127.0.0.1:1" in str(err.value) and "s3cr3t-pw" not in str(err.value)
+
+
+def test_a_large_catalog_gets_bigger_chunks_not_thousands_of_task_runs():
+    from lightbox.plan import MAX_CHUNKS, plan_run
+    from lightbox.records import Product
+    from lightbox.specs import load_brand_spec
+
+    spec = load_brand_spec(ACME)
+    products = [Product(sku=f"S{i:05d}", row=i + 2, title="Mug", category="mugs", images=["x.jpg"]) for i in range(10_000)]
+    plan = plan_run(products, spec, {}, chunk_size=8)
+    assert len(plan.chunks) <= MAX_CHUNKS and plan.products == 10_000
+    assert sorted(i.product.sku for c in plan.chunks for i in c.items) == [p.sku for p in products]  # none lost
+    small = plan_run(products[:100], spec, {}, chunk_size=8)
+    assert len(small.chunks) == 13  # small catalogs keep the asked size
