@@ -111,7 +111,7 @@ def _run(catalog: str, spec: BrandSpec, brand: str, out: str, chunk_size: int, l
     sweep_stale(spec, ctx)  # earlier runs' staging and temporary files: none of those runs is alive (we hold the lock)
 
     # 1. Ingest (a catalog that cannot be read is reported like a refused one)
-    ingested = ingest_catalog(catalog, spec, ctx, layout, return_state=True)
+    ingested = ingest_catalog(catalog, spec, ctx, layout, skus, return_state=True)
     if ingested.is_failed() and isinstance(unreadable := ingested.result(raise_on_failure=False), CatalogError):
         report_stopped(spec, ctx, catalog=catalog, ingested=0, quarantined=[], warnings=[], skipped=[], reason=str(unreadable),
                        wall_s=time.perf_counter() - started)

@@ -294,7 +294,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _check_catalog_exists(args.catalog)
         store = Store(args.out)
         store.check_writable()
-        checked = check_catalog(args.catalog, spec, args.layout)
+        checked = check_catalog(args.catalog, spec, args.layout, skus)
     except LightboxError as e:
         _remove_if_left_empty(args.out, out_existed)
         return _fail(str(e), 2)

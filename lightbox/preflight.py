@@ -19,7 +19,7 @@ import uuid
 from collections import Counter
 from datetime import datetime, timezone
 
-from lightbox.catalog.ingest import read_catalog
+from lightbox.catalog.ingest import only_skus, read_catalog
 from lightbox.catalog.validate import ValidationResult, validate_catalog
 from lightbox.fetch import FetchPolicy
 from lightbox.records import QuarantinedRow
@@ -28,10 +28,11 @@ from lightbox.specs.models import BrandSpec
 from lightbox.storage import Store
 
 
-def check_catalog(catalog: str, spec: BrandSpec, layout: str | None = None) -> ValidationResult:
-    """Read and validate. Raises CatalogError when the catalog as a whole cannot be read."""
+def check_catalog(catalog: str, spec: BrandSpec, layout: str | None = None, skus: list[str] | None = None) -> ValidationResult:
+    """Read and validate (only the rows of ``skus`` when given: a catalog-update event). Raises CatalogError
+    when the catalog as a whole cannot be read."""
     frame = read_catalog(catalog, layout=None if layout == "auto" else layout)
-    return validate_catalog(frame, spec)
+    return validate_catalog(only_skus(frame, skus), spec)
 
 
 def rejection(result: ValidationResult, spec: BrandSpec) -> str | None:

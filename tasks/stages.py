@@ -10,7 +10,7 @@ from prefect import get_run_logger, task
 from prefect.concurrency.sync import concurrency
 from pydantic import BaseModel
 
-from lightbox.catalog.ingest import read_catalog, to_products
+from lightbox.catalog.ingest import only_skus, read_catalog, to_products
 from lightbox.catalog.validate import validate_catalog as _validate
 from lightbox.cdn import CdnConfig, invalidate
 from lightbox.engines import build_engines, prepare_ai, uses_ai
@@ -103,9 +103,11 @@ def sweep_stale(spec: BrandSpec, ctx: RunContext) -> dict[str, int]:
 
 
 @task(name="ingest", **RETRIES)
-def ingest_catalog(catalog_uri: str, spec: BrandSpec, ctx: RunContext, layout: str | None = None) -> str:
-    """Read the catalog (any supported export) into the run folder as a normalised Parquet file; returns its URI."""
-    frame = read_catalog(catalog_uri, layout=layout)
+def ingest_catalog(catalog_uri: str, spec: BrandSpec, ctx: RunContext, layout: str | None = None,
+                   skus: list[str] | None = None) -> str:
+    """Read the catalog (any supported export) into the run folder as a normalised Parquet file - only the
+    rows of ``skus`` for a catalog-update event; returns its URI."""
+    frame = only_skus(read_catalog(catalog_uri, layout=layout), skus)
     uri = _write_frame(Store(ctx.out_uri), run_key(spec.name, ctx.run_id, "catalog.parquet"), frame)
     notes = frame.attrs.get("notes") or []
     get_run_logger().info("ingested %d products from %s (%s layout; %d rows skipped or invalid there)",

@@ -171,6 +171,19 @@ def read_catalog(uri: str, fmt: str | None = None, layout: str | None = None) ->
     return _with_decoding(frame, encoding, decode_notes)
 
 
+def only_skus(frame: pd.DataFrame, skus: list[str] | None) -> pd.DataFrame:
+    """The rows of these SKUs (a catalog-update event), with the reading notes about them: what the run
+    validates and renders. Every row of a requested SKU stays (a duplicated SKU is still caught); checks
+    across the whole catalog (photos shared between products) run with catalog runs. None: all rows."""
+    if skus is None:
+        return frame
+    wanted = set(skus)
+    out = frame.loc[frame["sku"].isin(wanted)].reset_index(drop=True)
+    out.attrs = {**frame.attrs, "notes": [n for n in frame.attrs.get("notes") or [] if n.get("sku") in wanted],
+                 "catalog_rows": len(frame)}
+    return out
+
+
 def _with_decoding(frame: pd.DataFrame, encoding: str, decode_notes: list[dict]) -> pd.DataFrame:
     """Rows with bytes that are not UTF-8 leave the frame as invalid notes; a legacy encoding is a warning."""
     attrs = dict(frame.attrs)

@@ -179,3 +179,20 @@ def test_a_bad_cluster_setting_fails_at_start_naming_it(setting, message, tmp_pa
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
     assert not (tmp_path / "out" / "acme-home" / "_runs").exists()  # nothing started
+
+
+def test_the_kubernetes_set_up_declares_what_the_runner_relies_on():
+    """deployments/dask-kubernetes.yaml (not applied here: no Kubernetes): a scheduler on 8786 behind the
+    service the docs name, CPU workers, and a GPU worker group declaring the Dask resource GPU=1."""
+    import yaml
+
+    docs = list(yaml.safe_load_all((REPO / "deployments" / "dask-kubernetes.yaml").read_text()))
+    cluster = next(d for d in docs if d["kind"] == "DaskCluster")
+    gpu = next(d for d in docs if d["kind"] == "DaskWorkerGroup")
+    assert cluster["metadata"]["name"] == "lightbox" and gpu["spec"]["cluster"] == "lightbox"
+    assert {p["port"] for p in cluster["spec"]["scheduler"]["service"]["ports"]} >= {8786}
+    cpu_args = cluster["spec"]["worker"]["spec"]["containers"][0]["args"]
+    gpu_container = gpu["spec"]["worker"]["spec"]["containers"][0]
+    assert "--resources" not in cpu_args and gpu_container["args"][gpu_container["args"].index("--resources") + 1] == "GPU=1"
+    assert gpu_container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert "tcp://lightbox-scheduler.lightbox:8786" in (REPO / "docs" / "operations.md").read_text()

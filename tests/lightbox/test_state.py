@@ -197,3 +197,27 @@ def test_a_large_catalog_gets_bigger_chunks_not_thousands_of_task_runs():
     assert sorted(i.product.sku for c in plan.chunks for i in c.items) == [p.sku for p in products]  # none lost
     small = plan_run(products[:100], spec, {}, chunk_size=8)
     assert len(small.chunks) == 13  # small catalogs keep the asked size
+
+
+def test_a_sku_scoped_run_validates_the_rows_of_its_skus(tmp_path):
+    """A catalog-update event for one SKU reads the catalog but validates (and is refused on) only the rows
+    of that SKU: other products' invalid rows are the nightly run's business. A duplicated requested SKU is
+    still caught."""
+    import pandas as pd
+
+    from lightbox.preflight import check_catalog, rejection
+    from lightbox.specs import load_brand_spec
+
+    spec = load_brand_spec(ACME)
+    catalog = make_catalog(tmp_path / "cat", n_good=4)
+    frame = pd.read_csv(catalog, dtype=str, keep_default_na=False)
+    frame.loc[0, "sku"] = "bad/sku"
+    frame.loc[1, "category"] = "nope"
+    frame = pd.concat([frame, frame.iloc[[3]]])  # GOOD-3 twice
+    frame.to_csv(catalog, index=False)
+    whole = check_catalog(str(catalog), spec)
+    assert rejection(whole, spec)  # 4 of 5 rows invalid: a catalog run is refused
+    one = check_catalog(str(catalog), spec, skus=["GOOD-2"])
+    assert one.total == 1 and len(one.valid) == 1 and rejection(one, spec) is None
+    dup = check_catalog(str(catalog), spec, skus=["GOOD-3"])
+    assert len(dup.valid) == 0 and all("appears more than once" in q.reason for q in dup.quarantined)
