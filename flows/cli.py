@@ -391,12 +391,13 @@ def _remove_if_left_empty(out: str, existed: bool) -> None:
 def _latest_summary(out: str, brand: str):  # noqa: ANN202 - RunSummary | None
     import json
 
+    from lightbox.layout import BrandLayout
     from lightbox.report import RunSummary
     from lightbox.storage import Store
 
     store = Store(out)
     try:
-        pointer = json.loads(store.read(f"{brand}/latest-run.json"))
+        pointer = json.loads(store.read(BrandLayout(brand).latest_run))
         return RunSummary.model_validate_json(store.read(store.key_of(pointer["summary"])))
     except (FileNotFoundError, ValueError, KeyError):
         return None

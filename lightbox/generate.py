@@ -30,6 +30,7 @@ from lightbox.imaging.cutout import CutOut, cut_out_many
 from lightbox.imaging.decode import decode_image
 from lightbox.imaging.segmentation import segmenter_for
 from lightbox.quality.checks import decode_output, fidelity, measure
+from lightbox.layout import BrandLayout
 from lightbox.state import live_matches
 from lightbox.records import Chunk, Output, Product, RunContext, WorkItem, seed_for
 from lightbox.specs.models import BrandSpec, ChannelPreset, Look, resolve_look, template_fields
@@ -44,11 +45,11 @@ def output_name(channel: str, variant: int) -> str:
 
 
 def output_key(spec: BrandSpec, sku: str, channel: ChannelPreset, variant: int = 0) -> str:
-    return f"{spec.name}/{sku}/{output_name(channel.name, variant)}.{channel.extension}"
+    return BrandLayout(spec.name).live(sku, output_name(channel.name, variant), channel.extension)
 
 
 def staging_key(spec: BrandSpec, run_id: str, sku: str, channel: ChannelPreset, variant: int = 0) -> str:
-    return f"{spec.name}/_runs/{run_id}/staging/{sku}/{output_name(channel.name, variant)}.{channel.extension}"
+    return BrandLayout(spec.name).staged(run_id, sku, output_name(channel.name, variant), channel.extension)
 
 
 def engine_id(look: Look, engines: dict[str, Engine]) -> str:

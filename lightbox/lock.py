@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
+from lightbox.layout import BrandLayout
 from lightbox.errors import LightboxError
 from lightbox.storage import Store
 
@@ -53,7 +54,7 @@ def _iso(t: float) -> str:
 
 
 def lock_prefix(brand: str) -> str:
-    return f"{brand}/_lock"
+    return BrandLayout(brand).lock
 
 
 def _key(brand: str, generation: int) -> str:

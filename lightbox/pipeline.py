@@ -14,6 +14,7 @@ from lightbox.catalog.validate import validate_catalog
 from lightbox.fetch import FetchPolicy
 from lightbox.engines import build_engines, prepare_ai
 from lightbox.imaging.segmentation import prepare_segmentation
+from lightbox.layout import BrandLayout
 from lightbox.errors import ValidationThresholdError
 from lightbox.generate import generate_chunk
 from lightbox.plan import plan_run
@@ -60,5 +61,5 @@ def run_plain(
         max_failed_share=spec.quality.max_failed_share,
     )
     write_summary(store, summary)
-    store.delete_prefix(f"{spec.name}/_runs/{ctx.run_id}/staging")
+    store.delete_prefix(BrandLayout(spec.name).staging(ctx.run_id))
     return summary

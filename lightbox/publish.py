@@ -13,6 +13,7 @@ import os
 from datetime import datetime, timezone
 from typing import Any
 
+from lightbox.layout import BrandLayout
 from lightbox.lock import LockLost, superseded
 from lightbox.records import Output, Recorded
 from lightbox.state import RunState, live_matches
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def review_key(brand: str, run_id: str, sku: str, channel_file: str) -> str:
-    return f"{brand}/_review/{run_id}/{sku}/{channel_file}"
+    return BrandLayout(brand).review(run_id, sku, channel_file)
 
 
 def publish_output(o: Output, store: Store, brand: str, run_id: str, entries: dict[str, dict[str, Any]]) -> Output:
@@ -91,7 +92,7 @@ def publish_chunk(outputs: list[Output], store: Store, state: RunState, brand: s
 
 def leftovers(store: Store, brand: str) -> bool:
     """Whether earlier runs of the brand left staging behind for :func:`sweep_stale`."""
-    return any("/staging/" in k for k in store.list(f"{brand}/_runs"))
+    return any("/staging/" in k for k in store.list(BrandLayout(brand).runs))
 
 
 def sweep_stale(store: Store, brand: str, current_run: str, retention_s: float | None = None) -> dict[str, int]:
@@ -102,7 +103,8 @@ def sweep_stale(store: Store, brand: str, current_run: str, retention_s: float |
     retention = float(os.environ.get("LIGHTBOX_STAGING_RETENTION_S") or 0) if retention_s is None else retention_s
     now = datetime.now(timezone.utc)
     swept = 0
-    for run in store.children(f"{brand}/_runs"):
+    layout = BrandLayout(brand)
+    for run in store.children(layout.runs):
         if run == current_run:
             continue
         try:
@@ -111,8 +113,8 @@ def sweep_stale(store: Store, brand: str, current_run: str, retention_s: float |
             started = None  # a run id of another shape (plain loop): age unknown, swept when retention is 0
         if started is not None and (now - started).total_seconds() < retention:
             continue
-        if store.children(f"{brand}/_runs/{run}/staging"):
-            store.delete_prefix(f"{brand}/_runs/{run}/staging")
+        if store.children(layout.staging(run)):
+            store.delete_prefix(layout.staging(run))
             swept += 1
     temps = store.sweep_temp()
     if swept or temps:

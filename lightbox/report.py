@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from lightbox import safe_text
+from lightbox.layout import BrandLayout
 from lightbox.records import Output, QuarantinedRow
 from lightbox.storage import Store
 
@@ -167,12 +168,12 @@ def catalog_checks(store: Store, brand: str, run_id: str, outputs: list[Output])
 
     current = RunState.of(store).consistency(brand)
     try:
-        previous = json.loads(store.read(f"{brand}/consistency.json")).get("score")
+        previous = json.loads(store.read(BrandLayout(brand).consistency)).get("score")
     except FileNotFoundError:
         previous = None
     doc = json.dumps({**current, "run_id": run_id, "previous_score": previous}, indent=1).encode()
     store.write_atomic(run_key(brand, run_id, "consistency.json"), doc)
-    store.write_atomic(f"{brand}/consistency.json", doc)
+    store.write_atomic(BrandLayout(brand).consistency, doc)
     page = build_gallery(outputs, store, f"Lightbox review - {brand} - run {run_id}", current)
     key = run_key(brand, run_id, "review.html")
     store.write_atomic(key, page.encode("utf-8"))
@@ -180,7 +181,7 @@ def catalog_checks(store: Store, brand: str, run_id: str, outputs: list[Output])
 
 
 def run_key(brand: str, run_id: str, name: str) -> str:
-    return f"{brand}/_runs/{run_id}/{name}"
+    return BrandLayout(brand).run(run_id, name)
 
 
 def failures_of(outputs: list[Output]) -> list[dict[str, Any]]:
@@ -288,7 +289,7 @@ def write_summary(store: Store, summary: RunSummary) -> str:
     body = summary.model_dump_json(indent=1).encode()
     store.write_atomic(run_key(summary.brand, summary.run_id, "summary.json"), body)
     store.write_atomic(run_key(summary.brand, summary.run_id, "quarantine.csv"), quarantine_csv(summary))
-    store.write_atomic(f"{summary.brand}/latest-run.json", json.dumps({"run_id": summary.run_id, "summary": summary.summary_uri}).encode())
+    store.write_atomic(BrandLayout(summary.brand).latest_run, json.dumps({"run_id": summary.run_id, "summary": summary.summary_uri}).encode())
     if summary.flow_run_id:  # the job API finds a run's summary by its flow run id
         store.write_atomic(job_key(summary.flow_run_id), body)
     return summary.summary_uri

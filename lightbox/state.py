@@ -44,6 +44,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from lightbox.config import lightbox_home
+from lightbox.layout import STATE_DIR, BrandLayout
 from lightbox.records import Output, Recorded
 from lightbox.storage import Store
 
@@ -124,15 +125,15 @@ class StateError(RuntimeError):
 
 
 def export_keys(brand: str) -> tuple[str, str]:
-    return f"{brand}/manifest.parquet", f"{brand}/manifest.jsonl"
+    return BrandLayout(brand).exports
 
 
 def v1_key(brand: str) -> str:
-    return f"{brand}/manifest.json"
+    return BrandLayout(brand).v1_manifest
 
 
 def changes_key(brand: str, run_id: str) -> str:
-    return f"{brand}/_runs/{run_id}/changes.jsonl"
+    return BrandLayout(brand).changes(run_id)
 
 
 def state_url(store: Store, url: str | None = None) -> tuple[str, str]:
@@ -143,7 +144,7 @@ def state_url(store: Store, url: str | None = None) -> tuple[str, str]:
     if url:
         return url, root
     if store.local:
-        path = Path(root) / "_lightbox" / "state.sqlite"
+        path = Path(root) / STATE_DIR / "state.sqlite"
         return f"sqlite:///{path}", ""
     path = lightbox_home() / "state" / f"{hashlib.sha256(root.encode()).hexdigest()[:16]}.sqlite"
     return f"sqlite:///{path}", root
@@ -305,7 +306,7 @@ class RunState:
                                                   imported=len(docs)))
             self._upsert(conn, brand, docs)
         if source == v1_key(brand):
-            store.write_atomic(f"{brand}/_lightbox/manifest.v1.json", store.read(source))
+            store.write_atomic(BrandLayout(brand).v1_kept, store.read(source))
             store.delete(source)
         if docs:
             log.info("%s: run state imported %d entries from %s", brand, len(docs), store.uri(source or ""))

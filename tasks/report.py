@@ -8,6 +8,7 @@ from prefect import get_run_logger, task
 from prefect.runtime import flow_run
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
+from lightbox.layout import BrandLayout
 from lightbox.preflight import write_stopped_run
 from lightbox.records import Output, QuarantinedRow, RunContext
 from lightbox.report import RunSummary, catalog_checks, engine_note, summarise, write_summary
@@ -84,7 +85,7 @@ def report_run(
             summary.alert = send_alert(spec.quality.alert_block, summary)
             logger.warning("alert via %s: %s", spec.quality.alert_block, summary.alert)
     write_summary(store, summary)
-    store.delete_prefix(f"{spec.name}/_runs/{ctx.run_id}/staging")
+    store.delete_prefix(BrandLayout(spec.name).staging(ctx.run_id))
     create_table_artifact(key=artifact_key(spec.name, "run-summary"), table=summary.table(),
                           description=f"Catalog run {ctx.run_id}: counts and throughput")
     create_table_artifact(

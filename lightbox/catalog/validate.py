@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 SKU_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 # the brand's own files sit beside the SKU folders (<brand>/manifest.json, ...): no SKU may take their names
-RESERVED_SKUS = frozenset({"manifest.json", "latest-run.json", "consistency.json"})
+RESERVED_SKUS = frozenset({"manifest.json", "manifest.jsonl", "manifest.parquet", "latest-run.json", "consistency.json"})
 HERO_VALUES = ["", "true", "false", "yes", "no", "1", "0", "y", "n", "TRUE", "FALSE", "True", "False", "Yes", "No"]
 _TRUE = {"true", "yes", "1", "y"}
 

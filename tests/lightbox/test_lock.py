@@ -117,6 +117,7 @@ def test_a_run_that_hung_past_its_lease_publishes_nothing_more(tmp_path):
     from lightbox.quality import check_chunk
     from lightbox.records import RunContext
     from lightbox.specs import load_brand_spec, spec_channels
+    from lightbox.state import RunState
     from tests.conftest import ACME
     from tests.lightbox.test_pipeline import make_catalog
 
@@ -129,11 +130,12 @@ def test_a_run_that_hung_past_its_lease_publishes_nothing_more(tmp_path):
     assert lock.try_acquire() is None
     staged = [check_chunk(generate_chunk(c, spec, channels, ctx, store, build_engines(spec, None)), spec, channels, store)
               for c in plan.chunks]
-    first = publish_chunk(staged[0], store, spec.name, "hung", {}, 0, lock_generation=lock.generation)
+    state = RunState.of(store)
+    first = publish_chunk(staged[0], store, state, spec.name, "hung", lock_generation=lock.generation)
     assert [o.published for o in first] == ["written"] * 3
 
     later = Clock(2_000_000_000.0)  # the lease ran out while the run was stalled; another run took the brand
     assert BrandLock(store, spec.name, "next", ttl_s=60, clock=later).try_acquire() is None
     with pytest.raises(LockLost, match="stopped before publishing GOOD-1/amazon_main"):
-        publish_chunk(staged[1], store, spec.name, "hung", {}, 1, lock_generation=lock.generation)
+        publish_chunk(staged[1], store, state, spec.name, "hung", lock_generation=lock.generation)
     assert not (out / "acme-home" / "GOOD-1").exists() and len(list((out / "acme-home" / "GOOD-0").glob("*.jpg"))) == 3
