@@ -2,7 +2,7 @@
 
 - ``state``: the run state's work for a one-SKU update (read the SKU's rows, commit 3 outputs with the
   incremental catalog checks, read the consistency score) on a brand whose state holds 400,000 entries vs
-  3,000; and the v1-manifest migration cost of the large one.
+  3,000.
 - ``update``: a whole ``lightbox run --skus ONE`` on a 100,000-product catalog whose state holds 400,000
   entries vs the same update on a 1,000-product catalog (3,000 entries): wall time and peak RSS.
 - ``dask``: the same N generated products rendered by a 1-worker and a 2-worker Dask LocalCluster and by
@@ -118,7 +118,7 @@ def _catalog(root: Path, products: int, photo: Path) -> Path:
         w = csv.DictWriter(f, fieldnames=["sku", "title", "category", "image", "color", "material"])
         w.writeheader()
         for i in range(products):
-            w.writerow({"sku": f"SKU-{i:06d}", "title": f"Mug {i}", "category": "mugs", "image": f"images/p{i % 8}.jpg",
+            w.writerow({"sku": f"SKU-{i:06d}", "title": f"Mug {i}", "category": "kitchen", "image": f"images/p{i % 8}.jpg",
                         "color": "red", "material": "ceramic"})
     return path
 
