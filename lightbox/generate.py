@@ -1,7 +1,7 @@
 """Generate stage: render every (channel, variant) of every product in a chunk into the run's staging area.
 
 Per product: read the source once, fingerprint each output (product fields used, source content
-hash, effective look, engine, variant, seed), skip outputs whose fingerprint matches the manifest and
+hash, effective look, engine, variant, seed), skip outputs whose fingerprint matches the run state and
 whose object still exists, cut the product out once, and hand the rest to the engines as jobs - the
 studio engine for plain backgrounds, the diffusers engine (batched across the chunk) for AI looks.
 Then encode (AI outputs get the IPTC label) and stage. A product that cannot be rendered (missing,
@@ -172,7 +172,7 @@ def _read_source(product: Product, sources: SourceFetcher) -> tuple[bytes | None
 
 def _sort_unchanged(item: WorkItem, spec: BrandSpec, channels: list[ChannelPreset], looks: dict[str, Look], engines: dict[str, Engine],
                     store: Store, source_sha: str, alt_text: str, todo: list[tuple[ChannelPreset, int, str]]) -> list[Output]:
-    """Outputs whose fingerprint matches the manifest and whose live object is the one it records are unchanged;
+    """Outputs whose fingerprint matches the run state and whose live object is the one it records are unchanged;
     the rest are appended to ``todo`` (channel, variant, fingerprint)."""
     product = item.product
     outputs: list[Output] = []

@@ -45,7 +45,7 @@ class QuarantinedRow(_Record):
 
 
 class Recorded(_Record):
-    """What the manifest records of a live object: enough to tell that the object is still that one."""
+    """What the run state records of a live object: enough to tell that the object is still that one."""
 
     bytes: int
     sha256: str
@@ -64,9 +64,9 @@ class WorkItem(_Record):
 
     product: Product
     seed: int
-    previous: dict[str, str] = Field(default_factory=dict, description="channel -> fingerprint in the manifest")
+    previous: dict[str, str] = Field(default_factory=dict, description="channel -> fingerprint in the run state")
     recorded: dict[str, Recorded] = Field(
-        default_factory=dict, description="output name -> what the manifest records of its live object")
+        default_factory=dict, description="output name -> what the run state records of its live object")
 
 
 class Chunk(_Record):
