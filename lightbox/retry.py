@@ -34,6 +34,12 @@ def _network_errors() -> tuple[type[BaseException], ...]:
         found += [BotoConnectionError, HTTPClientError]
     except ImportError:
         pass
+    try:  # a database that is down, restarting or locked (the run state): the chunk is retried
+        from sqlalchemy.exc import OperationalError
+
+        found.append(OperationalError)
+    except ImportError:
+        pass
     try:
         from aiohttp import ClientConnectionError, ServerTimeoutError
 

@@ -183,6 +183,9 @@ def test_a_state_that_cannot_be_reached_fails_naming_it_without_its_password(tmp
     with pytest.raises(StateError) as err:
         RunState("postgresql+psycopg://lightbox:s3cr3t-pw@127.0.0.1:1/nothing")
     assert "127.0.0.1:1" in str(err.value) and "s3cr3t-pw" not in str(err.value)
+    from lightbox.retry import is_transient
+
+    assert is_transient(err.value)  # a database that is down fails the chunk's task, which is retried
 
 
 def test_a_large_catalog_gets_bigger_chunks_not_thousands_of_task_runs():
