@@ -5,15 +5,15 @@
     python bench/kill_series.py --only publish   # points whose name contains "publish"
 
 Points (lightbox.testing.kill_series.standard_points): start-up, lock taken, ingest, validate, generate
-(first, 30 %, 70 % staged), publish (first, 25/50/90 % live, first chunk journaled), just after the manifest
-commit, report; then spec updates of a published brand killed while staging and while replacing live
+(first, 30 %, 70 % staged), publish (first, 25/50/90 % live, first chunk committed to the run state), just
+after the manifest export, report; then spec updates of a published brand killed while staging and while replacing live
 images, resumed with the new spec or rolled back to the previous one. Every run talks to one `prefect
 server` started here on 127.0.0.1 (or $PREFECT_API_URL); the brand lock's lease is $LIGHTBOX_LOCK_TTL_S
 (default here 6 s), so a resume after a kill that held it waits at most that long.
 
 Per point it prints when the kill came, the resume's exit code and wall time, and the audit against an
 uninterrupted run of the spec in force: lost, extra, partial, mismatched (live bytes vs the reference and the
-manifest), rewritten (right bytes written again), temporary files in live folders, stale staging. Exit 1 if
+run state), rewritten (right bytes written again), temporary files in live folders, stale staging. Exit 1 if
 any point is not clean.
 """
 
