@@ -450,14 +450,14 @@ def cmd_manifest(args: argparse.Namespace) -> int:
     import json
 
     from lightbox.errors import LightboxError
-    from lightbox.state import RunState, StateError
+    from lightbox.state import RunState, StateError, state_exists
     from lightbox.storage import Store
 
     try:
         store = Store(args.out)
-        state = RunState.of(store)
-        if not state.knows(args.brand):
-            return _fail(f"brand {args.brand!r}: no run state under {store.uri('')} ({state.describe()}); "
+        state = RunState.of(store) if state_exists(store) else None
+        if state is None or not state.knows(args.brand):
+            return _fail(f"brand {args.brand!r}: no run state under {store.uri('')}; "
                          "a run of the brand creates it", 2)
         if args.export:
             _say(f"{state.export(store, args.brand)}\n")

@@ -115,10 +115,12 @@ def unchanged_run(catalog: str, brand_uri: str, spec: BrandSpec, store: Store, c
     from lightbox.publish import leftovers
     from lightbox.records import RunContext
     from lightbox.specs.loader import spec_channels
-    from lightbox.state import RunState, export_keys
+    from lightbox.state import RunState, export_keys, state_exists
 
+    if uses_ai(spec) or not state_exists(store):  # no state yet: the flow run creates it (under the brand lock)
+        return None
     state = RunState.of(store)
-    if uses_ai(spec) or not state.knows(spec.name) or leftovers(store, spec.name):
+    if not state.knows(spec.name) or leftovers(store, spec.name):
         return None
     known = {q.sku for q in checked.quarantined + checked.skipped}
     plan = plan_run(to_products(checked.valid), spec, state.entries(spec.name, skus), chunk_size, only=skus, known=known)

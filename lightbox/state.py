@@ -150,6 +150,15 @@ def state_url(store: Store, url: str | None = None) -> tuple[str, str]:
     return f"sqlite:///{path}", root
 
 
+def state_exists(store: Store, url: str | None = None) -> bool:
+    """Whether there is a run state to read, without creating one (an SQLite file is created on open)."""
+    url, _ = state_url(store, url)
+    if url.startswith("sqlite"):
+        path = sa.engine.make_url(url).database
+        return bool(path) and (path == ":memory:" or Path(path).exists())
+    return True
+
+
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
 
