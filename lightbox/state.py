@@ -35,7 +35,8 @@ import math
 import os
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -281,8 +282,8 @@ def _near_limit(phash: str) -> int:
 
 
 class RunState:
-    """The run state of one output root. Cheap to construct (engines are pooled per process); pass it,
-    or its URL, to whoever records or reads what is live."""
+    """The run state of one output root. Cheap to construct (a server database's engine is pooled per
+    process; an SQLite file is opened per use); pass it to whoever records or reads what is live."""
 
     def __init__(self, url: str, root: str = "") -> None:
         self.url, self.root = url, root
@@ -295,7 +296,7 @@ class RunState:
     def describe(self) -> str:
         return _safe(self.url)
 
-    def _begin(self) -> Iterator[Connection]:
+    def _begin(self) -> AbstractContextManager[Connection]:
         return self.engine.begin()
 
     def _key(self, table: sa.Table, brand: str) -> sa.ColumnElement[bool]:
