@@ -192,8 +192,13 @@ def _engine(url: str) -> Engine:
 
 
 def _create_tables(engine: Engine, url: str) -> Engine:
+    """Create missing tables in one transaction that writers of the same database take in turn (workers
+    starting at once on a fresh database would otherwise race on CREATE TABLE)."""
     try:
-        meta.create_all(engine)
+        with engine.begin() as conn:  # SQLite: BEGIN IMMEDIATE (the listener above)
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7420115)")  # released at commit
+            meta.create_all(conn)
     except sa.exc.SQLAlchemyError as e:
         raise StateError(f"run state {_safe(url)}: cannot create its tables ({type(e).__name__})") from e
     return engine
