@@ -18,6 +18,7 @@ Runs against one ``prefect server`` on 127.0.0.1 (or $PREFECT_API_URL). Prints t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,18 +140,31 @@ def _run_measured(args: list[str], env: dict[str, str]) -> tuple[float, float, s
     return wall, usage.ru_maxrss / 1024, out
 
 
+@contextlib.contextmanager
+def _workspace() -> Iterator[tuple[Path, dict[str, str]]]:
+    """A temporary folder and the environment of the runs: one `prefect server` on 127.0.0.1 (unless
+    $PREFECT_API_URL names one), stopped and removed at the end."""
+    work = Path(tempfile.mkdtemp(prefix="lightbox-scale-"))
+    env = {**os.environ, "PREFECT_HOME": str(work / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "DO_NOT_TRACK": "1"}
+    server = None
+    try:
+        if not env.get("PREFECT_API_URL"):
+            server, env["PREFECT_API_URL"] = start_server(env, work / "server.log")
+        yield work, env
+    finally:
+        if server:
+            server.terminate()
+            server.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def cmd_update(args: argparse.Namespace) -> None:
     import numpy as np
 
     from lightbox.testing.photos import product_photo as photo_of
 
-    work = Path(tempfile.mkdtemp(prefix="lightbox-scale-"))
-    env = {**os.environ, "PREFECT_HOME": str(work / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "DO_NOT_TRACK": "1"}
-    server = None
-    if not env.get("PREFECT_API_URL"):
-        server, env["PREFECT_API_URL"] = start_server(env, work / "server.log")
-    try:
+    with _workspace() as (work, env):
         photo = work / "photo.jpg"
         photo_of("mug", "red", (1400, 1400), np.random.default_rng(3), transparent=False)[0].save(photo, "JPEG", quality=90)
         rng = random.Random(2)
@@ -169,23 +184,12 @@ def cmd_update(args: argparse.Namespace) -> None:
                   f"{args.repeat}), peak RSS {rss:7.1f} MiB", flush=True)
         (_, _, _, w1, r1), (_, _, _, w2, r2) = rows
         print(f"one-SKU update, 100k vs 1k catalog: {w2 - w1:+.2f} s wall, peak RSS x{r2 / r1:.2f}; load {_load()}")
-    finally:
-        if server:
-            server.terminate()
-            server.wait(timeout=30)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def cmd_dask(args: argparse.Namespace) -> None:
     from bench.bench_flow import make_catalog
 
-    work = Path(tempfile.mkdtemp(prefix="lightbox-scale-"))
-    env = {**os.environ, "PREFECT_HOME": str(work / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "DO_NOT_TRACK": "1"}
-    server = None
-    if not env.get("PREFECT_API_URL"):
-        server, env["PREFECT_API_URL"] = start_server(env, work / "server.log")
-    try:
+    with _workspace() as (work, env):
         cat = make_catalog(work / "cat", args.products)
         print(f"{args.products} generated products, chunk size {args.chunk_size}, {os.cpu_count()} CPUs; load {_load()}", flush=True)
         rates = {}
@@ -201,11 +205,6 @@ def cmd_dask(args: argparse.Namespace) -> None:
                   f"({rates[label]:.2f} images/s; process wall {wall:.1f} s); load {_load()}", flush=True)
         print(f"dask local:2 / local:1 throughput: x{rates['dask local:2'] / rates['dask local:1']:.2f}; "
               f"dask local:2 / threads:2: x{rates['dask local:2'] / rates['threads:2']:.2f}; load {_load()}")
-    finally:
-        if server:
-            server.terminate()
-            server.wait(timeout=30)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:
