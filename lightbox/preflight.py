@@ -89,12 +89,12 @@ def write_stopped_run(store: Store, spec: BrandSpec, run_id: str, catalog: str, 
                       warnings: list[QuarantinedRow], skipped: list[QuarantinedRow], reason: str, wall_s: float) -> RunSummary:
     """The report of a run that stopped before rendering: summary.json, quarantine.csv, latest-run.json.
     Nothing else is written and the run state is not touched."""
-    from lightbox.state import export_keys
+    from lightbox.layout import BrandLayout
 
     summary = summarise(
         run_id=run_id, brand=spec.name, spec_version=spec.version, catalog=catalog, store=store, ingested=ingested,
         quarantine=quarantined, warnings=warnings, skipped=skipped, products=0, outputs=[], wall_s=wall_s,
-        manifest_uri=store.uri(export_keys(spec.name)[1]), stopped=reason,
+        manifest_uri=store.uri(BrandLayout(spec.name).exports[1]), stopped=reason,
     )
     write_summary(store, summary)
     return summary
@@ -115,7 +115,8 @@ def unchanged_run(catalog: str, brand_uri: str, spec: BrandSpec, store: Store, c
     from lightbox.publish import leftovers
     from lightbox.records import RunContext
     from lightbox.specs.loader import spec_channels
-    from lightbox.state import RunState, export_keys, state_exists
+    from lightbox.layout import BrandLayout
+    from lightbox.state import RunState, state_exists
 
     if uses_ai(spec) or not state_exists(store):  # no state yet: the flow run creates it (under the brand lock)
         return None
@@ -133,7 +134,7 @@ def unchanged_run(catalog: str, brand_uri: str, spec: BrandSpec, store: Store, c
         run_id=ctx.run_id, brand=spec.name, spec_version=spec.version, catalog=catalog, store=store, ingested=checked.total,
         quarantine=checked.quarantined, warnings=checked.warnings, skipped=checked.skipped + plan.skipped,
         products=plan.products, outputs=outputs, wall_s=time.perf_counter() - started,
-        manifest_uri=store.uri(export_keys(spec.name)[1]), max_failed_share=spec.quality.max_failed_share,
+        manifest_uri=store.uri(BrandLayout(spec.name).exports[1]), max_failed_share=spec.quality.max_failed_share,
     ).model_copy(update={"skus_requested": skus, "unknown_skus": plan.unknown_skus})
     write_summary(store, summary)
     return summary

@@ -125,18 +125,6 @@ class StateError(RuntimeError):
     """The state table cannot be reached or written (the chunk fails and is retried; nothing is dropped)."""
 
 
-def export_keys(brand: str) -> tuple[str, str]:
-    return BrandLayout(brand).exports
-
-
-def v1_key(brand: str) -> str:
-    return BrandLayout(brand).v1_manifest
-
-
-def changes_key(brand: str, run_id: str) -> str:
-    return BrandLayout(brand).changes(run_id)
-
-
 def state_url(store: Store, url: str | None = None) -> tuple[str, str]:
     """(SQLAlchemy URL, root key) of the state of ``store``'s root. The root key is empty for the SQLite
     file inside a local root (the folder can move), else the root's URI (a shared database holds many)."""
@@ -320,7 +308,7 @@ class RunState:
             conn.execute(brands_t.insert().values(root=self.root, brand=brand, created_at=_now(), imported_from=source,
                                                   imported=len(docs)))
             self._upsert(conn, brand, docs)
-        if source == v1_key(brand):
+        if source == BrandLayout(brand).v1_manifest:
             store.write_atomic(BrandLayout(brand).v1_kept, store.read(source))
             store.delete(source)
         if docs:
@@ -510,16 +498,22 @@ class RunState:
         return result
 
     # -- exports ----------------------------------------------------------------------------------
+    def _export_rows(self, brand: str, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Entries as exported (with their ``key``), by key: all of the brand's, or those a run wrote."""
+        q = sa.select(entries_t.c.name, entries_t.c.doc).where(self._key(entries_t, brand)).order_by(entries_t.c.name)
+        if run_id is not None:
+            q = q.where(entries_t.c.run_id == run_id)
+        with self.engine.connect() as conn:
+            return [{"key": n, **json.loads(d)} for n, d in conn.execute(q)]
+
     def export(self, store: Store, brand: str) -> str:
         """Write ``manifest.parquet`` and ``manifest.jsonl`` of every live entry; returns the JSON Lines URI."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        with self.engine.connect() as conn:
-            rows = [{"key": n, **json.loads(d)} for n, d in conn.execute(
-                sa.select(entries_t.c.name, entries_t.c.doc).where(self._key(entries_t, brand)).order_by(entries_t.c.name))]
-        parquet_key, jsonl_key = export_keys(brand)
-        store.write_atomic(jsonl_key, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode())
+        rows = self._export_rows(brand)
+        parquet_key, jsonl_key = BrandLayout(brand).exports
+        _write_jsonl(store, jsonl_key, rows)
         flat = [{**{k: v for k, v in r.items() if k not in ("metrics", "timings_ms", "cutout", "generation", "qc_reasons")},
                  "qc_reasons": json.dumps(r.get("qc_reasons") or []), "metrics": json.dumps(r.get("metrics") or {}),
                  "timings_ms": json.dumps(r.get("timings_ms") or {}), "cutout": json.dumps(r.get("cutout")),
@@ -531,25 +525,26 @@ class RunState:
 
     def write_changes(self, store: Store, brand: str, run_id: str) -> str:
         """The rows this run recorded, as JSON Lines in its run folder (a SKU-scoped run's export)."""
-        with self.engine.connect() as conn:
-            rows = [{"key": n, **json.loads(d)} for n, d in conn.execute(
-                sa.select(entries_t.c.name, entries_t.c.doc).where(self._key(entries_t, brand), entries_t.c.run_id == run_id)
-                .order_by(entries_t.c.name))]
-        key = changes_key(brand, run_id)
-        store.write_atomic(key, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode())
+        key = BrandLayout(brand).changes(run_id)
+        _write_jsonl(store, key, self._export_rows(brand, run_id))
         return store.uri(key)
+
+
+def _write_jsonl(store: Store, key: str, rows: list[dict[str, Any]]) -> None:
+    store.write_atomic(key, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode())
 
 
 def _previous_state(store: Store, brand: str) -> tuple[dict[str, dict[str, Any]], str | None]:
     """What the storage says was live before this state table knew the brand: the v1 manifest or the
     last JSON Lines export."""
+    layout = BrandLayout(brand)
     try:
-        doc = json.loads(store.read(v1_key(brand)))
-        return dict(doc.get("entries", {})), v1_key(brand)
+        doc = json.loads(store.read(layout.v1_manifest))
+        return dict(doc.get("entries", {})), layout.v1_manifest
     except FileNotFoundError:
         pass
     try:
-        body = store.read(export_keys(brand)[1])
+        body = store.read(layout.exports[1])
     except FileNotFoundError:
         return {}, None
     out = {}
@@ -557,7 +552,7 @@ def _previous_state(store: Store, brand: str) -> tuple[dict[str, dict[str, Any]]
         if line.strip():
             e = json.loads(line)
             out[e.pop("key")] = e
-    return out, export_keys(brand)[1]
+    return out, layout.exports[1]
 
 
 def live_matches(store: Store, key: str, rec: Recorded | None) -> bool:

@@ -13,7 +13,8 @@ import pytest
 from lightbox.pipeline import run_plain
 from lightbox.quality.consistency import consistency, near_duplicates
 from lightbox.records import Output
-from lightbox.state import RunState, StateError, export_keys
+from lightbox.layout import BrandLayout
+from lightbox.state import RunState, StateError
 from lightbox.storage import Store
 from tests.conftest import ACME, fresh_database
 from tests.lightbox.test_pipeline import make_catalog
@@ -113,7 +114,7 @@ def test_a_v1_manifest_is_migrated_on_first_use_and_kept_aside(tmp_path):
     entries = RunState.of(store).entries("acme-home")
     # the same outputs as a v1 deployment left them: one manifest.json, no state table, no exports
     shutil.rmtree(out / "_lightbox")
-    for key in export_keys("acme-home"):
+    for key in BrandLayout("acme-home").exports:
         store.delete(key)
     v1 = {"version": 1, "brand": "acme-home", "entries": entries}
     (out / "acme-home" / "manifest.json").write_text(json.dumps(v1))
