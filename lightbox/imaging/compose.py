@@ -7,6 +7,7 @@ the product is opaque, the output pixel *is* the resampled product pixel.
 from __future__ import annotations
 
 import io
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,8 +95,22 @@ def background_rows(look: Look) -> np.ndarray:
 
 
 def background_canvas(look: Look) -> np.ndarray:
+    """A new H x W x 3 canvas of the look's background (a copy of the one built per background and size)."""
     ch = look.channel
-    return np.broadcast_to(background_rows(look), (ch.height, ch.width, 3)).copy()
+    key = (look.background.model_dump_json(), ch.width, ch.height)
+    canvas = _CANVASES.get(key)
+    if canvas is None:
+        canvas = np.broadcast_to(background_rows(look), (ch.height, ch.width, 3)).copy()
+        canvas.flags.writeable = False
+        with _CANVAS_LOCK:  # chunks render on several threads
+            if len(_CANVASES) >= 8:  # a few looks per brand; a worker serving many brands stays bounded
+                _CANVASES.pop(next(iter(_CANVASES)))
+            _CANVASES[key] = canvas
+    return canvas.copy()
+
+
+_CANVASES: dict[tuple[str, int, int], np.ndarray] = {}
+_CANVAS_LOCK = threading.Lock()
 
 
 def shadow_mask(look: Look, p: Placement) -> tuple[np.ndarray, tuple[int, int]] | None:
@@ -186,7 +201,7 @@ def encode(im: Image.Image, channel: ChannelPreset, *, ai_generated: bool = Fals
     buf = io.BytesIO()
     extra = {"xmp": ai_xmp()} if ai_generated else {}
     if channel.format == "jpeg":
-        im.convert("RGB").save(buf, "JPEG", quality=channel.quality, subsampling=0, icc_profile=SRGB_ICC, **extra)
+        (im if im.mode == "RGB" else im.convert("RGB")).save(buf, "JPEG", quality=channel.quality, subsampling=0, icc_profile=SRGB_ICC, **extra)
     elif channel.format == "png":
         info = None
         if ai_generated:

@@ -258,20 +258,41 @@ def _fit_ring(rgb: np.ndarray, ring: int) -> tuple[np.ndarray, np.ndarray, np.nd
     return coef, resid, keep
 
 
-def backdrop_model(rgb: np.ndarray, ring: int, coef: np.ndarray | None = None) -> np.ndarray:
-    """The fitted backdrop as an H x W x 3 float32 image (quadratic surface per channel)."""
+def backdrop_model(rgb: np.ndarray, ring: int, coef: np.ndarray | None = None,
+                   window: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """The fitted backdrop as an H x W x 3 float32 image (quadratic surface per channel); with ``window``
+    (y0, y1, x0, x1) only that part of it, with the same values as the whole image has there."""
     h, w, _ = rgb.shape
     if coef is None:
         coef, _, keep = _fit_ring(rgb, ring)
         if keep.sum() < 12:
             raise ItemError("cannot find a plain studio backdrop along the image border")
-    U = (np.arange(w, dtype=np.float32) / max(w - 1, 1) * 2 - 1)[None, :]
-    V = (np.arange(h, dtype=np.float32) / max(h - 1, 1) * 2 - 1)[:, None]
+    y0, y1, x0, x1 = window or (0, h, 0, w)
+    U = (np.arange(x0, x1, dtype=np.float32) / max(w - 1, 1) * 2 - 1)[None, :]
+    V = (np.arange(y0, y1, dtype=np.float32) / max(h - 1, 1) * 2 - 1)[:, None]
     c = coef.astype(np.float32)
-    model = np.empty((h, w, 3), dtype=np.float32)
+    model = np.empty((y1 - y0, x1 - x0, 3), dtype=np.float32)
     for k in range(3):
         model[..., k] = c[0, k] + c[1, k] * U + c[2, k] * V + c[3, k] * U * U + c[4, k] * V * V + c[5, k] * U * V
     return model
+
+
+def backdrop_blocks(shape: tuple[int, int], coef: np.ndarray, factor: int,
+                    window: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """The fitted backdrop's means over ``factor`` x ``factor`` blocks (as :func:`_reduce` takes them) of an
+    H x W photo, from the surface's own moments: no full-size model is built. ``window``: (y0, y1, x0, x1)
+    in blocks, only those."""
+    h, w = shape
+    y0, y1, x0, x1 = window or (0, h // factor, 0, w // factor)
+    su, sv = 2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)
+    U = ((np.arange(x0, x1) * factor + (factor - 1) / 2.0) * su - 1.0)[None, :]  # block centres
+    V = ((np.arange(y0, y1) * factor + (factor - 1) / 2.0) * sv - 1.0)[:, None]
+    var_u, var_v = (factor * factor - 1) / 12.0 * su * su, (factor * factor - 1) / 12.0 * sv * sv
+    out = np.empty((y1 - y0, x1 - x0, 3), np.float32)
+    for k in range(3):
+        c = coef[:, k]
+        out[..., k] = c[0] + c[1] * U + c[2] * V + c[3] * (U * U + var_u) + c[4] * (V * V + var_v) + c[5] * U * V
+    return out
 
 
 # --- backdrop method -----------------------------------------------------------------------------------------
@@ -280,14 +301,22 @@ def backdrop_model(rgb: np.ndarray, ring: int, coef: np.ndarray | None = None) -
 def _backdrop(rgb: np.ndarray, params: CutoutParams, test: BackdropTest | None = None) -> CutOut:
     h, w, _ = rgb.shape
     test = test or assess_backdrop(rgb, params)
-    model = backdrop_model(rgb, test.ring, test.coef)
-    planes = [rgb[..., k].astype(np.float32) for k in range(3)]  # per plane: fast, contiguous
-    smooth = [ndimage.uniform_filter(p, size=3) for p in planes]  # sensor noise is not an edge
-    dist = np.abs(smooth[0] - model[..., 0])
-    for k in (1, 2):
-        np.maximum(dist, np.abs(smooth[k] - model[..., k]), out=dist)
     sigma = max(test.noise, 0.5)  # per-pixel noise (levels) of the backdrop around its fit
     t = float(min(params.threshold, max(params.min_threshold, params.noise_factor * sigma)))
+    # Everything below runs in the window that holds all that is not plain backdrop (the product, its
+    # shadow, specks), with a margin wider than any filter or morphology reaches: outside it the flood
+    # from the frame border would only cross plain backdrop. A product framed in its photo leaves most
+    # of the frame out of the window.
+    win = _work_window(rgb, test, sigma, t)
+    y0, y1, x0, x1 = win
+    full = win == (0, h, 0, w)
+    model = backdrop_model(rgb, test.ring, test.coef, window=win)
+    planes = [rgb[y0:y1, x0:x1, k].astype(np.float32) for k in range(3)]  # per plane: fast, contiguous
+    mplanes = [np.ascontiguousarray(model[..., k]) for k in range(3)]
+    smooth = [ndimage.uniform_filter(p, size=3) for p in planes]  # sensor noise is not an edge
+    dist = np.abs(smooth[0] - mplanes[0])
+    for k in (1, 2):
+        np.maximum(dist, np.abs(smooth[k] - mplanes[k]), out=dist)
 
     # Colour is tested apart from brightness: the paper has one chromaticity (r, g, b over their sum)
     # wherever light or a floor shadow makes it brighter or darker. A white product on paper of a
@@ -300,23 +329,23 @@ def _backdrop(rgb: np.ndarray, params: CutoutParams, test: BackdropTest | None =
     for k in (1, 2):
         np.maximum(cdist, np.abs(means[k] / total - float(test.chroma[k])), out=cdist)
     same_colour = cdist <= tol_c
-    darkening = total / np.maximum(model.sum(axis=2), 1.0)
+    darkening = total / np.maximum(mplanes[0] + mplanes[1] + mplanes[2], 1.0)
     shadow_like = same_colour & (darkening >= 1.0 - params.shadow_depth) & (darkening <= 1.0 + 3.0 * sigma / total)
-    del means, total, cdist, darkening
+    del means, total, cdist, darkening, mplanes
 
     # Edges: a sharp step well above the backdrop's noise. Shadows and light fall-off are smooth ramps:
     # their gradient is the same measured over 3 px or over 9 px; a step's is three times larger over 3.
-    grad = np.zeros((h, w), np.float32)
-    coarse = np.zeros((h, w), np.float32)
-    for p, sm in zip(planes, smooth, strict=True):
-        np.maximum(grad, np.hypot(ndimage.sobel(sm, axis=1), ndimage.sobel(sm, axis=0)), out=grad)
-        wide = ndimage.uniform_filter(p, size=9)
-        np.maximum(coarse, np.hypot(ndimage.sobel(wide, axis=1), ndimage.sobel(wide, axis=0)), out=coarse)
+    grad = _gradient(smooth)
+    coarse = _gradient([ndimage.uniform_filter(p, size=9) for p in planes])
     ring = test.ring
-    ring_grad = np.concatenate([grad[:ring].ravel(), grad[-ring:].ravel(), grad[:, :ring].ravel(), grad[:, -ring:].ravel()])
+    if full:
+        ring_grad = np.concatenate([grad[:ring].ravel(), grad[-ring:].ravel(), grad[:, :ring].ravel(), grad[:, -ring:].ravel()])
+    else:
+        ring_grad = _ring_gradient(rgb, ring)
     floor = max(max(8.0 * sigma, 4.0) * 4.0 / 3.0, 2.0 * float(np.percentile(ring_grad, 99.9)))
     # and a step has height: the 3x3 means within 2 px on either side differ by more than noise could
     wall = (grad > floor) & (grad > 1.8 * coarse)
+    del grad, coarse
     wall[wall] = window_range(smooth, wall, 5) > max(8.0 * sigma, 6.0)
     # an edge is a line: isolated specks of "edge" are noise (JPEG blocks in a shadow)
     wl, wn = ndimage.label(wall, structure=np.ones((3, 3)))
@@ -341,7 +370,8 @@ def _backdrop(rgb: np.ndarray, params: CutoutParams, test: BackdropTest | None =
     for _ in range(2):  # (never across the step itself: a light label reaching the outline stays whole)
         bg |= ndimage.binary_dilation(bg) & passable & ~raw_wall
     fg = ~bg
-    first = _finish_backdrop(rgb, fg, bg, near, dist, t, model, sigma, raw_wall, backdrop_like, params, test.why)
+    frame = _Frame(rgb, win, model, test.coef)
+    first = _finish_backdrop(frame, fg, bg, near, dist, t, sigma, raw_wall, backdrop_like, params, test.why)
     if first.confident:
         return first
     # Where the product's colour crosses the backdrop's, its outline vanishes for a few pixels and the
@@ -351,16 +381,114 @@ def _backdrop(rgb: np.ndarray, params: CutoutParams, test: BackdropTest | None =
         thick = ndimage.binary_fill_holes(ndimage.binary_dilation(raw_wall | fg, iterations=gap))  # gaps up to 2 x gap bridged
         filled = ndimage.binary_erosion(thick, iterations=gap, border_value=1) | fg
         filled = ndimage.binary_closing(filled, iterations=gap, border_value=0) & thick  # no notch where a gap was
-        if filled.mean() > 0.97 or np.array_equal(filled, fg):
+        if filled.sum() > 0.97 * h * w or np.array_equal(filled, fg):
             continue
         try:
-            second = _finish_backdrop(rgb, filled, ~filled, near, dist, t, model, sigma, raw_wall, backdrop_like, params,
+            second = _finish_backdrop(frame, filled, ~filled, near, dist, t, sigma, raw_wall, backdrop_like, params,
                                       f"{test.why}; outline completed over gaps up to {2 * gap} px", pockets=False)
         except ItemError:
             continue
         if second.confident:
             return second
     return first
+
+
+def _gradient(planes: list[np.ndarray]) -> np.ndarray:
+    """Largest over the planes of the Sobel gradient's magnitude."""
+    grad = np.zeros(planes[0].shape, np.float32)
+    for p in planes:
+        np.maximum(grad, np.hypot(ndimage.sobel(p, axis=1), ndimage.sobel(p, axis=0)), out=grad)
+    return grad
+
+
+def _ring_gradient(rgb: np.ndarray, ring: int) -> np.ndarray:
+    """The gradient of :func:`_gradient` over 3x3 means on the frame's border ring (its four strips, in the
+    order the whole image's would give them), computed on strips 4 px deeper than the ring, so the values
+    are the whole image's."""
+    h, w, _ = rgb.shape
+    d = ring + 4
+
+    def strip(part: np.ndarray) -> np.ndarray:
+        return _gradient([ndimage.uniform_filter(part[..., k].astype(np.float32), size=3) for k in range(3)])
+
+    top, bottom = strip(rgb[:d])[:ring], strip(rgb[h - d:])[-ring:]
+    left, right = strip(rgb[:, :d])[:, :ring], strip(rgb[:, w - d:])[:, -ring:]
+    return np.concatenate([top.ravel(), bottom.ravel(), left.ravel(), right.ravel()])
+
+
+WINDOW_BLOCK = 8  # px: the plain-backdrop test of the work window is made on blocks this large
+WINDOW_MARGIN = 32  # px around what is not plain backdrop: more than any filter or morphology reaches
+
+
+def _work_window(rgb: np.ndarray, test: BackdropTest, sigma: float, t: float) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1): the part of the photo that is not plain backdrop, plus ``WINDOW_MARGIN``.
+
+    Made on 8 x 8 blocks: a block is plain when its mean is within half the threshold of the fitted
+    backdrop, its pixels span no more than a step could (8 noise levels plus 4 for the block's own
+    noise), and it differs from its neighbours by less than half a step - anything a cut could keep (a
+    product, a shadow, a speck, an edge) makes its blocks not plain. Falls back to the whole photo when
+    the window would cover most of it."""
+    h, w, _ = rgb.shape
+    f = WINDOW_BLOCK
+    hb, wb = h // f, w // f
+    if hb < 8 or wb < 8:
+        return 0, h, 0, w
+    mean = _reduce(rgb, f)
+    dist = np.abs(mean - backdrop_blocks((h, w), test.coef, f)).max(axis=2)
+    spread = (_block_extreme(rgb, f, np.maximum).astype(np.int16) - _block_extreme(rgb, f, np.minimum)).max(axis=2)
+    step = max(8.0 * sigma, 6.0)
+    busy = (dist > 0.5 * t) | (spread > step + 4.0 * sigma)
+    jump = np.abs(np.diff(mean, axis=0)).max(axis=2) > 0.5 * step
+    busy[1:] |= jump
+    busy[:-1] |= jump
+    jump = np.abs(np.diff(mean, axis=1)).max(axis=2) > 0.5 * step
+    busy[:, 1:] |= jump
+    busy[:, :-1] |= jump
+    # the blocks cover the photo but for its last h % f rows and w % f columns: those count as busy
+    rows, cols = np.flatnonzero(busy.any(axis=1)), np.flatnonzero(busy.any(axis=0))
+    if rows.size == 0:
+        return 0, h, 0, w  # nothing on the backdrop: the cut itself says so
+    y0, y1 = max(0, rows[0] * f - WINDOW_MARGIN), min(h, (rows[-1] + 1) * f + WINDOW_MARGIN)
+    x0, x1 = max(0, cols[0] * f - WINDOW_MARGIN), min(w, (cols[-1] + 1) * f + WINDOW_MARGIN)
+    if y1 > hb * f - WINDOW_MARGIN:
+        y1 = h
+    if x1 > wb * f - WINDOW_MARGIN:
+        x1 = w
+    if (y1 - y0) * (x1 - x0) > 0.6 * h * w:
+        return 0, h, 0, w
+    return int(y0), int(y1), int(x0), int(x1)
+
+
+def _block_extreme(arr: np.ndarray, f: int, op: np.ufunc) -> np.ndarray:
+    """``op`` (np.maximum or np.minimum) over f x f blocks, by strided slices (a reduction over strided
+    axes is many times slower)."""
+    h2, w2 = arr.shape[0] // f * f, arr.shape[1] // f * f
+    cols = arr[:h2, 0:w2:f].copy()
+    for dx in range(1, f):
+        op(cols, arr[:h2, dx:w2:f], out=cols)
+    out = cols[0:h2:f].copy()
+    for dy in range(1, f):
+        op(out, cols[dy:h2:f], out=out)
+    return out
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """The photo, the work window (y0, y1, x0, x1) the backdrop cut ran in, and the fitted backdrop there."""
+
+    rgb: np.ndarray
+    window: tuple[int, int, int, int]
+    model: np.ndarray  # the window's part of the fitted backdrop
+    coef: np.ndarray
+
+    @property
+    def sub(self) -> np.ndarray:
+        y0, y1, x0, x1 = self.window
+        return self.rgb[y0:y1, x0:x1]
+
+    @property
+    def area(self) -> int:
+        return self.rgb.shape[0] * self.rgb.shape[1]
 
 
 def window_range(planes: list[np.ndarray], where: np.ndarray, size: int) -> np.ndarray:
@@ -392,12 +520,13 @@ def label_medians(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def _finish_backdrop(rgb: np.ndarray, fg: np.ndarray, bg: np.ndarray, near: np.ndarray, dist: np.ndarray, t: float,
-                     model: np.ndarray, sigma: float, raw_wall: np.ndarray, backdrop_like: np.ndarray,
+def _finish_backdrop(frame: _Frame, fg: np.ndarray, bg: np.ndarray, near: np.ndarray, dist: np.ndarray, t: float,
+                     sigma: float, raw_wall: np.ndarray, backdrop_like: np.ndarray,
                      params: CutoutParams, why: str, pockets: bool = True) -> CutOut:
-    """Holes, specks, soft edge and diagnostics of a backdrop mask ``fg`` (``bg``: the backdrop reached).
+    """Holes, specks, soft edge and diagnostics of a backdrop mask ``fg`` (``bg``: the backdrop reached), all
+    over the work window of ``frame``; shares and sizes are of the whole photo.
     ``pockets``: clear small backdrop-coloured pockets beside the backdrop (not where an outline was completed)."""
-    h, w = fg.shape
+    area = frame.area
     fg = fg.copy()
     holes_cleared = 0.0
     enclosed = near & fg
@@ -405,7 +534,7 @@ def _finish_backdrop(rgb: np.ndarray, fg: np.ndarray, bg: np.ndarray, near: np.n
         hl, hn = ndimage.label(enclosed)
         hsizes = np.bincount(hl.ravel())
         hsizes[0] = 0
-        big = hsizes >= max(16, int(params.min_hole_share * h * w))
+        big = hsizes >= max(16, int(params.min_hole_share * area))
         # pockets sealed off by two close edges (under a lid's overhang) are backdrop of any size
         if pockets:
             pocket_ids = np.unique(hl[ndimage.binary_dilation(bg, iterations=4) & enclosed])
@@ -427,19 +556,26 @@ def _finish_backdrop(rgb: np.ndarray, fg: np.ndarray, bg: np.ndarray, near: np.n
         raise ItemError("no product found: the image is plain backdrop")
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
-    min_size = max(16, int(params.min_object_share * h * w))
+    min_size = max(16, int(params.min_object_share * area))
     keep = sizes >= min_size
     if not keep.any():
         raise ItemError(f"no product found: largest object is {int(sizes.max())} px, under {min_size} px")
     fg = keep[labels]
-    share = float(fg.mean())
+    share = float(fg.sum()) / area
     if share > 0.97:
         raise ItemError(f"cannot separate product from backdrop: foreground covers {share:.0%} of the frame")
 
-    alpha8, rgb_out = _soft_edge(rgb, model, dist, fg, t, params.feather, backdrop_like, ndimage.binary_dilation(raw_wall))
-    if not (alpha8 > 0).any():
+    sub_alpha, sub_rgb = _soft_edge(frame.sub, frame.model, dist, fg, t, params.feather, backdrop_like,
+                                    ndimage.binary_dilation(raw_wall))
+    if not (sub_alpha > 0).any():
         raise ItemError("no product found after edge refinement")
-    diag = diagnose(rgb, alpha8, sigma, (model, t))
+    y0, y1, x0, x1 = frame.window
+    rgba = np.zeros((*frame.rgb.shape[:2], 4), np.uint8)  # outside the window: the photo, alpha 0
+    rgba[..., :3] = frame.rgb
+    rgba[y0:y1, x0:x1, :3] = sub_rgb
+    rgba[y0:y1, x0:x1, 3] = sub_alpha
+    alpha8 = rgba[..., 3]
+    diag = diagnose(frame.rgb, alpha8, sigma, (frame.coef, t))
     diag["cutout_holes_cleared"] = round(holes_cleared / max(1.0, float(fg.sum()) + holes_cleared), 4)
     parts = np.bincount(ndimage.label(fg)[0].ravel())[1:]
     diag["cutout_parts"] = int((parts >= 0.05 * parts.max()).sum())
@@ -452,10 +588,10 @@ def _finish_backdrop(rgb: np.ndarray, fg: np.ndarray, bg: np.ndarray, near: np.n
     diag["cutout_confident"] = unsure is None
     reason = why if unsure is None else unsure
     log.debug("backdrop cut-out: %.1f%% of frame, threshold %.1f, %s", 100 * share, t, diag)
-    bbox = _bbox(alpha8 > 0)
-    solid = _bbox(alpha8 >= 128) if (alpha8 >= 128).any() else bbox
-    return CutOut(rgba=np.dstack([rgb_out, alpha8]), bbox=bbox, solid_bbox=solid, method="backdrop", reason=reason,
-                  diagnostics=diag, source=rgb)
+    bbox = _shift(_bbox(sub_alpha > 0), x0, y0)
+    solid = _shift(_bbox(sub_alpha >= 128), x0, y0) if (sub_alpha >= 128).any() else bbox
+    return CutOut(rgba=rgba, bbox=bbox, solid_bbox=solid, method="backdrop", reason=reason, diagnostics=diag,
+                  source=frame.rgb)
 
 
 def _unsure(diag: dict[str, Any], params: CutoutParams) -> str | None:
@@ -559,7 +695,7 @@ def _from_model(rgb: np.ndarray, soft: np.ndarray, params: CutoutParams, reason:
     test = test or assess_backdrop(rgb, params)  # routing ran it already unless the method was forced
     backdrop = None
     if test.plain:  # a studio photo cut by the model: its holes can be checked against the paper
-        backdrop = (backdrop_model(rgb, test.ring, test.coef), float(max(params.min_threshold, params.noise_factor * test.noise)))
+        backdrop = (test.coef, float(max(params.min_threshold, params.noise_factor * test.noise)))
     diag = diagnose(rgb, alpha8, test.noise if test.plain else None, backdrop)
     diag["cutout_confident"] = True
     bbox = _bbox(alpha8 > 0)
@@ -600,7 +736,7 @@ def diagnose(rgb: np.ndarray | None, alpha8: np.ndarray, sigma: float | None,
     - ``cutout_edge_contrast``: share of the outline where the photo differs across the edge (2-3 px
       inside against 2-3 px outside) by more than the noise allows: a cut drawn through a plain
       region - a leak into a white product, a scene kept as product - has none;
-    - ``cutout_holes``: with a fitted backdrop (``backdrop``: model image, threshold), the share of the
+    - ``cutout_holes``: with a fitted backdrop (``backdrop``: its coefficients, threshold), the share of the
       product inside its outline that matches the backdrop as closely as paper does (backdrop seen
       through a handle, kept as product).
     """
@@ -620,8 +756,15 @@ def diagnose(rgb: np.ndarray | None, alpha8: np.ndarray, sigma: float | None,
     if rgb is None:
         d.update(cutout_edge_contrast=1.0, cutout_holes=0.0)
         return d
-    img = ndimage.uniform_filter(_reduce(rgb, factor), size=(3, 3, 1))
-    noise = (sigma if sigma is not None else _noise_estimate(img)) / (3 * factor)  # of 3x3 means of factor^2 means
+    # what follows lies within 3 px of the product's box: it runs on that box and a margin of 6 (the frame's
+    # edges, where the box reaches them, are handled as the whole frame's are)
+    bx0, by0, bx1, by1 = _bbox(a)
+    y0, x0, y1, x1 = max(by0 - 6, 0), max(bx0 - 6, 0), min(by1 + 6, hh), min(bx1 + 6, ww)
+    img = ndimage.uniform_filter(_reduce(rgb[y0 * factor : y1 * factor, x0 * factor : x1 * factor], factor), size=(3, 3, 1))
+    if sigma is None:  # estimated on the whole frame's border
+        sigma = _noise_estimate(ndimage.uniform_filter(_reduce(rgb, factor), size=(3, 3, 1)))
+    noise = sigma / (3 * factor)  # of 3x3 means of factor^2 means
+    a = a[y0:y1, x0:x1]
     boundary = a & ~ndimage.binary_erosion(a, border_value=1)
     inside_ring = ndimage.binary_erosion(a, iterations=2, border_value=1)
     inside_ring &= ~ndimage.binary_erosion(inside_ring, border_value=1)
@@ -629,8 +772,9 @@ def diagnose(rgb: np.ndarray | None, alpha8: np.ndarray, sigma: float | None,
         inside_ring = a
     outside = ~ndimage.binary_dilation(a, iterations=2)
     outside_ring = outside & ndimage.binary_dilation(~outside)
-    by, bx = np.nonzero(boundary)
-    if by.size and outside_ring.any():
+    if boundary.any() and outside_ring.any():
+        # the nearest inside-ring and outside-ring pixel of each boundary pixel
+        by, bx = np.nonzero(boundary)
         _, (iy, ix) = ndimage.distance_transform_edt(~inside_ring, return_indices=True)
         _, (oy, ox) = ndimage.distance_transform_edt(~outside_ring, return_indices=True)
         diff = np.abs(img[iy[by, bx], ix[by, bx]] - img[oy[by, bx], ox[by, bx]]).max(axis=1)
@@ -641,8 +785,8 @@ def diagnose(rgb: np.ndarray | None, alpha8: np.ndarray, sigma: float | None,
     if backdrop is not None:
         # enclosed parts of the product that match the fitted backdrop as closely as paper does: backdrop
         # seen through a handle or a loop, kept as product
-        model, t = backdrop
-        dist = np.abs(img - _reduce(model, factor)).max(axis=2)
+        coef, t = backdrop
+        dist = np.abs(img - backdrop_blocks((h, w), coef, factor, (y0, y1, x0, x1))).max(axis=2)
         hl, hn = ndimage.label(a & (dist <= 0.5 * t))
         if hn:
             sizes = np.bincount(hl.ravel())
@@ -672,6 +816,10 @@ def _noise_estimate(img: np.ndarray) -> float:
 
 def _perimeter(mask: np.ndarray) -> float:
     return float((mask & ~ndimage.binary_erosion(mask, border_value=1)).sum())
+
+
+def _shift(box: tuple[int, int, int, int], dx: int, dy: int) -> tuple[int, int, int, int]:
+    return box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy
 
 
 def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:

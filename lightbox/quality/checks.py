@@ -39,10 +39,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageChops
 from scipy import ndimage
 
 from lightbox.imaging.compose import background_rows
@@ -108,8 +109,9 @@ def measure(data: bytes, look: Look, product_box: tuple[int, int, int, int] | No
     }
     rgb_im = im if im.mode == "RGB" else im.convert("RGB")  # convert() to the same mode would copy
     rgb = np.asarray(rgb_im)
-    luma = np.asarray(rgb_im.convert("L"))  # ITU-R 601 luma, computed in C
-    m["luma_std"] = round(float(luma.std(dtype=np.float64)), 3)
+    luma_im = rgb_im.convert("L")  # ITU-R 601 luma, computed in C
+    luma = np.asarray(luma_im)
+    m["luma_std"] = round(_std_of_histogram(luma_im.histogram()), 3)
     strip = max(2, round(0.005 * min(w, h)))
     border = np.ones((h, w), dtype=bool)
     border[strip:-strip, strip:-strip] = False
@@ -185,6 +187,16 @@ def measure(data: bytes, look: Look, product_box: tuple[int, int, int, int] | No
     return m
 
 
+def _std_of_histogram(hist: list[int]) -> float:
+    """Standard deviation of the values a 256-bin histogram counts: integer sums, exact, one rounding."""
+    n = sum(hist)
+    if not n:
+        return 0.0
+    s1 = sum(i * c for i, c in enumerate(hist))
+    s2 = sum(i * i * c for i, c in enumerate(hist))
+    return math.sqrt((n * s2 - s1 * s1) / (n * n))
+
+
 def _trim_shadow_rows(fg: np.ndarray, rgb: np.ndarray, expected: np.ndarray, rows: np.ndarray, look: Look) -> None:
     """Clear the bottom rows of ``fg`` that hold only hue-neutral darkening of the background (the
     contact shadow). Works upwards in blocks and stops at the first row with a solid product pixel."""
@@ -216,26 +228,32 @@ def fidelity(data: bytes | Image.Image, reference: np.ndarray, x: int, y: int,
     ``data``: the encoded bytes, or the image :func:`decode_output` made of them. With ``source`` (the
     source photo's pixels resampled the same way, RGBA) ``(fidelity, fidelity to the source)`` is returned."""
     im = data if isinstance(data, Image.Image) else decode_output(data)
-    out = np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
+    out = im if im.mode == "RGB" else im.convert("RGB")
     first = _mad(out, reference, x, y)
     if source is None:
         return first
     return first, _mad(out, source, x, y)
 
 
-def _mad(out: np.ndarray, reference: np.ndarray, x: int, y: int) -> float:
+def _mad(out: Image.Image, reference: np.ndarray, x: int, y: int) -> float:
+    """Sum of |out - reference| over the reference's opaque pixels, by the histogram of Pillow's per-pixel
+    difference under the opaque mask (integers, exact), over 3 x their count."""
     h, w = reference.shape[:2]
     oy0, ox0 = max(y, 0), max(x, 0)
-    oy1, ox1 = min(y + h, out.shape[0]), min(x + w, out.shape[1])
-    ref = reference[oy0 - y : oy1 - y, ox0 - x : ox1 - x]
-    opaque = ref[..., 3] == 255
-    if not opaque.any():
+    oy1, ox1 = min(y + h, out.height), min(x + w, out.width)
+    if oy1 <= oy0 or ox1 <= ox0:
         return 0.0
-    a, b = out[oy0:oy1, ox0:ox1], ref[..., :3]
-    diff = np.maximum(a, b)
-    diff -= np.minimum(a, b)  # |a - b| in uint8, exactly; summed over the opaque pixels in integers
-    total = np.einsum("ijk,ij->", diff, opaque.view(np.uint8), dtype=np.float64)  # integers: exact in float64
-    return round(float(total) / (3 * int(opaque.sum())), 3)
+    ref = Image.fromarray(reference[oy0 - y : oy1 - y, ox0 - x : ox1 - x])
+    opaque = ref.getchannel("A").point(_OPAQUE)
+    hist = np.asarray(ImageChops.difference(out.crop((ox0, oy0, ox1, oy1)), ref.convert("RGB")).histogram(opaque),
+                      np.int64).reshape(3, 256)
+    count = int(hist[0].sum())
+    if not count:
+        return 0.0
+    return round(float(int((hist * np.arange(256)).sum())) / (3 * count), 3)
+
+
+_OPAQUE = [0] * 255 + [255]  # alpha 255 -> mask 255, anything else -> 0
 
 
 def evaluate(metrics: dict[str, Any], look: Look, ai_generated: bool = False) -> tuple[str, list[str], list[str]]:
