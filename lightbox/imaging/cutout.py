@@ -424,20 +424,19 @@ def _work_window(rgb: np.ndarray, test: BackdropTest, sigma: float, t: float) ->
     """(y0, y1, x0, x1): the part of the photo that is not plain backdrop, plus ``WINDOW_MARGIN``.
 
     Made on 8 x 8 blocks: a block is plain when its mean is within half the threshold of the fitted
-    backdrop, its pixels span no more than a step could (8 noise levels plus 4 for the block's own
-    noise), and it differs from its neighbours by less than half a step - anything a cut could keep (a
-    product, a shadow, a speck, an edge) makes its blocks not plain. Falls back to the whole photo when
-    the window would cover most of it."""
+    backdrop, its pixels span less than the least step an edge has, and it differs from its neighbours
+    by less than half that step - anything a cut could keep (a product, a shadow, a speck, an edge) makes
+    its blocks not plain. Falls back to the whole photo when the window would cover most of it."""
     h, w, _ = rgb.shape
     f = WINDOW_BLOCK
     hb, wb = h // f, w // f
     if hb < 8 or wb < 8:
         return 0, h, 0, w
-    mean = _reduce(rgb, f)
+    mean = _block_sum(rgb, f).astype(np.float32) / np.float32(f * f)
     dist = np.abs(mean - backdrop_blocks((h, w), test.coef, f)).max(axis=2)
     spread = (_block_extreme(rgb, f, np.maximum).astype(np.int16) - _block_extreme(rgb, f, np.minimum)).max(axis=2)
-    step = max(8.0 * sigma, 6.0)
-    busy = (dist > 0.5 * t) | (spread > step + 4.0 * sigma)
+    step = max(8.0 * sigma, 6.0)  # the least step height an edge has (see _backdrop)
+    busy = (dist > 0.5 * t) | (spread > step)
     jump = np.abs(np.diff(mean, axis=0)).max(axis=2) > 0.5 * step
     busy[1:] |= jump
     busy[:-1] |= jump
@@ -457,6 +456,18 @@ def _work_window(rgb: np.ndarray, test: BackdropTest, sigma: float, t: float) ->
     if (y1 - y0) * (x1 - x0) > 0.6 * h * w:
         return 0, h, 0, w
     return int(y0), int(y1), int(x0), int(x1)
+
+
+def _block_sum(arr: np.ndarray, f: int) -> np.ndarray:
+    """Sums over f x f blocks of a uint8 image (uint16: exact up to 16 x 16 blocks), by strided slices."""
+    h2, w2 = arr.shape[0] // f * f, arr.shape[1] // f * f
+    cols = arr[:h2, 0:w2:f].astype(np.uint16)
+    for dx in range(1, f):
+        cols += arr[:h2, dx:w2:f]
+    out = cols[0:h2:f].copy()
+    for dy in range(1, f):
+        out += cols[dy:h2:f]
+    return out
 
 
 def _block_extreme(arr: np.ndarray, f: int, op: np.ufunc) -> np.ndarray:

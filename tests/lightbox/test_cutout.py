@@ -330,3 +330,70 @@ def test_exported_masks_are_readable(mask_set, tmp_path):
     photo = Image.open(tmp_path / "holes-mug-blue.jpg")
     mask = Image.open(tmp_path / "masks" / "holes-mug-blue.png")
     assert photo.size == mask.size
+
+
+def _edited(case, edit) -> Image.Image:
+    rgb = np.asarray(decode_image(case.data, max_pixels=10**8)).astype(np.float32).copy()
+    edit(rgb)
+    return Image.fromarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8), "RGB")
+
+
+def test_the_work_window_changes_nothing(mask_set, monkeypatch):
+    """The backdrop cut runs in a window around what is not plain backdrop: the same bytes, diagnostics and
+    verdict as over the whole photo - on framed products, thin parts, holes, shadows, white on white, and
+    on things far from the product a cut keeps or refuses: a faint crease in the paper, a dust speck, a
+    second object, a product cropped by the frame."""
+    import lightbox.imaging.cutout as C
+
+    names = ["ACM-MUG-001", "ACM-CDL-018", "ACM-LMP-015", "thin-hanger-brown", "holes-scissors-red",
+             "shadow-lamp-pink", "white-mug", "glass-vase-blue"]
+    photos = [(n, decode_image(_case(mask_set, n).data, max_pixels=10**8)) for n in names]
+    base = _case(mask_set, "ACM-JAR-005")
+
+    def crease(rgb):  # a 1-px paper crease 9 levels darker, across the top of the frame
+        rgb[60, 20:-20] -= 9
+
+    def short_crease(rgb):  # the same, 300 px long, 100 px above the jar: the window must grow to hold it
+        rgb[120, 500:800] -= 9
+
+    def speck(rgb):  # dust, and a second small object far from the product
+        rgb[30:36, 40:46] -= 60
+        rgb[-120:-60, -160:-100] = (40, 90, 160)
+
+    def cropped(rgb):  # the product pushed against the frame's left edge
+        rgb[:] = np.roll(rgb, -int(0.3 * rgb.shape[1]), axis=1)
+
+    photos += [(f"{base.name}+{e.__name__}", _edited(base, e)) for e in (crease, short_crease, speck, cropped)]
+    windowed, whole = {}, {}
+    windows = []
+    real = C._work_window
+
+    def spy(rgb, *a):
+        win = real(rgb, *a)
+        windows.append(win)
+        return win
+
+    for store in (windowed, whole):
+        if store is whole:
+            monkeypatch.setattr(C, "_work_window", lambda rgb, *a: (0, rgb.shape[0], 0, rgb.shape[1]))
+        else:
+            monkeypatch.setattr(C, "_work_window", spy)
+        for name, im in photos:
+            if store is windowed and name.endswith("short_crease"):
+                n_before = len(windows)
+            try:
+                store[name] = C.cut_out(im, Cutout(method="backdrop"))
+            except ItemError as e:
+                store[name] = str(e)
+            if store is windowed and name.endswith("short_crease"):
+                y0, y1, x0, x1 = windows[n_before]
+                assert y0 < 120 < y1 and x0 < 500 and 800 < x1, windows[n_before]  # the crease is in the window
+    for name, _ in photos:
+        a, b = windowed[name], whole[name]
+        if isinstance(a, str) or isinstance(b, str):
+            assert a == b, name
+            continue
+        assert np.array_equal(a.rgba, b.rgba), name
+        assert (a.bbox, a.solid_bbox, a.reason, a.diagnostics) == (b.bbox, b.solid_bbox, b.reason, b.diagnostics), name
+    shares = [(y1 - y0) * (x1 - x0) / (im.height * im.width) for (y0, y1, x0, x1), (_, im) in zip(windows, photos, strict=True)]
+    assert sum(s < 0.6 for s in shares) >= 6, shares  # the window is live, not the whole photo every time
