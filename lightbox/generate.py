@@ -316,8 +316,13 @@ def source_reference(cut: CutOut, size: tuple[int, int]) -> np.ndarray | None:
         x0, y0, x1, y1 = cut.bbox
         src = cut.source[y0:y1, x0:x1]
         opaque = cut.rgba[y0:y1, x0:x1, 3] == 255
-        rgba = np.dstack([src, np.where(_erode(opaque), 255, 0).astype(np.uint8)])
-        cut.cache[key] = resample_product(rgba, size) if (src.shape[1], src.shape[0]) != size else rgba
+        alpha = np.where(_erode(opaque), 255, 0).astype(np.uint8)
+        if (src.shape[1], src.shape[0]) == size:
+            cut.cache[key] = np.dstack([src, alpha])
+        else:  # the RGBA image made by Pillow straight from the planes: no interleaved copy in NumPy
+            im = Image.fromarray(src, "RGB")
+            im.putalpha(Image.fromarray(alpha, "L"))
+            cut.cache[key] = resample_product(im, size)
     return cut.cache[key]
 
 

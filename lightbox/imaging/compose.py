@@ -73,11 +73,17 @@ def resampled(cut: CutOut, size: tuple[int, int]) -> np.ndarray:
     return cut.cache[size]
 
 
-def resample_product(rgba: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Premultiplied Lanczos resize (no colour fringes from transparent pixels); identity at scale 1."""
-    if (rgba.shape[1], rgba.shape[0]) == size:
-        return rgba
-    im = Image.fromarray(rgba, "RGBA").convert("RGBa")
+def resample_product(rgba: np.ndarray | Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """Premultiplied Lanczos resize (no colour fringes from transparent pixels) of an RGBA array or image;
+    identity at scale 1."""
+    if isinstance(rgba, Image.Image):
+        if rgba.size == size:
+            return np.asarray(rgba)
+        im = rgba.convert("RGBa")
+    else:
+        if (rgba.shape[1], rgba.shape[0]) == size:
+            return rgba
+        im = Image.fromarray(rgba, "RGBA").convert("RGBa")
     return np.asarray(im.resize(size, Image.Resampling.LANCZOS).convert("RGBA"))
 
 
@@ -96,20 +102,30 @@ def background_rows(look: Look) -> np.ndarray:
 
 def background_canvas(look: Look) -> np.ndarray:
     """A new H x W x 3 canvas of the look's background (a copy of the one built per background and size)."""
+    return _background(look)[0].copy()
+
+
+def background_image(look: Look) -> Image.Image:
+    """The look's background as an RGB image, built once per background and size: shared, never drawn on."""
+    return _background(look)[1]
+
+
+def _background(look: Look) -> tuple[np.ndarray, Image.Image]:
     ch = look.channel
     key = (look.background.model_dump_json(), ch.width, ch.height)
-    canvas = _CANVASES.get(key)
-    if canvas is None:
+    made = _CANVASES.get(key)
+    if made is None:
         canvas = np.broadcast_to(background_rows(look), (ch.height, ch.width, 3)).copy()
         canvas.flags.writeable = False
+        made = (canvas, Image.fromarray(canvas, "RGB"))
         with _CANVAS_LOCK:  # chunks render on several threads
             if len(_CANVASES) >= 8:  # a few looks per brand; a worker serving many brands stays bounded
                 _CANVASES.pop(next(iter(_CANVASES)))
-            _CANVASES[key] = canvas
-    return canvas.copy()
+            _CANVASES[key] = made
+    return made
 
 
-_CANVASES: dict[tuple[str, int, int], np.ndarray] = {}
+_CANVASES: dict[tuple[str, int, int], tuple[np.ndarray, Image.Image]] = {}
 _CANVAS_LOCK = threading.Lock()
 
 

@@ -46,7 +46,7 @@ import numpy as np
 from PIL import Image, ImageChops
 from scipy import ndimage
 
-from lightbox.imaging.compose import background_rows
+from lightbox.imaging.compose import background_image, background_rows
 from lightbox.records import Output
 from lightbox.specs.models import Look
 
@@ -72,11 +72,10 @@ def _strip_pixels(a: np.ndarray, s: int) -> np.ndarray:
 def dhash(pixels: np.ndarray, size: int = 16) -> str:
     """Difference hash: size x size bits per plane (a grey image: one plane; RGB: three, so colour
     variants of one shape do not collide), as hex."""
-    planes = [pixels] if pixels.ndim == 2 else [pixels[..., k] for k in range(pixels.shape[2])]
-    bits = []
-    for plane in planes:
-        small = np.asarray(Image.fromarray(plane.astype(np.uint8)).resize((size + 1, size), Image.Resampling.BILINEAR), np.int16)
-        bits.append((small[:, 1:] > small[:, :-1]).ravel())
+    small = np.asarray(Image.fromarray(pixels.astype(np.uint8, copy=False)).resize((size + 1, size), Image.Resampling.BILINEAR),
+                       np.int16)  # all planes in one resize: per plane the same values as a resize of that plane
+    planes = [small] if small.ndim == 2 else [small[..., k] for k in range(small.shape[2])]
+    bits = [(p[:, 1:] > p[:, :-1]).ravel() for p in planes]
     flat = np.concatenate(bits)
     return f"{int(''.join('1' if b else '0' for b in flat), 2):0{len(flat) // 4}x}"
 
@@ -126,11 +125,14 @@ def measure(data: bytes, look: Look, product_box: tuple[int, int, int, int] | No
     else:
         if (w, h) == (ch.width, ch.height):
             expected = background_rows(look).astype(np.int16)  # H x 1 x 3
+            # |output - background|, largest over R, G, B: Pillow's per-pixel difference and maximum, in C
+            d = ImageChops.difference(rgb_im, background_image(look)).split()
+            diff = np.asarray(ImageChops.lighter(ImageChops.lighter(d[0], d[1]), d[2]))
         else:
             expected = np.median(rgb[[0, -1]].reshape(-1, 3), axis=0).astype(np.int16)[None, None, :]
-        diff = np.zeros((h, w), dtype=np.int16)
-        for k in range(3):  # per plane: far faster than reducing over the colour axis
-            np.maximum(diff, np.abs(rgb[..., k].astype(np.int16) - expected[..., k]), out=diff)
+            diff = np.zeros((h, w), dtype=np.int16)
+            for k in range(3):  # per plane: far faster than reducing over the colour axis
+                np.maximum(diff, np.abs(rgb[..., k].astype(np.int16) - expected[..., k]), out=diff)
         fg = diff > PRODUCT_DELTA
         rows = np.flatnonzero(fg.any(axis=1))
         if rows.size:
