@@ -46,7 +46,7 @@ import numpy as np
 from PIL import Image, ImageChops
 from scipy import ndimage
 
-from lightbox.imaging.compose import background_image, background_rows
+from lightbox.imaging.compose import background_rows
 from lightbox.records import Output
 from lightbox.specs.models import Look
 
@@ -125,14 +125,11 @@ def measure(data: bytes, look: Look, product_box: tuple[int, int, int, int] | No
     else:
         if (w, h) == (ch.width, ch.height):
             expected = background_rows(look).astype(np.int16)  # H x 1 x 3
-            # |output - background|, largest over R, G, B: Pillow's per-pixel difference and maximum, in C
-            d = ImageChops.difference(rgb_im, background_image(look)).split()
-            diff = np.asarray(ImageChops.lighter(ImageChops.lighter(d[0], d[1]), d[2]))
         else:
             expected = np.median(rgb[[0, -1]].reshape(-1, 3), axis=0).astype(np.int16)[None, None, :]
-            diff = np.zeros((h, w), dtype=np.int16)
-            for k in range(3):  # per plane: far faster than reducing over the colour axis
-                np.maximum(diff, np.abs(rgb[..., k].astype(np.int16) - expected[..., k]), out=diff)
+        diff = np.zeros((h, w), dtype=np.int16)
+        for k in range(3):  # per plane: far faster than reducing over the colour axis
+            np.maximum(diff, np.abs(rgb[..., k].astype(np.int16) - expected[..., k]), out=diff)
         fg = diff > PRODUCT_DELTA
         rows = np.flatnonzero(fg.any(axis=1))
         if rows.size:
