@@ -1,0 +1,73 @@
+"""The fast paths of the studio path against the plain computations they replace: equal, not close."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from lightbox.generate import _erode
+from lightbox.imaging.cutout import _block_extreme, _block_sum, _reduce, backdrop_blocks, backdrop_model
+from lightbox.quality.checks import _mad, _std_of_histogram, dhash
+
+
+@pytest.fixture(params=[0, 1, 2])
+def rng(request):
+    return np.random.default_rng(request.param)
+
+
+def test_block_reductions_equal_reshape_reductions(rng):
+    img = rng.integers(0, 256, (203, 157, 3), dtype=np.uint8)  # sizes that are not multiples of the block
+    for f in (2, 3, 8):
+        blocks = img[: 203 // f * f, : 157 // f * f].reshape(203 // f, f, 157 // f, f, 3)
+        assert np.array_equal(_block_sum(img, f), blocks.sum(axis=(1, 3)))
+        assert np.array_equal(_block_extreme(img, f, np.maximum), blocks.max(axis=(1, 3)))
+        assert np.array_equal(_block_extreme(img, f, np.minimum), blocks.min(axis=(1, 3)))
+
+
+def test_backdrop_blocks_are_the_block_means_of_the_model(rng):
+    coef = rng.normal(0, 20, (6, 3))
+    coef[0] += 200
+    rgb = np.zeros((301, 245, 3), np.uint8)
+    model = backdrop_model(rgb, 5, coef)
+    for f in (1, 2, 3):
+        np.testing.assert_allclose(backdrop_blocks((301, 245), coef, f), _reduce(model, f), atol=2e-3)
+        win = backdrop_blocks((301, 245), coef, f, (3, 40, 5, 60))
+        np.testing.assert_array_equal(win, backdrop_blocks((301, 245), coef, f)[3:40, 5:60])
+    np.testing.assert_array_equal(backdrop_model(rgb, 5, coef, window=(10, 90, 20, 200)), model[10:90, 20:200])
+
+
+def test_erode_is_binary_erosion_with_a_true_border(rng):
+    for p in (0.5, 0.9, 0.99):
+        mask = rng.random((120, 97)) < p
+        assert np.array_equal(_erode(mask), ndimage.binary_erosion(mask, border_value=1))
+
+
+def test_std_of_histogram_is_the_standard_deviation(rng):
+    luma = rng.integers(0, 256, (300, 200), dtype=np.uint8)
+    luma[:100] = 255  # a skewed histogram
+    hist = np.bincount(luma.ravel(), minlength=256).tolist()
+    assert _std_of_histogram(hist) == pytest.approx(float(luma.std(dtype=np.float64)), rel=1e-12)
+    assert _std_of_histogram([0] * 256) == 0.0
+
+
+def test_mad_is_the_mean_absolute_difference_over_opaque_pixels(rng):
+    out = rng.integers(0, 256, (200, 180, 3), dtype=np.uint8)
+    ref = rng.integers(0, 256, (90, 120, 4), dtype=np.uint8)
+    ref[..., 3][rng.random((90, 120)) < 0.6] = 255
+    for x, y in ((10, 20), (-30, -5), (100, 150), (170, 190), (500, 500)):
+        oy0, ox0, oy1, ox1 = max(y, 0), max(x, 0), min(y + 90, 200), min(x + 120, 180)
+        r = ref[oy0 - y : oy1 - y, ox0 - x : ox1 - x]
+        opaque = r[..., 3] == 255 if oy1 > oy0 and ox1 > ox0 else np.zeros((0, 0), bool)
+        want = 0.0
+        if opaque.any():
+            d = np.abs(out[oy0:oy1, ox0:ox1].astype(np.int64) - r[..., :3])[opaque]
+            want = round(float(d.sum()) / (3 * int(opaque.sum())), 3)
+        assert _mad(Image.fromarray(out), ref, x, y) == want, (x, y)
+
+
+def test_dhash_of_rgb_is_the_hash_of_each_plane(rng):
+    px = rng.integers(0, 256, (140, 170, 3), dtype=np.uint8)
+    planes = "".join(f"{int(dhash(px[..., k]), 16):0256b}" for k in range(3))
+    assert f"{int(dhash(px), 16):0768b}" == planes
