@@ -186,12 +186,58 @@ def cmd_update(args: argparse.Namespace) -> None:
         print(f"one-SKU update, 100k vs 1k catalog: {w2 - w1:+.2f} s wall, peak RSS x{r2 / r1:.2f}; load {_load()}")
 
 
+_HALF = """
+import json, sys, time
+from lightbox.pipeline import run_plain
+t = time.time()
+s = run_plain(sys.argv[1], "brand_specs/acme-home.yaml", sys.argv[2], chunk_size=int(sys.argv[3]))
+print(json.dumps({"start": t, "end": time.time(), "generated": s.generated}))
+"""
+
+
+def _ceiling(work: Path, cat: Path, chunk_size: int, env: dict[str, str]) -> float:
+    """The machine's own two-process scaling for this work, with no Prefect and no Dask: the catalog's two
+    halves rendered by ``run_plain`` in two processes one after the other, then in two at once. Returns
+    (serial wall) / (parallel wall), timed inside the processes (imports excluded)."""
+    with cat.open() as f:
+        header, *rows = f.read().splitlines()
+    halves = []
+    for i, part in enumerate((rows[::2], rows[1::2])):
+        half = cat.parent / f"half{i}.csv"
+        half.write_text("\n".join([header, *part]) + "\n")
+        halves.append(half)
+
+    def launch(tag: str, which: list[int]) -> list[subprocess.Popen]:
+        return [subprocess.Popen([sys.executable, "-c", _HALF, str(halves[i]), str(work / f"ceiling-{tag}-{i}"), str(chunk_size)],
+                                 cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                for i in which]
+
+    def times(procs: list[subprocess.Popen]) -> list[dict]:
+        out = []
+        for p in procs:
+            stdout, _ = p.communicate(timeout=3600)
+            if p.returncode:
+                raise SystemExit("ceiling run failed")
+            out.append(json.loads(stdout.strip().splitlines()[-1]))
+        return out
+
+    serial = times(launch("serial", [0])) + times(launch("serial", [1]))  # one at a time
+    both = times(launch("parallel", [0, 1]))  # both at once
+    serial_s = sum(r["end"] - r["start"] for r in serial)
+    parallel_s = max(r["end"] for r in both) - min(r["start"] for r in both)
+    images = sum(r["generated"] for r in both)
+    print(f"  ceiling: the two halves in plain processes, one after the other {serial_s:.1f} s, at once "
+          f"{parallel_s:.1f} s ({images} images): x{serial_s / parallel_s:.2f}; load {_load()}", flush=True)
+    return serial_s / parallel_s
+
+
 def cmd_dask(args: argparse.Namespace) -> None:
     from bench.bench_flow import make_catalog
 
     with _workspace() as (work, env):
         cat = make_catalog(work / "cat", args.products)
         print(f"{args.products} generated products, chunk size {args.chunk_size}, {os.cpu_count()} CPUs; load {_load()}", flush=True)
+        ceiling = _ceiling(work, cat, args.chunk_size, env)
         rates = {}
         for label, extra in (("threads:2", ["--workers", "2"]), ("dask local:1", ["--cluster", "local:1"]),
                              ("dask local:2", ["--cluster", "local:2"])):
@@ -203,8 +249,9 @@ def cmd_dask(args: argparse.Namespace) -> None:
             rates[label] = summary["generated"] / summary["wall_s"]
             print(f"  {label:<13} {summary['generated']} images in {summary['wall_s']:7.1f} s flow wall "
                   f"({rates[label]:.2f} images/s; process wall {wall:.1f} s); load {_load()}", flush=True)
-        print(f"dask local:2 / local:1 throughput: x{rates['dask local:2'] / rates['dask local:1']:.2f}; "
-              f"dask local:2 / threads:2: x{rates['dask local:2'] / rates['threads:2']:.2f}; load {_load()}")
+        print(f"dask local:2 / local:1 throughput: x{rates['dask local:2'] / rates['dask local:1']:.2f} (the machine's own "
+              f"two-process ceiling for this work: x{ceiling:.2f}); dask local:2 / threads:2: "
+              f"x{rates['dask local:2'] / rates['threads:2']:.2f}; load {_load()}")
 
 
 def main() -> None:
