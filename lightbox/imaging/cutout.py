@@ -429,12 +429,10 @@ def _work_window(rgb: np.ndarray, test: BackdropTest, sigma: float, t: float) ->
     its blocks not plain. Falls back to the whole photo when the window would cover most of it."""
     h, w, _ = rgb.shape
     f = WINDOW_BLOCK
-    hb, wb = h // f, w // f
-    if hb < 8 or wb < 8:
+    if h < 8 * f or w < 8 * f:
         return 0, h, 0, w
-    mean = _block_sum(rgb, f).astype(np.float32) / np.float32(f * f)
-    dist = np.abs(mean - backdrop_blocks((h, w), test.coef, f)).max(axis=2)
-    spread = (_block_extreme(rgb, f, np.maximum).astype(np.int16) - _block_extreme(rgb, f, np.minimum)).max(axis=2)
+    mean, spread = _block_stats(rgb, f)  # blocks over the whole photo (the last row/column padded)
+    dist = np.abs(mean - backdrop_blocks((h, w), test.coef, f, (0, mean.shape[0], 0, mean.shape[1]))).max(axis=2)
     step = max(8.0 * sigma, 6.0)  # the least step height an edge has (see _backdrop)
     busy = (dist > 0.5 * t) | (spread > step)
     jump = np.abs(np.diff(mean, axis=0)).max(axis=2) > 0.5 * step
@@ -443,19 +441,36 @@ def _work_window(rgb: np.ndarray, test: BackdropTest, sigma: float, t: float) ->
     jump = np.abs(np.diff(mean, axis=1)).max(axis=2) > 0.5 * step
     busy[:, 1:] |= jump
     busy[:, :-1] |= jump
-    # the blocks cover the photo but for its last h % f rows and w % f columns: those count as busy
     rows, cols = np.flatnonzero(busy.any(axis=1)), np.flatnonzero(busy.any(axis=0))
     if rows.size == 0:
         return 0, h, 0, w  # nothing on the backdrop: the cut itself says so
     y0, y1 = max(0, rows[0] * f - WINDOW_MARGIN), min(h, (rows[-1] + 1) * f + WINDOW_MARGIN)
     x0, x1 = max(0, cols[0] * f - WINDOW_MARGIN), min(w, (cols[-1] + 1) * f + WINDOW_MARGIN)
-    if y1 > hb * f - WINDOW_MARGIN:
-        y1 = h
-    if x1 > wb * f - WINDOW_MARGIN:
-        x1 = w
     if (y1 - y0) * (x1 - x0) > 0.6 * h * w:
         return 0, h, 0, w
     return int(y0), int(y1), int(x0), int(x1)
+
+
+def _block_stats(rgb: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mean per channel, largest per-channel max - min) over f x f blocks covering the whole photo: a
+    last partial row or column of blocks is completed by repeating the photo's last row or column (which
+    adds no spread and keeps the mean within the real pixels' range)."""
+    h, w, _ = rgb.shape
+    h2, w2 = h // f * f, w // f * f
+    parts = [[rgb[:h2, :w2]]]
+    if w2 < w:
+        parts[0].append(np.pad(rgb[:h2, w2:], ((0, 0), (0, f - (w - w2)), (0, 0)), mode="edge"))
+    if h2 < h:
+        bottom = np.pad(rgb[h2:], ((0, f - (h - h2)), (0, 0), (0, 0)), mode="edge")
+        parts.append([bottom[:, :w2]] + ([np.pad(bottom[:, w2:], ((0, 0), (0, f - (w - w2)), (0, 0)), mode="edge")]
+                                          if w2 < w else []))
+    means, spreads = [], []
+    for row in parts:
+        means.append([_block_sum(p, f).astype(np.float32) / np.float32(f * f) for p in row])
+        spreads.append([(_block_extreme(p, f, np.maximum).astype(np.int16) - _block_extreme(p, f, np.minimum)).max(axis=2)
+                        for p in row])
+    return (np.concatenate([np.concatenate(r, axis=1) for r in means], axis=0),
+            np.concatenate([np.concatenate(r, axis=1) for r in spreads], axis=0))
 
 
 def _block_sum(arr: np.ndarray, f: int) -> np.ndarray:

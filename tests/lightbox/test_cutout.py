@@ -397,3 +397,28 @@ def test_the_work_window_changes_nothing(mask_set, monkeypatch):
         assert (a.bbox, a.solid_bbox, a.reason, a.diagnostics) == (b.bbox, b.solid_bbox, b.reason, b.diagnostics), name
     shares = [(y1 - y0) * (x1 - x0) / (im.height * im.width) for (y0, y1, x0, x1), (_, im) in zip(windows, photos, strict=True)]
     assert sum(s < 0.6 for s in shares) >= 6, shares  # the window is live, not the whole photo every time
+
+
+def test_the_work_window_sees_the_photos_last_partial_blocks(mask_set, monkeypatch):
+    """A mark in the last rows (columns) that do not fill a whole 8 x 8 block is still found: the window
+    grows to reach it, and the cut equals the whole photo's."""
+    import lightbox.imaging.cutout as C
+
+    base = np.asarray(decode_image(_case(mask_set, "ACM-JAR-005").data, max_pixels=10**8))[:1397, :1395]
+    params = Cutout(method="backdrop")
+    real = C._work_window
+    for where in ("bottom", "right"):
+        rgb = base.copy()
+        if where == "bottom":
+            rgb[1394:, 600:660] = (30, 30, 30)  # in the 5 rows past the last whole block row
+        else:
+            rgb[600:660, 1392:] = (30, 30, 30)  # in the 3 columns past the last whole block column
+        test = C.assess_backdrop(rgb, params)
+        y0, y1, x0, x1 = real(rgb, test, max(test.noise, 0.5), 26.0)
+        assert (y1 - y0) * (x1 - x0) < 0.6 * rgb.shape[0] * rgb.shape[1], where  # a window, not the fallback
+        assert (y1 == 1397) if where == "bottom" else (x1 == 1395), (where, (y0, y1, x0, x1))
+        monkeypatch.setattr(C, "_work_window", real)
+        windowed = C.cut_out(Image.fromarray(rgb), params)
+        monkeypatch.setattr(C, "_work_window", lambda rgb, *a: (0, rgb.shape[0], 0, rgb.shape[1]))
+        whole = C.cut_out(Image.fromarray(rgb), params)
+        assert np.array_equal(windowed.rgba, whole.rgba) and windowed.diagnostics == whole.diagnostics, where

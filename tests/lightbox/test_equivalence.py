@@ -71,3 +71,15 @@ def test_dhash_of_rgb_is_the_hash_of_each_plane(rng):
     px = rng.integers(0, 256, (140, 170, 3), dtype=np.uint8)
     planes = "".join(f"{int(dhash(px[..., k]), 16):0256b}" for k in range(3))
     assert f"{int(dhash(px), 16):0768b}" == planes
+
+
+def test_block_stats_cover_partial_blocks(rng):
+    from lightbox.imaging.cutout import _block_stats
+
+    img = rng.integers(0, 256, (203, 157, 3), dtype=np.uint8)
+    mean, spread = _block_stats(img, 8)
+    assert mean.shape == (26, 20, 3) and spread.shape == (26, 20)
+    for by, bx in ((25, 19), (25, 3), (4, 19), (7, 7)):
+        block = img[by * 8 : by * 8 + 8, bx * 8 : bx * 8 + 8].astype(np.int16)
+        assert spread[by, bx] == (block.max(axis=(0, 1)) - block.min(axis=(0, 1))).max()
+        assert (block.min(axis=(0, 1)) <= mean[by, bx]).all() and (mean[by, bx] <= block.max(axis=(0, 1))).all()
