@@ -336,16 +336,21 @@ def _backdrop(rgb: np.ndarray, params: CutoutParams, test: BackdropTest | None =
     # Edges: a sharp step well above the backdrop's noise. Shadows and light fall-off are smooth ramps:
     # their gradient is the same measured over 3 px or over 9 px; a step's is three times larger over 3.
     grad = _gradient(smooth)
-    coarse = _gradient([ndimage.uniform_filter(p, size=9) for p in planes])
     ring = test.ring
     if full:
         ring_grad = np.concatenate([grad[:ring].ravel(), grad[-ring:].ravel(), grad[:, :ring].ravel(), grad[:, -ring:].ravel()])
     else:
         ring_grad = _ring_gradient(rgb, ring)
     floor = max(max(8.0 * sigma, 4.0) * 4.0 / 3.0, 2.0 * float(np.percentile(ring_grad, 99.9)))
+    wall = grad > floor
+    if wall.any():  # the 9 px gradient is needed only there: over their box and the 5 px it reaches
+        bx0, by0, bx1, by1 = _bbox(wall)
+        cy0, cx0, cy1, cx1 = max(by0 - 5, 0), max(bx0 - 5, 0), min(by1 + 5, wall.shape[0]), min(bx1 + 5, wall.shape[1])
+        coarse = _gradient([ndimage.uniform_filter(p[cy0:cy1, cx0:cx1], size=9) for p in planes])
+        wall[cy0:cy1, cx0:cx1] &= grad[cy0:cy1, cx0:cx1] > 1.8 * coarse
+        del coarse
+    del grad
     # and a step has height: the 3x3 means within 2 px on either side differ by more than noise could
-    wall = (grad > floor) & (grad > 1.8 * coarse)
-    del grad, coarse
     wall[wall] = window_range(smooth, wall, 5) > max(8.0 * sigma, 6.0)
     # an edge is a line: isolated specks of "edge" are noise (JPEG blocks in a shadow)
     wl, wn = ndimage.label(wall, structure=np.ones((3, 3)))
