@@ -183,7 +183,7 @@ def render(cut: CutOut, look: Look, background: np.ndarray | None = None) -> tup
     if shade is not None:
         mask, (sx, sy) = shade
         area = canvas[sy : sy + mask.shape[0], sx : sx + mask.shape[1]]
-        area[:] = np.rint(area * (1.0 - mask[..., None]))
+        area[:] = _shaded(area, mask)
     region = canvas[rows, cols]
     alpha = prod[..., 3]
     np.copyto(region, prod[..., :3], where=(alpha == 255)[..., None])  # the product's own pixels, copied
@@ -192,6 +192,11 @@ def render(cut: CutOut, look: Look, background: np.ndarray | None = None) -> tup
         a = alpha[edge].astype(np.float32)[:, None] / 255.0
         region[edge] = np.rint(prod[..., :3][edge] * a + region[edge] * (1.0 - a)).astype(np.uint8)
     return Image.fromarray(canvas, "RGB"), solid
+
+
+def _shaded(area: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The canvas ``area`` (uint8 RGB) darkened by the shadow ``mask`` (0..opacity)."""
+    return np.rint(area * (1.0 - mask[..., None])).astype(np.uint8)
 
 
 def _render_on_background(prod: np.ndarray, at: tuple[int, int], look: Look, solid: Placement) -> Image.Image:
@@ -204,8 +209,7 @@ def _render_on_background(prod: np.ndarray, at: tuple[int, int], look: Look, sol
     if shade is not None:
         mask, (sx, sy) = shade
         box = (sx, sy, sx + mask.shape[1], sy + mask.shape[0])
-        area = np.asarray(canvas.crop(box))
-        canvas.paste(Image.fromarray(np.rint(area * (1.0 - mask[..., None])).astype(np.uint8), "RGB"), box)
+        canvas.paste(Image.fromarray(_shaded(np.asarray(canvas.crop(box)), mask), "RGB"), box)
     if prod.size:
         im = Image.fromarray(np.ascontiguousarray(prod), "RGBA")  # ``prod``: the part inside the canvas, at ``at``
         canvas.paste(im, at, im)

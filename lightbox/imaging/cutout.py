@@ -478,29 +478,27 @@ def _block_stats(rgb: np.ndarray, f: int) -> tuple[np.ndarray, np.ndarray]:
             np.concatenate([np.concatenate(r, axis=1) for r in spreads], axis=0))
 
 
-def _block_sum(arr: np.ndarray, f: int) -> np.ndarray:
-    """Sums over f x f blocks of a uint8 image (uint16: exact up to 16 x 16 blocks), by strided slices."""
+def _block_reduce(arr: np.ndarray, f: int, op: np.ufunc, dtype: type | None = None) -> np.ndarray:
+    """``op`` (np.add, np.maximum, np.minimum) over f x f blocks, accumulated in ``dtype`` (default: the
+    array's), by strided slices - a reduction over strided axes is many times slower."""
     h2, w2 = arr.shape[0] // f * f, arr.shape[1] // f * f
-    cols = arr[:h2, 0:w2:f].astype(np.uint16)
-    for dx in range(1, f):
-        cols += arr[:h2, dx:w2:f]
-    out = cols[0:h2:f].copy()
-    for dy in range(1, f):
-        out += cols[dy:h2:f]
-    return out
-
-
-def _block_extreme(arr: np.ndarray, f: int, op: np.ufunc) -> np.ndarray:
-    """``op`` (np.maximum or np.minimum) over f x f blocks, by strided slices (a reduction over strided
-    axes is many times slower)."""
-    h2, w2 = arr.shape[0] // f * f, arr.shape[1] // f * f
-    cols = arr[:h2, 0:w2:f].copy()
+    cols = arr[:h2, 0:w2:f].astype(dtype or arr.dtype)
     for dx in range(1, f):
         op(cols, arr[:h2, dx:w2:f], out=cols)
     out = cols[0:h2:f].copy()
     for dy in range(1, f):
         op(out, cols[dy:h2:f], out=out)
     return out
+
+
+def _block_sum(arr: np.ndarray, f: int) -> np.ndarray:
+    """Sums over f x f blocks of a uint8 image (uint16: exact up to 16 x 16 blocks)."""
+    return _block_reduce(arr, f, np.add, np.uint16)
+
+
+def _block_extreme(arr: np.ndarray, f: int, op: np.ufunc) -> np.ndarray:
+    """np.maximum or np.minimum over f x f blocks."""
+    return _block_reduce(arr, f, op)
 
 
 @dataclass(frozen=True)
