@@ -101,32 +101,26 @@ def background_rows(look: Look) -> np.ndarray:
 
 
 def background_canvas(look: Look) -> np.ndarray:
-    """A new H x W x 3 canvas of the look's background (a copy of the one built per background and size)."""
-    return _background(look)[0].copy()
+    """A new H x W x 3 canvas of the look's background."""
+    return np.array(background_image(look))
 
 
 def background_image(look: Look) -> Image.Image:
     """The look's background as an RGB image, built once per background and size: shared, never drawn on."""
-    return _background(look)[1]
-
-
-def _background(look: Look) -> tuple[np.ndarray, Image.Image]:
     ch = look.channel
     key = (look.background.model_dump_json(), ch.width, ch.height)
-    made = _CANVASES.get(key)
+    made = _BACKGROUNDS.get(key)
     if made is None:
-        canvas = np.broadcast_to(background_rows(look), (ch.height, ch.width, 3)).copy()
-        canvas.flags.writeable = False
-        made = (canvas, Image.fromarray(canvas, "RGB"))
-        with _CANVAS_LOCK:  # chunks render on several threads
-            if len(_CANVASES) >= 8:  # a few looks per brand; a worker serving many brands stays bounded
-                _CANVASES.pop(next(iter(_CANVASES)))
-            _CANVASES[key] = made
+        made = Image.fromarray(np.broadcast_to(background_rows(look), (ch.height, ch.width, 3)).copy(), "RGB")
+        with _BACKGROUND_LOCK:  # chunks render on several threads
+            if len(_BACKGROUNDS) >= 8:  # a few looks per brand; a worker serving many brands stays bounded
+                _BACKGROUNDS.pop(next(iter(_BACKGROUNDS)))
+            _BACKGROUNDS[key] = made
     return made
 
 
-_CANVASES: dict[tuple[str, int, int], tuple[np.ndarray, Image.Image]] = {}
-_CANVAS_LOCK = threading.Lock()
+_BACKGROUNDS: dict[tuple[str, int, int], Image.Image] = {}
+_BACKGROUND_LOCK = threading.Lock()
 
 
 def shadow_mask(look: Look, p: Placement) -> tuple[np.ndarray, tuple[int, int]] | None:
@@ -175,45 +169,23 @@ def render(cut: CutOut, look: Look, background: np.ndarray | None = None) -> tup
         return Image.fromarray(canvas, "RGBA"), solid
 
     if background is None:
-        return _render_on_background(prod, (cols.start, rows.start), look, solid), solid
-    if background.shape != (ch.height, ch.width, 3) or background.dtype != np.uint8:
+        canvas = background_image(look).copy()
+    elif background.shape != (ch.height, ch.width, 3) or background.dtype != np.uint8:
         raise ValueError(f"background must be {ch.height}x{ch.width}x3 uint8, got {background.shape} {background.dtype}")
-    canvas = background.copy()
-    shade = shadow_mask(look, solid)
-    if shade is not None:
-        mask, (sx, sy) = shade
-        area = canvas[sy : sy + mask.shape[0], sx : sx + mask.shape[1]]
-        area[:] = _shaded(area, mask)
-    region = canvas[rows, cols]
-    alpha = prod[..., 3]
-    np.copyto(region, prod[..., :3], where=(alpha == 255)[..., None])  # the product's own pixels, copied
-    edge = (alpha > 0) & (alpha < 255)
-    if edge.any():
-        a = alpha[edge].astype(np.float32)[:, None] / 255.0
-        region[edge] = np.rint(prod[..., :3][edge] * a + region[edge] * (1.0 - a)).astype(np.uint8)
-    return Image.fromarray(canvas, "RGB"), solid
-
-
-def _shaded(area: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The canvas ``area`` (uint8 RGB) darkened by the shadow ``mask`` (0..opacity)."""
-    return np.rint(area * (1.0 - mask[..., None])).astype(np.uint8)
-
-
-def _render_on_background(prod: np.ndarray, at: tuple[int, int], look: Look, solid: Placement) -> Image.Image:
-    """:func:`render` onto the look's own background, composited by Pillow: the same pixels as the NumPy
-    path (opaque product pixels copied, transparent ones leave the background, edge pixels rounded from
-    the same blend - Pillow rounds ``(product * a + background * (255 - a)) / 255`` exactly, the NumPy path
-    in float32 whose error, under 1e-4 level, never reaches a rounding boundary, which lies 1/510 away)."""
-    canvas = background_image(look).copy()
+    else:
+        canvas = Image.fromarray(background, "RGB")  # a copy: the scene passed in is not drawn on
     shade = shadow_mask(look, solid)
     if shade is not None:
         mask, (sx, sy) = shade
         box = (sx, sy, sx + mask.shape[1], sy + mask.shape[0])
-        canvas.paste(Image.fromarray(_shaded(np.asarray(canvas.crop(box)), mask), "RGB"), box)
+        area = np.asarray(canvas.crop(box))
+        canvas.paste(Image.fromarray(np.rint(area * (1.0 - mask[..., None])).astype(np.uint8), "RGB"), box)
     if prod.size:
-        im = Image.fromarray(np.ascontiguousarray(prod), "RGBA")  # ``prod``: the part inside the canvas, at ``at``
-        canvas.paste(im, at, im)
-    return canvas
+        # opaque product pixels are copied, transparent ones leave the background, edge pixels are
+        # (product * a + background * (255 - a)) / 255 rounded exactly (Pillow's paste with the alpha as mask)
+        im = Image.fromarray(np.ascontiguousarray(prod), "RGBA")
+        canvas.paste(im, (cols.start, rows.start), im)
+    return canvas, solid
 
 
 AI_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"

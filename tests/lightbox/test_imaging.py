@@ -6,7 +6,16 @@ from PIL import Image
 from scipy import ndimage
 
 from lightbox.errors import ItemError
-from lightbox.imaging.compose import background_image, encode, layout, place, render, resample_product
+from lightbox.imaging.compose import (
+    background_canvas,
+    encode,
+    layout,
+    paste_window,
+    place,
+    render,
+    resample_product,
+    shadow_mask,
+)
 from lightbox.imaging.cutout import cut_out
 from lightbox.specs import load_brand_spec, load_channel_presets, resolve_look
 from lightbox.specs.models import ChannelPreset, Cutout, SolidBackground
@@ -204,11 +213,31 @@ def test_holes_option_keep_or_clear_enclosed_backdrop():
     assert (cleared.rgba[150:200, 150:200, 3] == 255).all()
 
 
+def _numpy_blend(cut, look, canvas: np.ndarray) -> np.ndarray:
+    """The composite written out in NumPy (float32 blend, rounded): what Pillow's paste must equal."""
+    p, solid = layout(cut, look)
+    prod = resample_product(cut.product, (p.width, p.height))
+    rows, cols, prows, pcols = paste_window((look.channel.width, look.channel.height), p)
+    prod = prod[prows, pcols]
+    shade = shadow_mask(look, solid)
+    if shade is not None:
+        mask, (sx, sy) = shade
+        area = canvas[sy : sy + mask.shape[0], sx : sx + mask.shape[1]]
+        area[:] = np.rint(area * (1.0 - mask[..., None]))
+    region = canvas[rows, cols]
+    alpha = prod[..., 3]
+    np.copyto(region, prod[..., :3], where=(alpha == 255)[..., None])
+    edge = (alpha > 0) & (alpha < 255)
+    a = alpha[edge].astype(np.float32)[:, None] / 255.0
+    region[edge] = np.rint(prod[..., :3][edge] * a + region[edge] * (1.0 - a)).astype(np.uint8)
+    return canvas
+
+
 @pytest.mark.parametrize("channel", ["amazon_main", "shopify_square", "google_merchant"])
 def test_pillow_composite_equals_the_numpy_blend(channel):
-    """Renders onto the look's own background are composited by Pillow; a given background by NumPy.
-    Given the same background, both give the same bytes - on every alpha value 0..255, every colour, a
-    gradient with a shadow, and a product reaching past the frame."""
+    """Renders are composited by Pillow; they equal the NumPy blend to the byte - on every alpha value
+    0..255, every colour, gradients with a shadow, a product reaching past the frame, and on a given
+    background (an AI scene) as on the look's own."""
     spec = load_brand_spec(ACME)
     rng = np.random.default_rng(7)
     rgba = rng.integers(0, 256, (700, 500, 4), dtype=np.uint8)  # every alpha, random colours
@@ -219,6 +248,8 @@ def test_pillow_composite_equals_the_numpy_blend(channel):
         for fill in (None, 1.3):  # 1.3: the product runs past the frame
             ch = load_channel_presets()[channel]
             look = resolve_look(spec, category, ch if fill is None else ch.model_copy(update={"fill": fill}))
-            pillow, _ = render(cut, look)
-            numpy_path, _ = render(cut, look, background=np.asarray(background_image(look)).copy())
-            assert np.array_equal(np.asarray(pillow), np.asarray(numpy_path)), (category, fill)
+            own, _ = render(cut, look)
+            assert np.array_equal(np.asarray(own), _numpy_blend(cut, look, background_canvas(look))), (category, fill)
+            scene = rng.integers(0, 256, (ch.height, ch.width, 3), dtype=np.uint8)
+            given, _ = render(cut, look, background=scene)
+            assert np.array_equal(np.asarray(given), _numpy_blend(cut, look, scene.copy())), (category, fill)
