@@ -64,6 +64,8 @@ class CutOut:
     diagnostics: dict[str, Any] = field(default_factory=dict)  # run-time measures the gate reads (cutout_*)
     source: np.ndarray | None = field(default=None, compare=False, repr=False)  # the source RGB, for fidelity
     cache: dict = field(default_factory=dict, compare=False, repr=False)  # resampled sizes (compose.resampled)
+    mask: np.ndarray | None = field(default=None, compare=False, repr=False)  # backdrop cuts: the outline the soft edge was made on
+    completed: bool = field(default=False, compare=False, repr=False)  # backdrop cuts: the outline was completed over gaps
 
     @property
     def product(self) -> np.ndarray:
@@ -299,10 +301,26 @@ def backdrop_blocks(shape: tuple[int, int], coef: np.ndarray, factor: int,
 
 
 def _backdrop(rgb: np.ndarray, params: CutoutParams, test: BackdropTest | None = None) -> CutOut:
-    h, w, _ = rgb.shape
+    """The backdrop cut: on a large photo cut at a reduced size and the edge placed at full size
+    (:func:`_coarse_to_fine`); on a small one, or when the reduced cut is unsure, at full size."""
     test = test or assess_backdrop(rgb, params)
+    f = _coarse_factor(*rgb.shape[:2])
+    if f > 1:
+        cut = _coarse_to_fine(rgb, params, test, f)
+        if cut is not None:
+            return cut
+    return _backdrop_full(rgb, params, test)
+
+
+def _threshold(params: CutoutParams, sigma: float) -> float:
+    """Distance to the fitted backdrop (levels) under which a pixel may be backdrop."""
+    return float(min(params.threshold, max(params.min_threshold, params.noise_factor * sigma)))
+
+
+def _backdrop_full(rgb: np.ndarray, params: CutoutParams, test: BackdropTest) -> CutOut:
+    h, w, _ = rgb.shape
     sigma = max(test.noise, 0.5)  # per-pixel noise (levels) of the backdrop around its fit
-    t = float(min(params.threshold, max(params.min_threshold, params.noise_factor * sigma)))
+    t = _threshold(params, sigma)
     # Everything below runs in the window that holds all that is not plain backdrop (the product, its
     # shadow, specks), with a margin wider than any filter or morphology reaches: outside it the flood
     # from the frame border would only cross plain backdrop. A product framed in its photo leaves most
@@ -396,6 +414,230 @@ def _backdrop(rgb: np.ndarray, params: CutoutParams, test: BackdropTest | None =
         if second.confident:
             return second
     return first
+
+
+_BAND_CELLS = 2  # cells of the reduced cut on either side of its outline that are measured at full size
+COARSE_SIDE = 600  # px of a photo's short side per step of the coarse cut's reduction (2 from 1200 px, at most 3)
+
+
+def _coarse_factor(h: int, w: int) -> int:
+    """By how much the backdrop cut reduces a photo before cutting it (1: not at all). The reduced photo
+    keeps a short side of at least 600 px: thin parts (a 5 px wire at 800 px) need the full size."""
+    return max(1, min(3, min(h, w) // COARSE_SIDE))
+
+
+def _coarse_to_fine(rgb: np.ndarray, params: CutoutParams, test: BackdropTest, f: int) -> CutOut | None:
+    """Cut the photo reduced ``f`` times (box means), then place the edge at full size (:func:`_refine`).
+    None when the reduced photo's border is not a plain backdrop or its cut is refused or unsure: the
+    caller then cuts at full size, so routing and refusals are decided at full size."""
+    small = np.asarray(Image.fromarray(rgb).reduce(f))
+    stest = assess_backdrop(small, params)
+    if not stest.plain:
+        return None
+    try:
+        coarse = _backdrop_full(small, params, stest)
+    except ItemError:
+        return None
+    if not coarse.confident or coarse.completed:  # unsure, or sure only once its outline was completed: a hard case
+        return None
+    try:
+        return _refine(rgb, coarse, f, test, params)
+    except ItemError:
+        return None
+
+
+def _refine(rgb: np.ndarray, coarse: CutOut, f: int, test: BackdropTest, params: CutoutParams) -> CutOut:
+    """The full-size cut from a cut of the photo reduced ``f`` times.
+
+    The reduced cut decides what is product (its outline, holes, specks; its diagnostics and confidence
+    stand for the cut). At full size only the pixels of its boundary cells and one cell either side are
+    measured - the backdrop distance and colour tests of the full cut, and the step (Sobel) - and:
+    a boundary cell's pixels that look like the backdrop, reached from the backdrop without crossing a
+    step, are backdrop; an outer boundary cell's pixels that do not look like it are product. The soft
+    edge (:func:`_mix`) is then made on that outline as the full cut makes it. Pixels inside are the
+    source's, untouched."""
+    h, w, _ = rgb.shape
+    sigma = max(test.noise, 0.5)
+    t = _threshold(params, sigma)
+    fg_c = coarse.mask
+    inner_c = fg_c & ~_erode4(fg_c, border=True)
+    outer_c = _dilate4(fg_c) & ~fg_c
+    near_c = ndimage.binary_dilation(inner_c | outer_c, structure=np.ones((3, 3), bool), iterations=_BAND_CELLS)
+    cx0, cy0, cx1, cy1 = _bbox(fg_c | near_c)
+    x0, y0, x1, y1 = cx0 * f, cy0 * f, min(cx1 * f, w), min(cy1 * f, h)
+
+    def up(m: np.ndarray) -> np.ndarray:
+        return m[cy0:cy1, cx0:cx1].repeat(f, axis=0).repeat(f, axis=1)[: y1 - y0, : x1 - x0]
+
+    fg0, band, outer_cells = up(fg_c), up(near_c), up(outer_c)
+    by, bx = np.nonzero(band)
+    floor = max(max(8.0 * sigma, 4.0) * 4.0 / 3.0, 2.0 * float(np.percentile(_ring_gradient(rgb, test.ring), 99.9)))
+    m = _measure_pixels(rgb, by + y0, bx + x0, test, sigma, t, params.shadow_depth, floor)
+    like = np.zeros(band.shape, bool)
+    like[by, bx] = m["backdrop_like"]
+    step = np.zeros(band.shape, bool)
+    step[by, bx] = m["step"]
+    dist = np.full(band.shape, np.float32(np.inf))
+    dist[by, bx] = m["dist"]
+    # backdrop: reached from the reduced cut's backdrop through backdrop-like pixels, never across a step,
+    # and inside the reduced outline only within its boundary cells
+    open_ = like & ~step
+    seeds = ~fg0 & ~outer_cells  # the reduced cut's backdrop a cell or more from its outline (a hole's too)
+    labels, _ = ndimage.label(open_ | seeds)
+    reached = np.zeros(labels.max() + 1, bool)
+    reached[labels[seeds]] = True
+    reached[0] = False
+    fg = (fg0 | outer_cells) & ~reached[labels]
+    # a piece cut off from the product by the refined edge is noise (JPEG ringing beside a dark edge), as
+    # the full cut drops specks: kept only when it reaches the product's inside or is no speck
+    parts, n = ndimage.label(fg)
+    sizes = np.bincount(parts.ravel())
+    keep = sizes >= max(16, int(params.min_object_share * h * w))
+    keep[parts[fg0 & ~band]] = True
+    keep[0] = False
+    fg = keep[parts]
+    if not fg.any():
+        raise ItemError("no product found after edge refinement")
+    near_step = step  # where the soft edge mixes: within 3 px of a step, as the full cut's dilated Sobel walls reach
+    for _ in range(3):
+        near_step = _dilate4(near_step)
+    alpha8, (my, mx, colours) = _soft_edge_sparse(rgb, (y0, y1, x0, x1), fg, dist, like, near_step, t,
+                                                   params.feather, test.coef)
+    if not (alpha8 > 0).any():
+        raise ItemError("no product found after edge refinement")
+    sub = rgb[y0:y1, x0:x1].copy()
+    sub[my - y0, mx - x0] = colours
+    rgba = _assemble(rgb, (y0, y1, x0, x1), sub, alpha8)
+    bbox = _shift(_bbox(alpha8 > 0), x0, y0)
+    solid = _shift(_bbox(alpha8 >= 128), x0, y0) if (alpha8 >= 128).any() else bbox
+    return CutOut(rgba=rgba, bbox=bbox, solid_bbox=solid, method="backdrop",
+                  reason=f"{coarse.reason}; cut at 1/{f} size, edge placed at full size",
+                  diagnostics=dict(coarse.diagnostics), source=rgb)
+
+
+def _measure_pixels(rgb: np.ndarray, ys: np.ndarray, xs: np.ndarray, test: BackdropTest, sigma: float, t: float,
+                    depth: float, floor: float) -> dict[str, np.ndarray]:
+    """At the pixels (ys, xs) only: ``dist``, the pixel's distance to the fitted backdrop (max over R, G, B);
+    ``backdrop_like``: near the backdrop - the pixel or its 3x3 mean (the full cut's test: a halo of sensor
+    noise or sharpening beside an edge) within ``t`` - or a floor shadow down to ``depth``, with the paper's colour on the 3x3 mean; ``step``: the
+    pixel differs from a 4-neighbour by more than an edge's least height (the full cut's ``max(8 sigma, 6)``)
+    and so do their 3x3 means by more than the full cut's edge ``floor`` allows (its Sobel floor over 8: a
+    step's Sobel response is 8/3 of its height, a neighbour's mean moves by 1/3 of it) - an edge, not a
+    noisy pixel.
+    The photo's edges are mirrored as scipy's filters mirror them."""
+    h, w, _ = rgb.shape
+    off = np.arange(-2, 3)
+    ry = _mirror(ys[:, None] + off, h)
+    rx = _mirror(xs[:, None] + off, w)
+    win = rgb[ry[:, :, None], rx[:, None, :]].astype(np.float32)  # n x 5 x 5 x 3
+    rows3 = win[:, :-2] + win[:, 1:-1] + win[:, 2:]
+    m3 = (rows3[:, :, :-2] + rows3[:, :, 1:-1] + rows3[:, :, 2:]) / np.float32(9)  # n x 3 x 3 x 3: the 3x3 means around
+    px, mean = win[:, 2, 2], m3[:, 1, 1]
+    B = _surface_at(test.coef, ys, xs, h, w)
+    dist = np.abs(px - B).max(axis=1)
+    near = (dist <= t) | (np.abs(mean - B).max(axis=1) <= t)
+    total = np.maximum(mean.sum(axis=1), 1.0)
+    tol_c = max(0.0025, 1.2 * test.chroma_noise) + 3.0 * sigma / total
+    same = np.abs(mean / total[:, None] - test.chroma.astype(np.float32)).max(axis=1) <= tol_c
+    darkening = total / np.maximum(B.sum(axis=1), 1.0)
+    shadow = (darkening >= 1.0 - depth) & (darkening <= 1.0 + 3.0 * sigma / total)
+    step = np.zeros(len(ys), bool)
+    height = max(8.0 * sigma, 6.0)
+    for (r, c) in ((1, 2), (3, 2), (2, 1), (2, 3)):  # the pixel against each 4-neighbour, in pixels and in means
+        rise = (np.abs(win[:, r, c] - px).max(axis=1) > height) & (np.abs(m3[:, r - 1, c - 1] - mean).max(axis=1) > floor / 8.0)
+        step |= rise
+    return {"dist": dist, "backdrop_like": same & (near | shadow), "step": step}
+
+
+def _surface_at(coef: np.ndarray, ys: np.ndarray, xs: np.ndarray, h: int, w: int) -> np.ndarray:
+    """The fitted backdrop (n x 3 float32) at the pixels (ys, xs) of an H x W photo, as :func:`backdrop_model`."""
+    U = (xs.astype(np.float32) / max(w - 1, 1) * 2 - 1)[:, None]
+    V = (ys.astype(np.float32) / max(h - 1, 1) * 2 - 1)[:, None]
+    c = coef.astype(np.float32)
+    return c[0] + c[1] * U + c[2] * V + c[3] * U * U + c[4] * V * V + c[5] * U * V
+
+
+def _mirror(idx: np.ndarray, n: int) -> np.ndarray:
+    """Indices past either end of 0..n-1 mirrored (scipy's 'reflect': -1 -> 0, n -> n-1)."""
+    idx = np.where(idx < 0, -idx - 1, idx)
+    return np.where(idx >= n, 2 * n - idx - 1, idx)
+
+
+def _erode4(m: np.ndarray, border: bool) -> np.ndarray:
+    """Binary erosion by the 4-neighbour cross; outside the array counts as ``border``."""
+    out = m.copy()
+    out[1:] &= m[:-1]
+    out[:-1] &= m[1:]
+    out[:, 1:] &= m[:, :-1]
+    out[:, :-1] &= m[:, 1:]
+    if not border:
+        out[0] = out[-1] = False
+        out[:, 0] = out[:, -1] = False
+    return out
+
+
+def _dilate4(m: np.ndarray) -> np.ndarray:
+    """Binary dilation by the 4-neighbour cross."""
+    out = m.copy()
+    out[1:] |= m[:-1]
+    out[:-1] |= m[1:]
+    out[:, 1:] |= m[:, :-1]
+    out[:, :-1] |= m[:, 1:]
+    return out
+
+
+_NEAR = 8  # px: how far an edge pixel looks for the nearest inside product pixel (a thin part has none)
+_OFFSETS = sorted(((dy, dx) for dy in range(-_NEAR, _NEAR + 1) for dx in range(-_NEAR, _NEAR + 1)),
+                  key=lambda o: (o[0] * o[0] + o[1] * o[1], o))
+
+
+def _nearest_inside(inner: np.ndarray, ey: np.ndarray, ex: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, cols, found) of the nearest pixel of ``inner`` to each (ey, ex), within ``_NEAR`` px."""
+    h, w = inner.shape
+    iy, ix = ey.copy(), ex.copy()
+    found = np.zeros(ey.size, bool)
+    todo = np.arange(ey.size)
+    for dy, dx in _OFFSETS:
+        y, x = ey[todo] + dy, ex[todo] + dx
+        ok = (y >= 0) & (y < h) & (x >= 0) & (x < w)
+        hit = np.zeros(todo.size, bool)
+        hit[ok] = inner[y[ok], x[ok]]
+        sel = todo[hit]
+        iy[sel], ix[sel], found[sel] = y[hit], x[hit], True
+        todo = todo[~hit]
+        if not todo.size:
+            break
+    return iy, ix, found
+
+
+def _soft_edge_sparse(rgb: np.ndarray, box: tuple[int, int, int, int], fg: np.ndarray, dist: np.ndarray, like: np.ndarray,
+                      edges: np.ndarray, t: float, feather: float, coef: np.ndarray
+                      ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """:func:`_soft_edge` over the box (y0, y1, x0, x1) of the photo, from measures given on it (``dist``,
+    ``like``, ``edges``: valid at least on the band it mixes): (the box's alpha, (rows, cols, colours) of
+    the mixed pixels, in photo coordinates)."""
+    y0, y1, x0, x1 = box
+    h, w, _ = rgb.shape
+    band = max(1, int(np.ceil(feather)))
+    inner, outer = fg, fg
+    for _ in range(band):
+        inner, outer = _erode4(inner, border=False), _dilate4(outer)
+    ey, ex = np.nonzero(outer & ~inner)
+    none = (ey[:0] + y0, ex[:0] + x0, np.zeros((0, 3), np.uint8))
+    alpha8 = np.zeros(fg.shape, np.uint8)
+    alpha8[inner] = 255
+    if not inner.any():
+        alpha8[ey, ex] = np.rint(np.clip((dist[ey, ex] - 0.5 * t) / t, 0.0, 1.0) * 255).astype(np.uint8)
+        return alpha8, none
+    iy, ix, found = _nearest_inside(inner, ey, ex)
+    Y, X = ey + y0, ex + x0
+    obs = rgb[Y, X].astype(np.float32)
+    F = rgb[iy + y0, ix + x0].astype(np.float32)
+    F[~found] = obs[~found]  # a thin part: its own colour
+    B = _surface_at(coef, Y, X, h, w)
+    a8, mixed, est = _mix(obs, B, F, dist[ey, ex], fg[ey, ex], like[ey, ex], edges[ey, ex], t)
+    alpha8[ey, ex] = a8
+    return alpha8, (Y[mixed], X[mixed], est)
 
 
 def _gradient(planes: list[np.ndarray]) -> np.ndarray:
@@ -599,10 +841,7 @@ def _finish_backdrop(frame: _Frame, fg: np.ndarray, bg: np.ndarray, near: np.nda
     if not (sub_alpha > 0).any():
         raise ItemError("no product found after edge refinement")
     y0, y1, x0, x1 = frame.window
-    rgba = np.zeros((*frame.rgb.shape[:2], 4), np.uint8)  # outside the window: the photo, alpha 0
-    rgba[..., :3] = frame.rgb
-    rgba[y0:y1, x0:x1, :3] = sub_rgb
-    rgba[y0:y1, x0:x1, 3] = sub_alpha
+    rgba = _assemble(frame.rgb, frame.window, sub_rgb, sub_alpha)
     alpha8 = rgba[..., 3]
     diag = diagnose(frame.rgb, alpha8, sigma, (frame.coef, t))
     diag["cutout_holes_cleared"] = round(holes_cleared / max(1.0, float(fg.sum()) + holes_cleared), 4)
@@ -620,7 +859,33 @@ def _finish_backdrop(frame: _Frame, fg: np.ndarray, bg: np.ndarray, near: np.nda
     bbox = _shift(_bbox(sub_alpha > 0), x0, y0)
     solid = _shift(_bbox(sub_alpha >= 128), x0, y0) if (sub_alpha >= 128).any() else bbox
     return CutOut(rgba=rgba, bbox=bbox, solid_bbox=solid, method="backdrop", reason=reason, diagnostics=diag,
-                  source=frame.rgb)
+                  source=frame.rgb, mask=_place(fg, frame), completed=not pockets)
+
+
+def _assemble(rgb: np.ndarray, window: tuple[int, int, int, int], sub_rgb: np.ndarray, sub_alpha: np.ndarray) -> np.ndarray:
+    """The cut's H x W x 4 array (read-only): the photo, with ``sub_rgb`` and ``sub_alpha`` over the window
+    (y0, y1, x0, x1) and alpha 0 outside it - interleaved by Pillow, in one pass."""
+    y0, y1, x0, x1 = window
+    im = Image.fromarray(rgb, "RGB")  # Pillow's own copy: the photo is not written
+    if sub_rgb.shape[:2] != rgb.shape[:2]:
+        im.paste(Image.fromarray(np.ascontiguousarray(sub_rgb), "RGB"), (x0, y0))
+        alpha = np.zeros(rgb.shape[:2], np.uint8)
+        alpha[y0:y1, x0:x1] = sub_alpha
+    else:
+        im = Image.fromarray(np.ascontiguousarray(sub_rgb), "RGB")
+        alpha = sub_alpha
+    im.putalpha(Image.fromarray(np.ascontiguousarray(alpha), "L"))
+    return np.asarray(im)
+
+
+def _place(sub: np.ndarray, frame: _Frame) -> np.ndarray:
+    """A mask over the work window of ``frame`` placed in the whole photo."""
+    if sub.shape == frame.rgb.shape[:2]:
+        return sub
+    y0, y1, x0, x1 = frame.window
+    out = np.zeros(frame.rgb.shape[:2], bool)
+    out[y0:y1, x0:x1] = sub
+    return out
 
 
 def _unsure(diag: dict[str, Any], params: CutoutParams) -> str | None:
@@ -672,13 +937,29 @@ def _soft_edge(rgb: np.ndarray, model: np.ndarray, dist: np.ndarray, fg: np.ndar
     obs = rgb[y0:y1, x0:x1][ey, ex].astype(np.float32)
     B = model[y0:y1, x0:x1][ey, ex]
     F = rgb[y0:y1, x0:x1][iy[ey, ex], ix[ey, ex]].astype(np.float32)
+    d = dist[y0:y1, x0:x1][ey, ex]
+    infg = fg[y0:y1, x0:x1][ey, ex]
+    like = backdrop_like[y0:y1, x0:x1][ey, ex] if backdrop_like is not None else np.zeros_like(infg)
+    on_step = edges[y0:y1, x0:x1][ey, ex] if edges is not None else None
+    a8, mixed, est = _mix(obs, B, F, d, infg, like, on_step, t)
+    alpha8 = np.zeros((h, w), np.uint8)
+    alpha8[inner] = 255
+    alpha8[y0 + ey, x0 + ex] = a8
+    colour = rgb_out[y0:y1, x0:x1]
+    colour[ey[mixed], ex[mixed]] = est
+    return alpha8, rgb_out
+
+
+def _mix(obs: np.ndarray, B: np.ndarray, F: np.ndarray, d: np.ndarray, infg: np.ndarray, like: np.ndarray,
+         on_step: np.ndarray | None, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Alpha (uint8) of edge pixels observed as ``obs`` (n x 3) between the backdrop ``B`` and the nearest
+    inside product colour ``F``, with their distance to the backdrop ``d``, whether they are inside the
+    outline ``infg``, look like the backdrop ``like`` and lie on a step ``on_step``; and, for the mixed
+    ones (0 < alpha < 255, the boolean ``mixed``), their recovered product colour (uint8, m x 3)."""
     fb = F - B
     norm = (fb * fb).sum(axis=1)
     a = np.clip(((obs - B) * fb).sum(axis=1) / np.maximum(norm, 1e-6), 0.0, 1.0)
     weak = norm < (3 * t) ** 2  # product colour too close to the backdrop to project on
-    d = dist[y0:y1, x0:x1][ey, ex]
-    infg = fg[y0:y1, x0:x1][ey, ex]
-    like = backdrop_like[y0:y1, x0:x1][ey, ex] if backdrop_like is not None else np.zeros_like(infg)
     # there the colour says nothing: inside the outline it is product (a light label reaching the
     # silhouette is not nibbled) unless it looks like the backdrop; elsewhere the distance decides
     sure = weak & infg & ~like
@@ -686,11 +967,10 @@ def _soft_edge(rgb: np.ndarray, model: np.ndarray, dist: np.ndarray, fg: np.ndar
     a[weak & like] = 0.0
     rest = weak & ~infg & ~like
     a[rest] = np.clip((d[rest] - 0.5 * t) / t, 0.0, 1.0)
-    if edges is not None:  # inside the outline, away from a step, nothing is mixed: product (unless it is backdrop)
-        a[infg & ~edges[y0:y1, x0:x1][ey, ex] & ~like] = 1.0
+    if on_step is not None:  # inside the outline, away from a step, nothing is mixed: product (unless it is backdrop)
+        a[infg & ~on_step & ~like] = 1.0
     a[~infg & like] = 0.0  # a floor shadow projects onto a dark product: it is not product
     a[a < 0.02] = 0.0  # sensor noise projected on F-B, not product
-    alpha[y0 + ey, x0 + ex] = a
     a8 = np.rint(a * 255)
     mixed = (a8 > 0) & (a8 < 255)
     am = a8[mixed][:, None] / 255.0
@@ -698,9 +978,8 @@ def _soft_edge(rgb: np.ndarray, model: np.ndarray, dist: np.ndarray, fg: np.ndar
     # the division amplifies noise where a is small: lean on the nearest inside colour there
     trust = np.clip((am - 0.1) / 0.4, 0.0, 1.0)
     est = trust * est + (1.0 - trust) * F[mixed]
-    colour = rgb_out[y0:y1, x0:x1]
-    colour[ey[mixed], ex[mixed]] = np.clip(np.rint(est), 0, 255).astype(np.uint8)
-    return np.rint(alpha * 255).astype(np.uint8), rgb_out
+    alpha8 = np.rint(a.astype(np.float32) * 255).astype(np.uint8)  # the alpha as a float32 image rounds it
+    return alpha8, mixed, np.clip(np.rint(est), 0, 255).astype(np.uint8)
 
 
 # --- model method --------------------------------------------------------------------------------------------
