@@ -475,6 +475,8 @@ def _refine(rgb: np.ndarray, coarse: CutOut, f: int, test: BackdropTest, params:
     m = _measure_pixels(rgb, by + y0, bx + x0, test, sigma, t, params.shadow_depth, floor)
     like = np.zeros(band.shape, bool)
     like[by, bx] = m["backdrop_like"]
+    fringe_like = np.zeros(band.shape, bool)
+    fringe_like[by, bx] = m["fringe"]
     step = np.zeros(band.shape, bool)
     step[by, bx] = m["step"]
     dist = np.full(band.shape, np.float32(np.inf))
@@ -487,7 +489,16 @@ def _refine(rgb: np.ndarray, coarse: CutOut, f: int, test: BackdropTest, params:
     reached = np.zeros(labels.max() + 1, bool)
     reached[labels[seeds]] = True
     reached[0] = False
-    fg = (fg0 | outer_cells) & ~reached[labels]
+    bg = reached[labels]
+    near_step = step  # within 3 px of a step, as the full cut's dilated Sobel walls reach
+    for _ in range(3):
+        near_step = _dilate4(near_step)
+    # beside a step, a sharpening halo's colour fringe is not paper-coloured: as the full cut lets its
+    # backdrop grow into a wall's backdrop side, the backdrop takes such pixels (never a step itself)
+    fringe = near_step & ~step & fringe_like
+    for _ in range(2):
+        bg |= _dilate4(bg) & fringe
+    fg = (fg0 | outer_cells) & ~bg
     # a piece cut off from the product by the refined edge is noise (JPEG ringing beside a dark edge), as
     # the full cut drops specks: kept only when it reaches the product's inside or is no speck
     parts, n = ndimage.label(fg)
@@ -498,11 +509,8 @@ def _refine(rgb: np.ndarray, coarse: CutOut, f: int, test: BackdropTest, params:
     fg = keep[parts]
     if not fg.any():
         raise ItemError("no product found after edge refinement")
-    near_step = step  # where the soft edge mixes: within 3 px of a step, as the full cut's dilated Sobel walls reach
-    for _ in range(3):
-        near_step = _dilate4(near_step)
     alpha8, (my, mx, colours) = _soft_edge_sparse(rgb, (y0, y1, x0, x1), fg, dist, like, near_step, t,
-                                                   params.feather, test.coef)
+                                                   params.feather, test.coef, ~(near_step & fringe_like))
     if not (alpha8 > 0).any():
         raise ItemError("no product found after edge refinement")
     sub = rgb[y0:y1, x0:x1].copy()
@@ -546,7 +554,8 @@ def _measure_pixels(rgb: np.ndarray, ys: np.ndarray, xs: np.ndarray, test: Backd
     for (r, c) in ((1, 2), (3, 2), (2, 1), (2, 3)):  # the pixel against each 4-neighbour, in pixels and in means
         rise = (np.abs(win[:, r, c] - px).max(axis=1) > height) & (np.abs(m3[:, r - 1, c - 1] - mean).max(axis=1) > floor / 8.0)
         step |= rise
-    return {"dist": dist, "backdrop_like": same & (near | shadow), "step": step}
+    fringe = np.median(np.abs(px - B), axis=1) <= t  # two of R, G, B near the paper
+    return {"dist": dist, "backdrop_like": same & (near | shadow), "step": step, "fringe": fringe}
 
 
 def _surface_at(coef: np.ndarray, ys: np.ndarray, xs: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -611,11 +620,12 @@ def _nearest_inside(inner: np.ndarray, ey: np.ndarray, ex: np.ndarray) -> tuple[
 
 
 def _soft_edge_sparse(rgb: np.ndarray, box: tuple[int, int, int, int], fg: np.ndarray, dist: np.ndarray, like: np.ndarray,
-                      edges: np.ndarray, t: float, feather: float, coef: np.ndarray
+                      edges: np.ndarray, t: float, feather: float, coef: np.ndarray, colour_from: np.ndarray
                       ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """:func:`_soft_edge` over the box (y0, y1, x0, x1) of the photo, from measures given on it (``dist``,
     ``like``, ``edges``: valid at least on the band it mixes): (the box's alpha, (rows, cols, colours) of
-    the mixed pixels, in photo coordinates)."""
+    the mixed pixels, in photo coordinates). The product colour F of an edge pixel is its nearest inside
+    pixel among ``colour_from`` (not a halo's paper-like fringe kept inside the outline)."""
     y0, y1, x0, x1 = box
     h, w, _ = rgb.shape
     band = max(1, int(np.ceil(feather)))
@@ -629,7 +639,7 @@ def _soft_edge_sparse(rgb: np.ndarray, box: tuple[int, int, int, int], fg: np.nd
     if not inner.any():
         alpha8[ey, ex] = np.rint(np.clip((dist[ey, ex] - 0.5 * t) / t, 0.0, 1.0) * 255).astype(np.uint8)
         return alpha8, none
-    iy, ix, found = _nearest_inside(inner, ey, ex)
+    iy, ix, found = _nearest_inside(inner & colour_from, ey, ex)
     Y, X = ey + y0, ex + x0
     obs = rgb[Y, X].astype(np.float32)
     F = rgb[iy + y0, ix + x0].astype(np.float32)
