@@ -449,25 +449,28 @@ def _coarse_to_fine(rgb: np.ndarray, params: CutoutParams, test: BackdropTest, f
 def _refine(rgb: np.ndarray, coarse: CutOut, f: int, test: BackdropTest, params: CutoutParams) -> CutOut:
     """The full-size cut from a cut of the photo reduced ``f`` times.
 
-    The reduced cut decides what is product (its outline, holes, specks; its diagnostics and confidence
-    stand for the cut). At full size only the pixels of its boundary cells and one cell either side are
-    measured - the backdrop distance and colour tests of the full cut, and the step (Sobel) - and:
-    a boundary cell's pixels that look like the backdrop, reached from the backdrop without crossing a
-    step, are backdrop; an outer boundary cell's pixels that do not look like it are product. The soft
-    edge (:func:`_mix`) is then made on that outline as the full cut makes it. Pixels inside are the
-    source's, untouched."""
+    The reduced cut decides what is product: its outline, holes and specks; its diagnostics and confidence
+    stand for the cut. At full size only the pixels within two cells of its outline are measured
+    (:func:`_measure_pixels`: the full cut's backdrop distance and colour tests, and steps), and there:
+    pixels that look like the backdrop, reached from the reduced cut's backdrop without crossing a step,
+    are backdrop - in a halo's colour fringe beside a step too -; the rest of the outline's cells is
+    product; pieces cut off from the product that are specks are dropped. The soft edge (:func:`_mix`) is
+    then made on that outline as the full cut makes it. Pixels inside are the source's, untouched."""
     h, w, _ = rgb.shape
     sigma = max(test.noise, 0.5)
     t = _threshold(params, sigma)
-    fg_c = coarse.mask
+    reach = _BAND_CELLS + 1
+    bx0, by0, bx1, by1 = _bbox(coarse.mask)  # the reduced cut's product box, with the band's reach
+    hc, wc = coarse.mask.shape
+    cy0, cx0, cy1, cx1 = max(by0 - reach, 0), max(bx0 - reach, 0), min(by1 + reach, hc), min(bx1 + reach, wc)
+    fg_c = coarse.mask[cy0:cy1, cx0:cx1]
     inner_c = fg_c & ~_erode4(fg_c, border=True)
     outer_c = _dilate4(fg_c) & ~fg_c
     near_c = ndimage.binary_dilation(inner_c | outer_c, structure=np.ones((3, 3), bool), iterations=_BAND_CELLS)
-    cx0, cy0, cx1, cy1 = _bbox(fg_c | near_c)
     x0, y0, x1, y1 = cx0 * f, cy0 * f, min(cx1 * f, w), min(cy1 * f, h)
 
     def up(m: np.ndarray) -> np.ndarray:
-        return m[cy0:cy1, cx0:cx1].repeat(f, axis=0).repeat(f, axis=1)[: y1 - y0, : x1 - x0]
+        return m.repeat(f, axis=0).repeat(f, axis=1)[: y1 - y0, : x1 - x0]
 
     fg0, band, outer_cells = up(fg_c), up(near_c), up(outer_c)
     by, bx = np.nonzero(band)
@@ -527,34 +530,53 @@ def _measure_pixels(rgb: np.ndarray, ys: np.ndarray, xs: np.ndarray, test: Backd
                     depth: float, floor: float) -> dict[str, np.ndarray]:
     """At the pixels (ys, xs) only: ``dist``, the pixel's distance to the fitted backdrop (max over R, G, B);
     ``backdrop_like``: near the backdrop - the pixel or its 3x3 mean (the full cut's test: a halo of sensor
-    noise or sharpening beside an edge) within ``t`` - or a floor shadow down to ``depth``, with the paper's colour on the 3x3 mean; ``step``: the
-    pixel differs from a 4-neighbour by more than an edge's least height (the full cut's ``max(8 sigma, 6)``)
+    noise or sharpening beside an edge) within ``t`` - or a floor shadow down to ``depth``, with the paper's
+    colour on the 3x3 mean; ``fringe``: two of R, G, B within ``t`` (a halo's colour fringe); ``step``: the pixel differs from a 4-neighbour by more than an edge's least height (the full cut's ``max(8 sigma, 6)``)
     and so do their 3x3 means by more than the full cut's edge ``floor`` allows (its Sobel floor over 8: a
     step's Sobel response is 8/3 of its height, a neighbour's mean moves by 1/3 of it) - an edge, not a
     noisy pixel.
     The photo's edges are mirrored as scipy's filters mirror them."""
     h, w, _ = rgb.shape
+    n = len(ys)
     off = np.arange(-2, 3)
-    ry = _mirror(ys[:, None] + off, h)
-    rx = _mirror(xs[:, None] + off, w)
-    win = rgb[ry[:, :, None], rx[:, None, :]].astype(np.float32)  # n x 5 x 5 x 3
-    rows3 = win[:, :-2] + win[:, 1:-1] + win[:, 2:]
-    m3 = (rows3[:, :, :-2] + rows3[:, :, 1:-1] + rows3[:, :, 2:]) / np.float32(9)  # n x 3 x 3 x 3: the 3x3 means around
-    px, mean = win[:, 2, 2], m3[:, 1, 1]
+    ry = _mirror(ys[:, None] + off, h)[:, :, None]
+    rx = _mirror(xs[:, None] + off, w)[:, None, :]
     B = _surface_at(test.coef, ys, xs, h, w)
-    dist = np.abs(px - B).max(axis=1)
-    near = (dist <= t) | (np.abs(mean - B).max(axis=1) <= t)
-    total = np.maximum(mean.sum(axis=1), 1.0)
+    dist, mdist = np.zeros(n, np.float32), np.zeros(n, np.float32)
+    means, devs = [], []
+    sides = ((1, 2), (3, 2), (2, 1), (2, 3))  # the 4-neighbours in the 5 x 5 window
+    jump_px = [np.zeros(n, np.int16) for _ in sides]
+    jump_mean = [np.zeros(n, np.int16) for _ in sides]
+    for k in range(3):  # per plane, in integers: 3x3 sums are exact
+        win = rgb[..., k][ry, rx].astype(np.int16)  # n x 5 x 5
+        rows3 = win[:, :-2] + win[:, 1:-1] + win[:, 2:]
+        s3 = rows3[:, :, :-2] + rows3[:, :, 1:-1] + rows3[:, :, 2:]  # n x 3 x 3: 3x3 sums around the pixel
+        px, centre = win[:, 2, 2], s3[:, 1, 1]
+        mean = centre / np.float32(9)
+        dev = np.abs(px - B[:, k])
+        np.maximum(dist, dev, out=dist)
+        np.maximum(mdist, np.abs(mean - B[:, k]), out=mdist)
+        means.append(mean)
+        devs.append(dev)
+        for i, (r, c) in enumerate(sides):
+            np.maximum(jump_px[i], np.abs(win[:, r, c] - px), out=jump_px[i])
+            np.maximum(jump_mean[i], np.abs(s3[:, r - 1, c - 1] - centre), out=jump_mean[i])
+    near = (dist <= t) | (mdist <= t)
+    total = np.maximum(means[0] + means[1] + means[2], 1.0)
     tol_c = max(0.0025, 1.2 * test.chroma_noise) + 3.0 * sigma / total
-    same = np.abs(mean / total[:, None] - test.chroma.astype(np.float32)).max(axis=1) <= tol_c
+    cdist = np.abs(means[0] / total - float(test.chroma[0]))
+    for k in (1, 2):
+        np.maximum(cdist, np.abs(means[k] / total - float(test.chroma[k])), out=cdist)
+    same = cdist <= tol_c
     darkening = total / np.maximum(B.sum(axis=1), 1.0)
     shadow = (darkening >= 1.0 - depth) & (darkening <= 1.0 + 3.0 * sigma / total)
-    step = np.zeros(len(ys), bool)
-    height = max(8.0 * sigma, 6.0)
-    for (r, c) in ((1, 2), (3, 2), (2, 1), (2, 3)):  # the pixel against each 4-neighbour, in pixels and in means
-        rise = (np.abs(win[:, r, c] - px).max(axis=1) > height) & (np.abs(m3[:, r - 1, c - 1] - mean).max(axis=1) > floor / 8.0)
-        step |= rise
-    fringe = np.median(np.abs(px - B), axis=1) <= t  # two of R, G, B near the paper
+    height, mean_floor = max(8.0 * sigma, 6.0), 9.0 * floor / 8.0  # (3x3 sums: 9 x the means' floor)
+    step = np.zeros(n, bool)
+    for jp, jm in zip(jump_px, jump_mean, strict=True):  # the pixel against each 4-neighbour, in pixels and in means
+        step |= (jp > height) & (jm > mean_floor)
+    median_dev = devs[0] + devs[1] + devs[2] - np.maximum(np.maximum(devs[0], devs[1]), devs[2]) \
+        - np.minimum(np.minimum(devs[0], devs[1]), devs[2])
+    fringe = median_dev <= t  # two of R, G, B near the paper
     return {"dist": dist, "backdrop_like": same & (near | shadow), "step": step, "fringe": fringe}
 
 
