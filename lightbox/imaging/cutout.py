@@ -29,6 +29,11 @@ Backdrop method, in steps:
 6. soft alpha in a thin band at the edge (anti-aliasing), and the colour of those mixed edge pixels
    recovered from the backdrop model (no studio-paper fringe on a new background). Opaque product
    pixels keep the source's values exactly.
+
+Steps 2-6 run in a work window around what is not plain backdrop (:func:`_work_window`). A photo with
+a short side of 1200 px or more is cut reduced (by 2 or 3) and only its edge is placed at full size
+(:func:`_coarse_to_fine`); an unsure reduced cut, or one that needed its outline completed, is cut
+again at full size.
 """
 
 from __future__ import annotations
