@@ -470,7 +470,7 @@ def test_the_reduced_cut_decides_as_the_full_cut(mask_set, monkeypatch):
 
 
 def test_large_example_photos_take_the_reduced_cut(plain_results):
-    """At 1200 px and more the backdrop cut runs reduced (1/3) with the edge placed at full size;
+    """At 1200 px and more the backdrop cut runs reduced (1/2 to 1/3) with the edge placed at full size;
     an outline that had to be completed (the white candle) is cut at full size."""
     reasons = {n: cut.reason for n, (case, cut) in plain_results.items() if n.startswith("ACM-")}
     reduced = [n for n, r in reasons.items() if "size, edge placed at full size" in r]
