@@ -455,8 +455,8 @@ def _coarse_to_fine(rgb: np.ndarray, params: CutoutParams, test: BackdropTest, f
 def _refine(rgb: np.ndarray, coarse: CutOut, f: int, test: BackdropTest, params: CutoutParams) -> CutOut:
     """The full-size cut from a cut of the photo reduced ``f`` times.
 
-    The reduced cut decides what is product: its outline, holes and specks; its diagnostics and confidence
-    stand for the cut. At full size only the pixels within two cells of its outline are measured
+    The reduced cut decides what is product: its outline, holes and specks, and whether it is sure; the
+    gate's measures (:func:`diagnose`) are taken again on the cut made. At full size only the pixels within two cells of its outline are measured
     (:func:`_measure_pixels`: the full cut's backdrop distance and colour tests, and steps), and there:
     pixels that look like the backdrop, reached from the reduced cut's backdrop without crossing a step,
     are backdrop - in a halo's colour fringe beside a step too -; the rest of the outline's cells is
@@ -525,9 +525,13 @@ def _refine(rgb: np.ndarray, coarse: CutOut, f: int, test: BackdropTest, params:
     rgba = _assemble(rgb, (y0, y1, x0, x1), sub, alpha8)
     bbox = _shift(_bbox(alpha8 > 0), x0, y0)
     solid = _shift(_bbox(alpha8 >= 128), x0, y0) if (alpha8 >= 128).any() else bbox
+    # the gate's measures of the cut are taken on the cut made (as the full cut's are); how it was made
+    # (pieces, holes cleared, outline on edges) and the verdict are the reduced cut's
+    diag = diagnose(rgb, rgba[..., 3], sigma, (test.coef, t))
+    made = ("cutout_holes_cleared", "cutout_parts", "cutout_outline_on_edge", "cutout_confident")
+    diag.update({k: coarse.diagnostics[k] for k in made if k in coarse.diagnostics})
     return CutOut(rgba=rgba, bbox=bbox, solid_bbox=solid, method="backdrop",
-                  reason=f"{coarse.reason}; cut at 1/{f} size, edge placed at full size",
-                  diagnostics=dict(coarse.diagnostics), source=rgb)
+                  reason=f"{coarse.reason}; cut at 1/{f} size, edge placed at full size", diagnostics=diag, source=rgb)
 
 
 def _measure_pixels(rgb: np.ndarray, ys: np.ndarray, xs: np.ndarray, test: BackdropTest, sigma: float, t: float,
