@@ -25,7 +25,7 @@ from lightbox.engines import Engine, RenderJob
 from lightbox.errors import ItemError
 from lightbox.fetch import SourceFetcher
 from lightbox.imaging.compose import encode, layout, resample_product, resampled
-from lightbox.imaging.cutout import CutOut, cut_out_many
+from lightbox.imaging.cutout import CutOut, cut_out_many, erode_cross
 from lightbox.imaging.decode import decode_image
 from lightbox.imaging.segmentation import segmenter_for
 from lightbox.quality.checks import decode_output, fidelity, measure
@@ -316,7 +316,7 @@ def source_reference(cut: CutOut, size: tuple[int, int]) -> np.ndarray | None:
         x0, y0, x1, y1 = cut.bbox
         src = cut.source[y0:y1, x0:x1]
         opaque = cut.rgba[y0:y1, x0:x1, 3] == 255
-        alpha = np.where(_erode(opaque), 255, 0).astype(np.uint8)
+        alpha = np.where(erode_cross(opaque, border=True), 255, 0).astype(np.uint8)
         if (src.shape[1], src.shape[0]) == size:
             cut.cache[key] = np.dstack([src, alpha])
         else:  # the RGBA image made by Pillow straight from the planes: no interleaved copy in NumPy
@@ -324,16 +324,6 @@ def source_reference(cut: CutOut, size: tuple[int, int]) -> np.ndarray | None:
             im.putalpha(Image.fromarray(alpha, "L"))
             cut.cache[key] = resample_product(im, size)
     return cut.cache[key]
-
-
-def _erode(mask: np.ndarray) -> np.ndarray:
-    """``ndimage.binary_erosion(mask, border_value=1)`` (the 4-neighbour cross), by four shifted ANDs."""
-    out = mask.copy()
-    out[1:] &= mask[:-1]
-    out[:-1] &= mask[1:]
-    out[:, 1:] &= mask[:, :-1]
-    out[:, :-1] &= mask[:, 1:]
-    return out
 
 
 def _stage(job, pending: _Pending, ch: ChannelPreset, fp: str, res, engine: Engine, render_ms: float,  # noqa: ANN001

@@ -345,16 +345,10 @@ def _backdrop_full(rgb: np.ndarray, params: CutoutParams, test: BackdropTest) ->
     # wherever light or a floor shadow makes it brighter or darker. A white product on paper of a
     # slightly different white differs there even where its brightness matches (5x5 means: a fifth of
     # a pixel's noise). Tolerance: the border's own chromaticity spread, at least 0.0025.
-    means = [ndimage.uniform_filter(p, size=5) for p in planes]
-    total = np.maximum(means[0] + means[1] + means[2], 1.0)
-    tol_c = max(0.0025, 1.2 * test.chroma_noise) + 3.0 * sigma / total
-    cdist = np.abs(means[0] / total - float(test.chroma[0]))
-    for k in (1, 2):
-        np.maximum(cdist, np.abs(means[k] / total - float(test.chroma[k])), out=cdist)
-    same_colour = cdist <= tol_c
-    darkening = total / np.maximum(mplanes[0] + mplanes[1] + mplanes[2], 1.0)
-    shadow_like = same_colour & (darkening >= 1.0 - params.shadow_depth) & (darkening <= 1.0 + 3.0 * sigma / total)
-    del means, total, cdist, darkening, mplanes
+    same_colour, shadow_dark = _paper_colour([ndimage.uniform_filter(p, size=5) for p in planes],
+                                             mplanes[0] + mplanes[1] + mplanes[2], test, sigma, params.shadow_depth)
+    shadow_like = same_colour & shadow_dark
+    del shadow_dark, mplanes
 
     # Edges: a sharp step well above the backdrop's noise. Shadows and light fall-off are smooth ramps:
     # their gradient is the same measured over 3 px or over 9 px; a step's is three times larger over 3.
@@ -470,8 +464,8 @@ def _refine(rgb: np.ndarray, coarse: CutOut, f: int, test: BackdropTest, params:
     hc, wc = coarse.mask.shape
     cy0, cx0, cy1, cx1 = max(by0 - reach, 0), max(bx0 - reach, 0), min(by1 + reach, hc), min(bx1 + reach, wc)
     fg_c = coarse.mask[cy0:cy1, cx0:cx1]
-    inner_c = fg_c & ~_erode4(fg_c, border=True)
-    outer_c = _dilate4(fg_c) & ~fg_c
+    inner_c = fg_c & ~erode_cross(fg_c, border=True)
+    outer_c = dilate_cross(fg_c) & ~fg_c
     near_c = ndimage.binary_dilation(inner_c | outer_c, structure=np.ones((3, 3), bool), iterations=_BAND_CELLS)
     x0, y0, x1, y1 = cx0 * f, cy0 * f, min(cx1 * f, w), min(cy1 * f, h)
 
@@ -500,12 +494,12 @@ def _refine(rgb: np.ndarray, coarse: CutOut, f: int, test: BackdropTest, params:
     bg = reached[labels]
     near_step = step  # within 3 px of a step, as the full cut's dilated Sobel walls reach
     for _ in range(3):
-        near_step = _dilate4(near_step)
+        near_step = dilate_cross(near_step)
     # beside a step, a sharpening halo's colour fringe is not paper-coloured: as the full cut lets its
     # backdrop grow into a wall's backdrop side, the backdrop takes such pixels (never a step itself)
     fringe = near_step & ~step & fringe_like
     for _ in range(2):
-        bg |= _dilate4(bg) & fringe
+        bg |= dilate_cross(bg) & fringe
     fg = (fg0 | outer_cells) & ~bg
     # a piece cut off from the product by the refined edge is noise (JPEG ringing beside a dark edge), as
     # the full cut drops specks: kept only when it reaches the product's inside or is no speck
@@ -570,14 +564,7 @@ def _measure_pixels(rgb: np.ndarray, ys: np.ndarray, xs: np.ndarray, test: Backd
             np.maximum(jump_px[i], np.abs(win[:, r, c] - px), out=jump_px[i])
             np.maximum(jump_mean[i], np.abs(s3[:, r - 1, c - 1] - centre), out=jump_mean[i])
     near = (dist <= t) | (mdist <= t)
-    total = np.maximum(means[0] + means[1] + means[2], 1.0)
-    tol_c = max(0.0025, 1.2 * test.chroma_noise) + 3.0 * sigma / total
-    cdist = np.abs(means[0] / total - float(test.chroma[0]))
-    for k in (1, 2):
-        np.maximum(cdist, np.abs(means[k] / total - float(test.chroma[k])), out=cdist)
-    same = cdist <= tol_c
-    darkening = total / np.maximum(B.sum(axis=1), 1.0)
-    shadow = (darkening >= 1.0 - depth) & (darkening <= 1.0 + 3.0 * sigma / total)
+    same, shadow = _paper_colour(means, B[:, 0] + B[:, 1] + B[:, 2], test, sigma, depth)
     height, mean_floor = max(8.0 * sigma, 6.0), 9.0 * floor / 8.0  # (3x3 sums: 9 x the means' floor)
     step = np.zeros(n, bool)
     for jp, jm in zip(jump_px, jump_mean, strict=True):  # the pixel against each 4-neighbour, in pixels and in means
@@ -602,8 +589,9 @@ def _mirror(idx: np.ndarray, n: int) -> np.ndarray:
     return np.where(idx >= n, 2 * n - idx - 1, idx)
 
 
-def _erode4(m: np.ndarray, border: bool) -> np.ndarray:
-    """Binary erosion by the 4-neighbour cross; outside the array counts as ``border``."""
+def erode_cross(m: np.ndarray, border: bool) -> np.ndarray:
+    """Binary erosion by the 4-neighbour cross; outside the array counts as ``border`` (scipy's
+    ``binary_erosion(m, border_value=border)``, by four shifted ANDs)."""
     out = m.copy()
     out[1:] &= m[:-1]
     out[:-1] &= m[1:]
@@ -615,7 +603,7 @@ def _erode4(m: np.ndarray, border: bool) -> np.ndarray:
     return out
 
 
-def _dilate4(m: np.ndarray) -> np.ndarray:
+def dilate_cross(m: np.ndarray) -> np.ndarray:
     """Binary dilation by the 4-neighbour cross."""
     out = m.copy()
     out[1:] |= m[:-1]
@@ -661,7 +649,7 @@ def _soft_edge_sparse(rgb: np.ndarray, box: tuple[int, int, int, int], fg: np.nd
     band = max(1, int(np.ceil(feather)))
     inner, outer = fg, fg
     for _ in range(band):
-        inner, outer = _erode4(inner, border=False), _dilate4(outer)
+        inner, outer = erode_cross(inner, border=False), dilate_cross(outer)
     ey, ex = np.nonzero(outer & ~inner)
     none = (ey[:0] + y0, ex[:0] + x0, np.zeros((0, 3), np.uint8))
     alpha8 = np.zeros(fg.shape, np.uint8)
@@ -678,6 +666,21 @@ def _soft_edge_sparse(rgb: np.ndarray, box: tuple[int, int, int, int], fg: np.nd
     a8, mixed, est = _mix(obs, B, F, dist[ey, ex], fg[ey, ex], like[ey, ex], edges[ey, ex], t)
     alpha8[ey, ex] = a8
     return alpha8, (Y[mixed], X[mixed], est)
+
+
+def _paper_colour(means: list[np.ndarray], model_sum: np.ndarray, test: BackdropTest, sigma: float,
+                  depth: float) -> tuple[np.ndarray, np.ndarray]:
+    """(the paper's colour, a floor shadow's darkening) of pixels whose R, G, B means are ``means``, against
+    the fitted backdrop (``model_sum``: R + G + B of the surface there): the chromaticity within the
+    border's own spread (at least 0.0025) plus the noise's share; the brightness between ``1 - depth`` of the
+    paper's and the paper's plus noise."""
+    total = np.maximum(means[0] + means[1] + means[2], 1.0)
+    tol_c = max(0.0025, 1.2 * test.chroma_noise) + 3.0 * sigma / total
+    cdist = np.abs(means[0] / total - float(test.chroma[0]))
+    for k in (1, 2):
+        np.maximum(cdist, np.abs(means[k] / total - float(test.chroma[k])), out=cdist)
+    darkening = total / np.maximum(model_sum, 1.0)
+    return cdist <= tol_c, (darkening >= 1.0 - depth) & (darkening <= 1.0 + 3.0 * sigma / total)
 
 
 def _gradient(planes: list[np.ndarray]) -> np.ndarray:

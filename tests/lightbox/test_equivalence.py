@@ -7,8 +7,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from lightbox.generate import _erode
-from lightbox.imaging.cutout import _block_extreme, _block_sum, _reduce, backdrop_blocks, backdrop_model
+from lightbox.imaging.cutout import _block_extreme, _block_sum, _reduce, backdrop_blocks, backdrop_model, dilate_cross, erode_cross
 from lightbox.quality.checks import _mad, _std_of_histogram, dhash
 
 
@@ -38,10 +37,21 @@ def test_backdrop_blocks_are_the_block_means_of_the_model(rng):
     np.testing.assert_array_equal(backdrop_model(rgb, 5, coef, window=(10, 90, 20, 200)), model[10:90, 20:200])
 
 
-def test_erode_is_binary_erosion_with_a_true_border(rng):
-    for p in (0.5, 0.9, 0.99):
+def test_cross_erosion_and_dilation_are_scipys(rng):
+    for p in (0.1, 0.5, 0.9, 0.99):
         mask = rng.random((120, 97)) < p
-        assert np.array_equal(_erode(mask), ndimage.binary_erosion(mask, border_value=1))
+        for border in (True, False):
+            assert np.array_equal(erode_cross(mask, border), ndimage.binary_erosion(mask, border_value=int(border)))
+        assert np.array_equal(dilate_cross(mask), ndimage.binary_dilation(mask))
+
+
+def test_mirrored_indices_are_scipys_reflect():
+    from lightbox.imaging.cutout import _mirror
+
+    idx = np.arange(-3, 13)
+    plane = np.arange(10.0)
+    padded = np.pad(plane, 3, mode="symmetric")  # scipy's 'reflect' is NumPy's 'symmetric'
+    assert np.array_equal(plane[_mirror(idx, 10)], padded)
 
 
 def test_std_of_histogram_is_the_standard_deviation(rng):
