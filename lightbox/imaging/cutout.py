@@ -280,7 +280,7 @@ def backdrop_model(rgb: np.ndarray, ring: int, coef: np.ndarray | None = None,
     c = coef.astype(np.float32)
     model = np.empty((y1 - y0, x1 - x0, 3), dtype=np.float32)
     for k in range(3):
-        model[..., k] = c[0, k] + c[1, k] * U + c[2, k] * V + c[3, k] * U * U + c[4, k] * V * V + c[5, k] * U * V
+        model[..., k] = _quadratic(c[:, k], U, V)
     return model
 
 
@@ -358,7 +358,7 @@ def _backdrop_full(rgb: np.ndarray, params: CutoutParams, test: BackdropTest) ->
         ring_grad = np.concatenate([grad[:ring].ravel(), grad[-ring:].ravel(), grad[:, :ring].ravel(), grad[:, -ring:].ravel()])
     else:
         ring_grad = _ring_gradient(rgb, ring)
-    floor = max(max(8.0 * sigma, 4.0) * 4.0 / 3.0, 2.0 * float(np.percentile(ring_grad, 99.9)))
+    floor = _edge_floor(sigma, ring_grad)
     wall = grad > floor
     if wall.any():  # the 9 px gradient is needed only there: over their box and the 5 px it reaches
         bx0, by0, bx1, by1 = _bbox(wall)
@@ -368,7 +368,7 @@ def _backdrop_full(rgb: np.ndarray, params: CutoutParams, test: BackdropTest) ->
         del coarse
     del grad
     # and a step has height: the 3x3 means within 2 px on either side differ by more than noise could
-    wall[wall] = window_range(smooth, wall, 5) > max(8.0 * sigma, 6.0)
+    wall[wall] = window_range(smooth, wall, 5) > _step_height(sigma)
     # an edge is a line: isolated specks of "edge" are noise (JPEG blocks in a shadow)
     wl, wn = ndimage.label(wall, structure=np.ones((3, 3)))
     if wn:
@@ -450,8 +450,9 @@ def _refine(rgb: np.ndarray, coarse: CutOut, f: int, test: BackdropTest, params:
     """The full-size cut from a cut of the photo reduced ``f`` times.
 
     The reduced cut decides what is product: its outline, holes and specks, and whether it is sure; the
-    gate's measures (:func:`diagnose`) are taken again on the cut made. At full size only the pixels within two cells of its outline are measured
-    (:func:`_measure_pixels`: the full cut's backdrop distance and colour tests, and steps), and there:
+    gate's measures (:func:`diagnose`) are taken again on the cut made. At full size only the pixels within
+    two cells of its outline are measured (:func:`_measure_pixels`: the full cut's backdrop distance and
+    colour tests, and steps), and there:
     pixels that look like the backdrop, reached from the reduced cut's backdrop without crossing a step,
     are backdrop - in a halo's colour fringe beside a step too -; the rest of the outline's cells is
     product; pieces cut off from the product that are specks are dropped. The soft edge (:func:`_mix`) is
@@ -474,7 +475,7 @@ def _refine(rgb: np.ndarray, coarse: CutOut, f: int, test: BackdropTest, params:
 
     fg0, band, outer_cells = up(fg_c), up(near_c), up(outer_c)
     by, bx = np.nonzero(band)
-    floor = max(max(8.0 * sigma, 4.0) * 4.0 / 3.0, 2.0 * float(np.percentile(_ring_gradient(rgb, test.ring), 99.9)))
+    floor = _edge_floor(sigma, _ring_gradient(rgb, test.ring))
     m = _measure_pixels(rgb, by + y0, bx + x0, test, sigma, t, params.shadow_depth, floor)
     like = np.zeros(band.shape, bool)
     like[by, bx] = m["backdrop_like"]
@@ -533,11 +534,11 @@ def _measure_pixels(rgb: np.ndarray, ys: np.ndarray, xs: np.ndarray, test: Backd
     """At the pixels (ys, xs) only: ``dist``, the pixel's distance to the fitted backdrop (max over R, G, B);
     ``backdrop_like``: near the backdrop - the pixel or its 3x3 mean (the full cut's test: a halo of sensor
     noise or sharpening beside an edge) within ``t`` - or a floor shadow down to ``depth``, with the paper's
-    colour on the 3x3 mean; ``fringe``: two of R, G, B within ``t`` (a halo's colour fringe); ``step``: the pixel differs from a 4-neighbour by more than an edge's least height (the full cut's ``max(8 sigma, 6)``)
-    and so do their 3x3 means by more than the full cut's edge ``floor`` allows (its Sobel floor over 8: a
-    step's Sobel response is 8/3 of its height, a neighbour's mean moves by 1/3 of it) - an edge, not a
-    noisy pixel.
-    The photo's edges are mirrored as scipy's filters mirror them."""
+    colour on the 3x3 mean; ``fringe``: two of R, G, B within ``t`` (a halo's colour fringe); ``step``: the
+    pixel differs from a 4-neighbour by more than an edge's least height (:func:`_step_height`) and so do
+    their 3x3 means by more than the full cut's edge ``floor`` allows (its Sobel floor over 8: a step's
+    Sobel response is 8/3 of its height, a neighbour's mean moves by 1/3 of it) - an edge, not a noisy
+    pixel. The photo's edges are mirrored as scipy's filters mirror them."""
     h, w, _ = rgb.shape
     n = len(ys)
     off = np.arange(-2, 3)
@@ -565,7 +566,7 @@ def _measure_pixels(rgb: np.ndarray, ys: np.ndarray, xs: np.ndarray, test: Backd
             np.maximum(jump_mean[i], np.abs(s3[:, r - 1, c - 1] - centre), out=jump_mean[i])
     near = (dist <= t) | (mdist <= t)
     same, shadow = _paper_colour(means, B[:, 0] + B[:, 1] + B[:, 2], test, sigma, depth)
-    height, mean_floor = max(8.0 * sigma, 6.0), 9.0 * floor / 8.0  # (3x3 sums: 9 x the means' floor)
+    height, mean_floor = _step_height(sigma), 9.0 * floor / 8.0  # (3x3 sums: 9 x the means' floor)
     step = np.zeros(n, bool)
     for jp, jm in zip(jump_px, jump_mean, strict=True):  # the pixel against each 4-neighbour, in pixels and in means
         step |= (jp > height) & (jm > mean_floor)
@@ -579,7 +580,12 @@ def _surface_at(coef: np.ndarray, ys: np.ndarray, xs: np.ndarray, h: int, w: int
     """The fitted backdrop (n x 3 float32) at the pixels (ys, xs) of an H x W photo, as :func:`backdrop_model`."""
     U = (xs.astype(np.float32) / max(w - 1, 1) * 2 - 1)[:, None]
     V = (ys.astype(np.float32) / max(h - 1, 1) * 2 - 1)[:, None]
-    c = coef.astype(np.float32)
+    return _quadratic(coef.astype(np.float32), U, V)
+
+
+def _quadratic(c: np.ndarray, U: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """The backdrop's quadratic surface with coefficients ``c`` (6, or 6 x channels) at coordinates U, V
+    (-1..1 across the photo); one evaluation order for every caller, so their values agree to the bit."""
     return c[0] + c[1] * U + c[2] * V + c[3] * U * U + c[4] * V * V + c[5] * U * V
 
 
@@ -683,6 +689,17 @@ def _paper_colour(means: list[np.ndarray], model_sum: np.ndarray, test: Backdrop
     return cdist <= tol_c, (darkening >= 1.0 - depth) & (darkening <= 1.0 + 3.0 * sigma / total)
 
 
+def _step_height(sigma: float) -> float:
+    """The least height (levels) of a step the cut takes for an edge."""
+    return max(8.0 * sigma, 6.0)
+
+
+def _edge_floor(sigma: float, ring_grad: np.ndarray) -> float:
+    """The Sobel gradient above which a pixel may be an edge: over the noise's and over the border ring's own
+    strongest gradients (a textured or JPEG-blocky paper raises it)."""
+    return max(max(8.0 * sigma, 4.0) * 4.0 / 3.0, 2.0 * float(np.percentile(ring_grad, 99.9)))
+
+
 def _gradient(planes: list[np.ndarray]) -> np.ndarray:
     """Largest over the planes of the Sobel gradient's magnitude."""
     grad = np.zeros(planes[0].shape, np.float32)
@@ -723,7 +740,7 @@ def _work_window(rgb: np.ndarray, test: BackdropTest, sigma: float, t: float) ->
         return 0, h, 0, w
     mean, spread = _block_stats(rgb, f)  # blocks over the whole photo (the last row/column padded)
     dist = np.abs(mean - backdrop_blocks((h, w), test.coef, f, (0, mean.shape[0], 0, mean.shape[1]))).max(axis=2)
-    step = max(8.0 * sigma, 6.0)  # the least step height an edge has (see _backdrop)
+    step = _step_height(sigma)
     busy = (dist > 0.5 * t) | (spread > step)
     jump = np.abs(np.diff(mean, axis=0)).max(axis=2) > 0.5 * step
     busy[1:] |= jump
