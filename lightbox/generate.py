@@ -24,7 +24,7 @@ from PIL import Image
 from lightbox.engines import Engine, RenderJob
 from lightbox.errors import ItemError
 from lightbox.fetch import SourceFetcher
-from lightbox.imaging.compose import encode, layout, resample_product, resampled
+from lightbox.imaging.compose import encode, interior_after_resample, layout, resample_product, resampled
 from lightbox.imaging.cutout import CutOut, cut_out_many, erode_cross
 from lightbox.imaging.decode import decode_image
 from lightbox.imaging.segmentation import segmenter_for
@@ -298,12 +298,39 @@ def construction_metrics(cut: CutOut, look: Look, blob: bytes | Image.Image) -> 
         "cutout_reason": cut.reason,
         **cut.diagnostics,
     }
-    source = source_reference(cut, (crop.width, crop.height))
-    if source is None:  # a transparent source: the cut-out is the source
+    size = (crop.width, crop.height)
+    if cut.source is None:  # a transparent source: the cut-out is the source
         m["fidelity"] = m["fidelity_source"] = fidelity(blob, reference, crop.x, crop.y)
+    elif (interior := source_interior(cut, size)) is not None:
+        m["fidelity"], m["fidelity_source"] = fidelity(blob, reference, crop.x, crop.y, interior=interior)
     else:
-        m["fidelity"], m["fidelity_source"] = fidelity(blob, reference, crop.x, crop.y, source)
+        m["fidelity"], m["fidelity_source"] = fidelity(blob, reference, crop.x, crop.y, source_reference(cut, size))
     return m
+
+
+def _opaque_interior(cut: CutOut) -> tuple[np.ndarray, bool]:
+    """(the cut's opaque pixels over its box, eroded by one so edge mixing does not count; whether the cut
+    kept the source's colour on every one of them), once per cut."""
+    if "interior" not in cut.cache:
+        x0, y0, x1, y1 = cut.bbox
+        inside = erode_cross(cut.rgba[y0:y1, x0:x1, 3] == 255, border=True)
+        kept = not (cut.rgba[y0:y1, x0:x1, :3][inside] != cut.source[y0:y1, x0:x1][inside]).any()
+        cut.cache["interior"] = (inside, kept)
+    return cut.cache["interior"]
+
+
+def source_interior(cut: CutOut, size: tuple[int, int]) -> np.ndarray | None:
+    """Where the product resampled to ``size`` is, pixel for pixel, the source photo's own pixels resampled
+    alike: the pixels whose whole Lanczos window lies in the cut's opaque interior, when the cut kept the
+    source's colour there (a resize reads nothing else, so both resize to the same bytes). None when the
+    cut changed an opaque pixel: then the source is resampled itself (:func:`source_reference`)."""
+    inside, kept = _opaque_interior(cut)
+    if not kept:
+        return None
+    key = ("interior", size)
+    if key not in cut.cache:
+        cut.cache[key] = interior_after_resample(inside, size)
+    return cut.cache[key]
 
 
 def source_reference(cut: CutOut, size: tuple[int, int]) -> np.ndarray | None:
@@ -315,8 +342,7 @@ def source_reference(cut: CutOut, size: tuple[int, int]) -> np.ndarray | None:
     if key not in cut.cache:
         x0, y0, x1, y1 = cut.bbox
         src = cut.source[y0:y1, x0:x1]
-        opaque = cut.rgba[y0:y1, x0:x1, 3] == 255
-        alpha = np.where(erode_cross(opaque, border=True), 255, 0).astype(np.uint8)
+        alpha = np.where(_opaque_interior(cut)[0], 255, 0).astype(np.uint8)
         if (src.shape[1], src.shape[0]) == size:
             cut.cache[key] = np.dstack([src, alpha])
         else:  # the RGBA image made by Pillow straight from the planes: no interleaved copy in NumPy

@@ -15,6 +15,7 @@ model's cut on a room, wood and grass) are labelled good: the gate must not reje
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import sys
@@ -102,6 +103,17 @@ def _recolour(im: Image.Image) -> Image.Image:
     return Image.fromarray(arr)
 
 
+def _repainted(cut: CutOut) -> CutOut:
+    """The cut-out with a band of its opaque product pixels recoloured: a cut that repaints the product
+    (rendered and encoded faithfully to itself, so only the comparison with the source photo sees it)."""
+    rgba = cut.rgba.copy()
+    x0, y0, x1, y1 = cut.bbox
+    band = rgba[y0 + (y1 - y0) // 3 : y0 + (y1 - y0) // 2, x0:x1]
+    opaque = band[..., 3] == 255
+    band[..., :3][opaque] = 255 - band[..., :3][opaque]
+    return dataclasses.replace(cut, rgba=rgba, cache={})
+
+
 def build_cases() -> list[Case]:
     products = _products()
     cases = [
@@ -142,6 +154,7 @@ def build_cases() -> list[Case]:
         _make("watermark-shopify", p, _look("shopify_square"), "no-overlays",
               edit=lambda im: _text(im, (150, 1700), 160, (0, 0, 0, 70), "(c) ACME STOCK")),
         _make("repainted-product-google", p, _look("google_merchant"), "product-fidelity", edit=_recolour),
+        _make("repainted-by-the-cut-shopify", _repainted(products[2]), _look("shopify_square"), "product-fidelity-source"),
         _make("small-product-amazon", p, _look("amazon_main", fill=0.5), "amazon-fill"),
         _make("too-large-product-google", products[1], _look("google_merchant", fill=0.96), "google-fill-max"),
         _make("too-small-ebay", p, _look("ebay_listing").model_copy(update={"channel": ch_small}), "ebay-min-size"),

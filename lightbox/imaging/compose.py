@@ -87,6 +87,37 @@ def resample_product(rgba: np.ndarray | Image.Image, size: tuple[int, int]) -> n
     return np.asarray(im.resize(size, Image.Resampling.LANCZOS).convert("RGBA"))
 
 
+def resample_windows(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(first input pixel, number of input pixels) that each output pixel of a Lanczos resize from
+    ``in_size`` to ``out_size`` along one axis reads: Pillow's window (``precompute_coeffs`` in its
+    Resample.c, in the same double arithmetic). An axis whose size does not change is not resampled."""
+    if in_size == out_size:
+        return np.arange(out_size), np.ones(out_size, np.int64)
+    scale = in_size / out_size
+    support = 3.0 * max(scale, 1.0)  # Lanczos: 3 input pixels, stretched when reducing
+    centre = (np.arange(out_size) + 0.5) * scale
+    first = np.maximum(np.trunc(centre - support + 0.5), 0).astype(np.int64)  # C's (int) cast truncates
+    last = np.minimum(np.trunc(centre + support + 0.5), in_size).astype(np.int64)
+    return first, last - first
+
+
+def interior_after_resample(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The pixels of ``mask`` (H x W bool) resized to ``size`` (w, h) by :func:`resample_product` whose
+    whole Lanczos window lies in ``mask``: there a resize reads nothing outside it, so two images that
+    agree on ``mask`` resize to the same pixels. Window sums of the pixels outside, by cumulative sums
+    (rows first, then columns: the window is a rectangle)."""
+    h, w = mask.shape
+    ys, ny = resample_windows(h, size[1])
+    xs, nx = resample_windows(w, size[0])
+    count = np.int16 if max(h, w) < 2**15 else np.int32  # counts of at most h (w) pixels
+    outside = np.zeros((h + 1, w), count)
+    np.cumsum(~mask, axis=0, dtype=count, out=outside[1:])
+    rows_clear = outside[ys + ny] == outside[ys]  # out_h x W: the column's window of rows is inside
+    cols = np.zeros((len(ys), w + 1), count)
+    np.cumsum(~rows_clear, axis=1, dtype=count, out=cols[:, 1:])
+    return cols[:, xs + nx] == cols[:, xs]
+
+
 def background_rows(look: Look) -> np.ndarray:
     """The background as one colour per row (H x 1 x 3 uint8): solid and vertical gradients vary by row only."""
     ch = look.channel

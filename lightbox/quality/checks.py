@@ -44,9 +44,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageChops
-from scipy import ndimage
 
-from lightbox.imaging.compose import background_rows
+from lightbox.imaging.compose import background_image, background_rows
 from lightbox.records import Output
 from lightbox.specs.models import Look
 
@@ -125,11 +124,11 @@ def measure(data: bytes, look: Look, product_box: tuple[int, int, int, int] | No
     else:
         if (w, h) == (ch.width, ch.height):
             expected = background_rows(look).astype(np.int16)  # H x 1 x 3
+            expected_im = background_image(look)
         else:
             expected = np.median(rgb[[0, -1]].reshape(-1, 3), axis=0).astype(np.int16)[None, None, :]
-        diff = np.zeros((h, w), dtype=np.int16)
-        for k in range(3):  # per plane: far faster than reducing over the colour axis
-            np.maximum(diff, np.abs(rgb[..., k].astype(np.int16) - expected[..., k]), out=diff)
+            expected_im = Image.new("RGB", (w, h), tuple(int(v) for v in expected[0, 0]))
+        diff = background_difference(rgb_im, expected_im)
         fg = diff > PRODUCT_DELTA
         rows = np.flatnonzero(fg.any(axis=1))
         if rows.size:
@@ -162,8 +161,7 @@ def measure(data: bytes, look: Look, product_box: tuple[int, int, int, int] | No
         touch = np.zeros((h, w), dtype=bool)
         touch[y0:y1, x0:x1] = True if fg is None else fg[y0:y1, x0:x1]
         m["touches_frame"] = bool((touch & border).any())
-        region = luma[y0:y1, x0:x1].astype(np.float32)
-        m["sharpness"] = round(float(ndimage.laplace(region).var()), 3) if region.size > 9 else 0.0
+        m["sharpness"] = laplacian_variance(luma[y0:y1, x0:x1]) if bw * bh > 9 else 0.0
         sel = np.ones((bh, bw), bool) if fg is None else fg[y0:y1, x0:x1]
         box_rgb = rgb[y0:y1, x0:x1]
         lo = np.minimum(np.minimum(box_rgb[..., 0], box_rgb[..., 1]), box_rgb[..., 2])
@@ -184,6 +182,23 @@ def measure(data: bytes, look: Look, product_box: tuple[int, int, int, int] | No
         m["clipped_shadows"] = 0.0
         m["phash"] = dhash(rgb)
     return m
+
+
+def background_difference(rgb: Image.Image, expected: Image.Image) -> np.ndarray:
+    """Per pixel, the largest of |R - R'|, |G - G'|, |B - B'| against the expected background (uint8),
+    computed by Pillow in C."""
+    r, g, b = ImageChops.difference(rgb, expected).split()
+    return np.asarray(ImageChops.lighter(ImageChops.lighter(r, g), b))
+
+
+def laplacian_variance(luma: np.ndarray) -> float:
+    """Variance of the 4-neighbour Laplacian of ``luma`` (uint8; its edges mirrored, as scipy's
+    ``ndimage.laplace`` mirrors them), in integers: exact, rounded once to 3 decimals."""
+    p = np.pad(luma, 1, mode="symmetric").astype(np.int16)
+    lap = p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:] - 4 * p[1:-1, 1:-1]
+    flat = lap.ravel().astype(np.int64)
+    n, s1, s2 = flat.size, int(flat.sum()), int(flat @ flat)
+    return round((n * s2 - s1 * s1) / (n * n), 3)
 
 
 def _std_of_histogram(hist: list[int]) -> float:
@@ -219,33 +234,49 @@ def _trim_shadow_rows(fg: np.ndarray, rgb: np.ndarray, expected: np.ndarray, row
     fg[top_limit:] = False
 
 
-def fidelity(data: bytes | Image.Image, reference: np.ndarray, x: int, y: int,
-             source: np.ndarray | None = None) -> float | tuple[float, float | None]:
+def fidelity(data: bytes | Image.Image, reference: np.ndarray, x: int, y: int, source: np.ndarray | None = None,
+             interior: np.ndarray | None = None) -> float | tuple[float, float]:
     """Mean absolute difference (levels) between the opaque pixels of ``reference`` (the resampled
     cut-out, RGBA) and the encoded output at (x, y). 0 = untouched; JPEG alone gives ~1-3.
 
     ``data``: the encoded bytes, or the image :func:`decode_output` made of them. With ``source`` (the
-    source photo's pixels resampled the same way, RGBA) ``(fidelity, fidelity to the source)`` is returned."""
+    source photo's pixels resampled the same way, RGBA) ``(fidelity, fidelity to the source)`` is returned;
+    with ``interior`` (bool, the reference's size: where ``reference`` is, byte for byte, the source
+    resampled) the second is measured against ``reference`` on its opaque pixels there, from the same
+    difference image."""
     im = data if isinstance(data, Image.Image) else decode_output(data)
     out = im if im.mode == "RGB" else im.convert("RGB")
-    first = _mad(out, reference, x, y)
+    if interior is not None:
+        first, second = _mad(out, reference, x, y, interior)
+        return first, second
+    first = _mad(out, reference, x, y)[0]
     if source is None:
         return first
-    return first, _mad(out, source, x, y)
+    return first, _mad(out, source, x, y)[0]
 
 
-def _mad(out: Image.Image, reference: np.ndarray, x: int, y: int) -> float:
+def _mad(out: Image.Image, reference: np.ndarray, x: int, y: int, within: np.ndarray | None = None) -> tuple[float, float]:
     """Sum of |out - reference| over the reference's opaque pixels, by the histogram of Pillow's per-pixel
-    difference under the opaque mask (integers, exact), over 3 x their count."""
+    difference under the opaque mask (integers, exact), over 3 x their count; second, the same over the
+    opaque pixels in ``within`` (bool, the reference's size; 0.0 without it)."""
     h, w = reference.shape[:2]
     oy0, ox0 = max(y, 0), max(x, 0)
     oy1, ox1 = min(y + h, out.height), min(x + w, out.width)
     if oy1 <= oy0 or ox1 <= ox0:
-        return 0.0
+        return 0.0, 0.0
     ref = Image.fromarray(reference[oy0 - y : oy1 - y, ox0 - x : ox1 - x])
     opaque = ref.getchannel("A").point(_OPAQUE)
-    hist = np.asarray(ImageChops.difference(out.crop((ox0, oy0, ox1, oy1)), ref.convert("RGB")).histogram(opaque),
-                      np.int64).reshape(3, 256)
+    diff = ImageChops.difference(out.crop((ox0, oy0, ox1, oy1)), ref.convert("RGB"))
+    means = [_hist_mean(diff.histogram(opaque))]
+    if within is not None:
+        part = Image.fromarray(within[oy0 - y : oy1 - y, ox0 - x : ox1 - x]).convert("L")  # 0 / 255
+        means.append(_hist_mean(diff.histogram(ImageChops.darker(opaque, part))))
+    return means[0], (means[1] if within is not None else 0.0)
+
+
+def _hist_mean(histogram: list[int]) -> float:
+    """The mean level of an RGB difference histogram (3 x 256 counts), rounded to 3 decimals."""
+    hist = np.asarray(histogram, np.int64).reshape(3, 256)
     count = int(hist[0].sum())
     if not count:
         return 0.0

@@ -253,3 +253,35 @@ def test_pillow_composite_equals_the_numpy_blend(channel):
             scene = rng.integers(0, 256, (ch.height, ch.width, 3), dtype=np.uint8)
             given, _ = render(cut, look, background=scene)
             assert np.array_equal(np.asarray(given), _numpy_blend(cut, look, scene.copy())), (category, fill)
+
+
+@pytest.mark.parametrize("photo", ["drawn", "acm-mug-002.jpg", "acm-lmp-016.jpg"])
+def test_fidelity_to_the_source_is_measured_against_the_source_resampled(photo):
+    """``fidelity_source`` is taken where the resampled cut-out is provably the source resampled (windows
+    inside the cut's untouched interior): there it equals the difference to the source photo resampled
+    on its own, over the same pixels - for every channel size, on a drawn photo and two example JPEGs."""
+    from lightbox.generate import construction_metrics, source_interior, source_reference
+    from lightbox.imaging.compose import resampled
+    from lightbox.imaging.decode import decode_image
+    from lightbox.quality.checks import _mad, decode_output
+    from tests.conftest import REPO
+
+    spec = load_brand_spec(ACME)
+    if photo == "drawn":
+        im = studio_photo(900, 700, seed=3)[0]
+    else:
+        im = decode_image((REPO / "examples" / "acme-home" / "images" / photo).read_bytes(), max_pixels=10**8)
+    cut = cut_out(im, spec.cutout)
+    for name in ("amazon_main", "shopify_square", "google_merchant"):
+        look = resolve_look(spec, "kitchen", load_channel_presets()[name])
+        out, _ = render(cut, look)
+        data = encode(out, look.channel)
+        m = construction_metrics(cut, look, data)
+        p, _ = layout(cut, look)
+        size = (p.width, p.height)
+        inside = source_interior(cut, size)
+        opaque = resampled(cut, size)[..., 3] == 255
+        assert inside is not None and inside.sum() > 0.85 * opaque.sum(), (name, inside.sum() / opaque.sum())
+        first, on_source = _mad(decode_output(data).convert("RGB"), source_reference(cut, size), p.x, p.y, inside)
+        assert m["fidelity_source"] == on_source, name
+        assert m["fidelity"] == _mad(decode_output(data).convert("RGB"), resampled(cut, size), p.x, p.y)[0], name
