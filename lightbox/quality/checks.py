@@ -111,8 +111,6 @@ def measure(data: bytes, look: Look, product_box: tuple[int, int, int, int] | No
     luma = np.asarray(luma_im)
     m["luma_std"] = round(_std_of_histogram(luma_im.histogram()), 3)
     strip = max(2, round(0.005 * min(w, h)))
-    border = np.ones((h, w), dtype=bool)
-    border[strip:-strip, strip:-strip] = False
 
     if look.generation is not None:
         box = product_box
@@ -141,15 +139,7 @@ def measure(data: bytes, look: Look, product_box: tuple[int, int, int, int] | No
             edge_px = _strip_pixels(rgb, strip)
         m["border_match"] = float((_strip_pixels(diff, strip) <= 3).mean())
         m["border_mean"] = [round(float(v), 2) for v in edge_px.mean(axis=0)]
-        away = np.ones((h, w), dtype=bool)
-        placed = product_box or box  # where the product was put; text drawn beside it is not product
-        if placed is not None:
-            mx, my = round(0.02 * w), round(0.02 * h)
-            x0, y0, x1, y1 = placed
-            away[max(0, y0 - my) : y1 + my, max(0, x0 - mx) : x1 + mx] = False
-            away[y1 : y1 + round(0.15 * (y1 - y0)) + my, x0:x1] = False  # the contact shadow's zone
-        away[border] = True  # a border is never part of the product or its shadow
-        m["background_detail"] = float((diff[away] > DETAIL_DELTA).mean()) if away.any() else 0.0
+        m["background_detail"] = _background_detail(diff, product_box or box, strip)
 
     if box is not None:
         x0, y0, x1, y1 = box
@@ -158,9 +148,7 @@ def measure(data: bytes, look: Look, product_box: tuple[int, int, int, int] | No
             m["fill_longest"] = float(max(bw / w, bh / h))
             m["fill_area"] = float(bw * bh / (w * h))
         m["product_present"] = bw * bh >= 0.01 * w * h
-        touch = np.zeros((h, w), dtype=bool)
-        touch[y0:y1, x0:x1] = True if fg is None else fg[y0:y1, x0:x1]
-        m["touches_frame"] = bool((touch & border).any())
+        m["touches_frame"] = _touches_border(fg, box, strip, (h, w))
         m["sharpness"] = laplacian_variance(luma[y0:y1, x0:x1]) if bw * bh > 9 else 0.0
         sel = np.ones((bh, bw), bool) if fg is None else fg[y0:y1, x0:x1]
         box_rgb = rgb[y0:y1, x0:x1]
@@ -182,6 +170,39 @@ def measure(data: bytes, look: Look, product_box: tuple[int, int, int, int] | No
         m["clipped_shadows"] = 0.0
         m["phash"] = dhash(rgb)
     return m
+
+
+def _background_detail(diff: np.ndarray, placed: tuple[int, int, int, int] | None, strip: int) -> float:
+    """Share of the pixels away from the product that differ from the background by more than
+    ``DETAIL_DELTA``: away = all but the placed box with a 2 % margin and the contact shadow's zone below
+    it; the border strip is always away. Counted over the whole frame less the part near the product."""
+    h, w = diff.shape
+    hits, count = int(np.count_nonzero(diff > DETAIL_DELTA)), h * w
+    if placed is not None:
+        mx, my = round(0.02 * w), round(0.02 * h)
+        x0, y0, x1, y1 = placed
+        ny0, nx0 = max(0, y0 - my), max(0, x0 - mx)
+        ny1, nx1 = min(h, max(y1 + my, y1 + round(0.15 * (y1 - y0)) + my)), min(w, x1 + mx)
+        if ny1 > ny0 and nx1 > nx0:
+            near = np.zeros((ny1 - ny0, nx1 - nx0), bool)
+            near[max(0, y0 - my) - ny0 : y1 + my - ny0, :] = True  # the placed box with its margin
+            near[max(0, y1 - ny0) : y1 + round(0.15 * (y1 - y0)) + my - ny0, max(0, x0 - nx0) : max(0, x1 - nx0)] = True  # the shadow
+            rows, cols = np.arange(ny0, ny1), np.arange(nx0, nx1)
+            near[(rows < strip) | (rows >= h - strip)] = False  # a border is never part of the product or its shadow
+            near[:, (cols < strip) | (cols >= w - strip)] = False
+            count -= int(np.count_nonzero(near))
+            hits -= int(np.count_nonzero(near & (diff[ny0:ny1, nx0:nx1] > DETAIL_DELTA)))
+    return float(hits / count) if count else 0.0
+
+
+def _touches_border(fg: np.ndarray | None, box: tuple[int, int, int, int], strip: int, shape: tuple[int, int]) -> bool:
+    """Whether the product (``fg`` within ``box``; the whole box without ``fg``) reaches the border strip."""
+    h, w = shape
+    x0, y0, x1, y1 = box
+    if fg is None:
+        return x1 > x0 and y1 > y0 and (x0 < strip or y0 < strip or x1 > w - strip or y1 > h - strip)
+    return bool(fg[y0 : min(y1, strip), x0:x1].any() or fg[max(y0, h - strip) : y1, x0:x1].any()
+                or fg[y0:y1, x0 : min(x1, strip)].any() or fg[y0:y1, max(x0, w - strip) : x1].any())
 
 
 def background_difference(rgb: Image.Image, expected: Image.Image) -> np.ndarray:

@@ -126,3 +126,33 @@ def test_a_resize_reads_nothing_outside_the_window_interior(rng):
                     deep = ndimage.binary_erosion(np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST)),
                                                   structure=np.ones((3, 3), bool), iterations=reach)
                     assert deep.any() and inside[deep].all(), (scale, size)
+
+
+def test_background_detail_and_frame_contact_equal_the_full_frame_masks(rng):
+    """Counted near the product only, the background detail share and the frame contact equal the
+    full-frame boolean masks they replace (the border strip always away; the box, its margin and the
+    contact shadow's zone not)."""
+    from lightbox.quality.checks import DETAIL_DELTA, _background_detail, _touches_border
+
+    for t in range(400):
+        h, w = (int(v) for v in rng.integers(20, 120, 2))
+        strip = int(rng.integers(2, 5))
+        diff = (rng.random((h, w)) < 0.05).astype(np.uint8) * 50
+        x0, y0 = int(rng.integers(0, w - 1)), int(rng.integers(0, h - 1))
+        box = (x0, y0, int(rng.integers(x0 + 1, w + 1)), int(rng.integers(y0 + 1, h + 1)))
+        placed = box if t % 7 else None
+        border = np.ones((h, w), bool)
+        border[strip:-strip, strip:-strip] = False
+        away = np.ones((h, w), bool)
+        if placed is not None:
+            mx, my = round(0.02 * w), round(0.02 * h)
+            bx0, by0, bx1, by1 = placed
+            away[max(0, by0 - my) : by1 + my, max(0, bx0 - mx) : bx1 + mx] = False
+            away[by1 : by1 + round(0.15 * (by1 - by0)) + my, bx0:bx1] = False
+        away[border] = True
+        assert _background_detail(diff, placed, strip) == float((diff[away] > DETAIL_DELTA).mean()), t
+        fg = rng.random((h, w)) < 0.02
+        for mask in (fg, None):
+            touch = np.zeros((h, w), bool)
+            touch[box[1] : box[3], box[0] : box[2]] = True if mask is None else mask[box[1] : box[3], box[0] : box[2]]
+            assert _touches_border(mask, box, strip, (h, w)) == bool((touch & border).any()), t
