@@ -68,10 +68,11 @@ def _strip_pixels(a: np.ndarray, s: int) -> np.ndarray:
                            a[s:-s, :s].reshape(-1, *tail), a[s:-s, -s:].reshape(-1, *tail)])
 
 
-def dhash(pixels: np.ndarray, size: int = 16) -> str:
+def dhash(pixels: np.ndarray | Image.Image, size: int = 16) -> str:
     """Difference hash: size x size bits per plane (a grey image: one plane; RGB: three, so colour
     variants of one shape do not collide), as hex."""
-    small = np.asarray(Image.fromarray(pixels.astype(np.uint8, copy=False)).resize((size + 1, size), Image.Resampling.BILINEAR),
+    im = pixels if isinstance(pixels, Image.Image) else Image.fromarray(pixels.astype(np.uint8, copy=False))
+    small = np.asarray(im.resize((size + 1, size), Image.Resampling.BILINEAR),
                        np.int16)  # all planes in one resize: per plane the same values as a resize of that plane
     planes = [small] if small.ndim == 2 else [small[..., k] for k in range(small.shape[2])]
     bits = [(p[:, 1:] > p[:, :-1]).ravel() for p in planes]
@@ -106,7 +107,6 @@ def measure(data: bytes, look: Look, product_box: tuple[int, int, int, int] | No
         "file_bytes": len(data),
     }
     rgb_im = im if im.mode == "RGB" else im.convert("RGB")  # convert() to the same mode would copy
-    rgb = np.asarray(rgb_im)
     luma_im = rgb_im.convert("L")  # ITU-R 601 luma, computed in C
     luma = np.asarray(luma_im)
     m["luma_std"] = round(_std_of_histogram(luma_im.histogram()), 3)
@@ -124,19 +124,18 @@ def measure(data: bytes, look: Look, product_box: tuple[int, int, int, int] | No
             expected = background_rows(look).astype(np.int16)  # H x 1 x 3
             expected_im = background_image(look)
         else:
-            expected = np.median(rgb[[0, -1]].reshape(-1, 3), axis=0).astype(np.int16)[None, None, :]
+            ends = np.concatenate([_pixels(rgb_im, (0, 0, w, 1)), _pixels(rgb_im, (0, h - 1, w, h))])
+            expected = np.median(ends.reshape(-1, 3), axis=0).astype(np.int16)[None, None, :]
             expected_im = Image.new("RGB", (w, h), tuple(int(v) for v in expected[0, 0]))
         diff = background_difference(rgb_im, expected_im)
         fg = diff > PRODUCT_DELTA
         rows = np.flatnonzero(fg.any(axis=1))
         if rows.size:
-            _trim_shadow_rows(fg, rgb, expected, rows, look)
+            _trim_shadow_rows(fg, rgb_im, expected, rows, look)
         box = _box_of(fg)
+        edge_px = _strip_of_image(rgb_im, strip)
         if isinstance(ch.background, tuple):
-            edge_px = _strip_pixels(rgb, strip)
             m["border_purity"] = float((edge_px == np.array(ch.background, np.uint8)).all(axis=1).mean())
-        else:
-            edge_px = _strip_pixels(rgb, strip)
         m["border_match"] = float((_strip_pixels(diff, strip) <= 3).mean())
         m["border_mean"] = [round(float(v), 2) for v in edge_px.mean(axis=0)]
         m["background_detail"] = _background_detail(diff, product_box or box, strip)
@@ -150,15 +149,16 @@ def measure(data: bytes, look: Look, product_box: tuple[int, int, int, int] | No
         m["product_present"] = bw * bh >= 0.01 * w * h
         m["touches_frame"] = _touches_border(fg, box, strip, (h, w))
         m["sharpness"] = laplacian_variance(luma[y0:y1, x0:x1]) if bw * bh > 9 else 0.0
-        sel = np.ones((bh, bw), bool) if fg is None else fg[y0:y1, x0:x1]
-        box_rgb = rgb[y0:y1, x0:x1]
-        lo = np.minimum(np.minimum(box_rgb[..., 0], box_rgb[..., 1]), box_rgb[..., 2])
-        hi = np.maximum(np.maximum(box_rgb[..., 0], box_rgb[..., 1]), box_rgb[..., 2])
-        n_sel = int(sel.sum())
-        m["clipped_highlights"] = round(float(((lo >= 254) & sel).sum() / n_sel), 4) if n_sel else 0.0
-        m["clipped_shadows"] = round(float(((hi <= 1) & sel).sum() / n_sel), 4) if n_sel else 0.0
+        box_im = rgb_im.crop(box)
+        sel = None if fg is None else Image.fromarray(fg[y0:y1, x0:x1])  # mode "1": the product's pixels
+        r, g, b = box_im.split()
+        lo = ImageChops.darker(ImageChops.darker(r, g), b).histogram(sel)  # the darkest of R, G, B, counted
+        hi = ImageChops.lighter(ImageChops.lighter(r, g), b).histogram(sel)
+        n_sel = sum(lo)
+        m["clipped_highlights"] = round(float((lo[254] + lo[255]) / n_sel), 4) if n_sel else 0.0
+        m["clipped_shadows"] = round(float((hi[0] + hi[1]) / n_sel), 4) if n_sel else 0.0
         m["clipped"] = round(m["clipped_highlights"] + m["clipped_shadows"], 4)
-        m["phash"] = dhash(rgb[y0:y1, x0:x1])
+        m["phash"] = dhash(box_im)
     else:
         if look.generation is None:
             m["fill_longest"] = 0.0
@@ -168,7 +168,7 @@ def measure(data: bytes, look: Look, product_box: tuple[int, int, int, int] | No
         m["sharpness"] = 0.0
         m["clipped_highlights"] = 0.0
         m["clipped_shadows"] = 0.0
-        m["phash"] = dhash(rgb)
+        m["phash"] = dhash(rgb_im)
     return m
 
 
@@ -232,7 +232,19 @@ def _std_of_histogram(hist: list[int]) -> float:
     return math.sqrt((n * s2 - s1 * s1) / (n * n))
 
 
-def _trim_shadow_rows(fg: np.ndarray, rgb: np.ndarray, expected: np.ndarray, rows: np.ndarray, look: Look) -> None:
+def _pixels(im: Image.Image, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The pixels of ``im`` in ``box`` as an array (a crop: no copy of the whole image)."""
+    return np.asarray(im.crop(box))
+
+
+def _strip_of_image(im: Image.Image, s: int) -> np.ndarray:
+    """:func:`_strip_pixels` of the image, from four crops."""
+    w, h = im.size
+    parts = [_pixels(im, (0, 0, w, s)), _pixels(im, (0, h - s, w, h)), _pixels(im, (0, s, s, h - s)), _pixels(im, (w - s, s, w, h - s))]
+    return np.concatenate([p.reshape(-1, p.shape[-1]) for p in parts])
+
+
+def _trim_shadow_rows(fg: np.ndarray, rgb_im: Image.Image, expected: np.ndarray, rows: np.ndarray, look: Look) -> None:
     """Clear the bottom rows of ``fg`` that hold only hue-neutral darkening of the background (the
     contact shadow). Works upwards in blocks and stops at the first row with a solid product pixel."""
     depth = (look.shadow.opacity if look.shadow.enabled else 0.0) + 0.02
@@ -241,7 +253,7 @@ def _trim_shadow_rows(fg: np.ndarray, rgb: np.ndarray, expected: np.ndarray, row
     step = 64
     while bottom > top_limit:
         start = max(top_limit, bottom - step)
-        block = rgb[start:bottom].astype(np.float32)
+        block = _pixels(rgb_im, (0, start, rgb_im.width, bottom)).astype(np.float32)
         exp = np.broadcast_to(expected[start:bottom] if expected.shape[0] > 1 else expected, block.shape).astype(np.float32)
         ratio = block / np.maximum(exp, 1.0)
         rmin = np.minimum(np.minimum(ratio[..., 0], ratio[..., 1]), ratio[..., 2])

@@ -156,3 +156,40 @@ def test_background_detail_and_frame_contact_equal_the_full_frame_masks(rng):
             touch = np.zeros((h, w), bool)
             touch[box[1] : box[3], box[0] : box[2]] = True if mask is None else mask[box[1] : box[3], box[0] : box[2]]
             assert _touches_border(mask, box, strip, (h, w)) == bool((touch & border).any()), t
+
+
+@pytest.mark.parametrize("channel", ["shopify_square", "web_transparent"])
+def test_clipping_hash_and_strips_from_crops_equal_the_array_formulas(rng, channel):
+    """measure() counts clipped pixels, hashes the product and reads the border strip from Pillow crops;
+    the values equal the array formulas over the whole decoded image."""
+    import io
+
+    from lightbox.quality.checks import _box_of, _strip_pixels, measure
+    from lightbox.specs import load_brand_spec, load_channel_presets, resolve_look
+    from tests.conftest import ACME
+
+    look = resolve_look(load_brand_spec(ACME), "kitchen", load_channel_presets()[channel])
+    h, w = 300, 260
+    rgba = np.zeros((h, w, 4), np.uint8)
+    rgba[..., :3] = (244, 240, 233)
+    rgba[..., 3] = 0
+    body = rng.integers(0, 256, (180, 140, 3), dtype=np.uint8)
+    body[:40] = 255  # clipped highlights
+    body[-30:, :50] = rng.integers(0, 2, (30, 50, 3), dtype=np.uint8)  # crushed shadows
+    rgba[60:240, 60:200, :3], rgba[60:240, 60:200, 3] = body, 255
+    buf = io.BytesIO()
+    Image.fromarray(rgba if channel == "web_transparent" else rgba[..., :3]).save(buf, "PNG")
+    m = measure(buf.getvalue(), look)
+    rgb = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    if channel == "web_transparent":
+        fg = rgba[..., 3] > 0
+    else:
+        fg = np.abs(rgb.astype(np.int16) - rgb[0, 0].astype(np.int16)).max(axis=2) > 4
+        edge = _strip_pixels(rgb, max(2, round(0.005 * min(w, h))))
+        assert m["border_mean"] == [round(float(v), 2) for v in edge.mean(axis=0)]
+    x0, y0, x1, y1 = _box_of(fg)
+    box, sel = rgb[y0:y1, x0:x1], fg[y0:y1, x0:x1]
+    lo, hi = box.min(axis=2), box.max(axis=2)
+    assert m["clipped_highlights"] == round(float(((lo >= 254) & sel).sum() / sel.sum()), 4) > 0
+    assert m["clipped_shadows"] == round(float(((hi <= 1) & sel).sum() / sel.sum()), 4) > 0
+    assert m["phash"] == dhash(box)
