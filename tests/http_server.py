@@ -29,6 +29,7 @@ class Seen:
     headers: dict[str, str]
     status: int  # 0 while the answer is being prepared
     body_bytes: int
+    answered: bool = False  # its answer is about to go out: no longer counted in flight
 
 
 class _Server(ThreadingHTTPServer):
@@ -88,8 +89,7 @@ class ImageServer(_Serving):
                 try:
                     seen.status, seen.body_bytes = server._answer(self, seen)
                 finally:
-                    with server._lock:
-                        server.in_flight -= 1
+                    server._answering(seen)
 
         self._serve(Handler)
         self.scheme = "http"
@@ -110,6 +110,16 @@ class ImageServer(_Serving):
 
     def requests_to(self, path: str) -> list[Seen]:
         return [s for s in self.seen if s.path == path]
+
+    def _answering(self, seen: Seen) -> None:
+        """The request stops counting as in flight: a plain body's just before it goes out, since the
+        client may send its next request the moment it has it (counted after, a thread the machine is
+        slow to run again would overlap the next one: seen as 3 in flight under a limit of 2); other
+        answers when the handler returns."""
+        with self._lock:
+            if not seen.answered:
+                seen.answered = True
+                self.in_flight -= 1
 
     def _answer(self, h: BaseHTTPRequestHandler, seen: Seen) -> tuple[int, int]:
         """Send the route's answer; ``seen.status`` is set before the body goes out."""
@@ -165,6 +175,7 @@ class ImageServer(_Serving):
             return 200, sent
         h.send_header("Content-Length", str(len(route.body)))
         h.end_headers()
+        self._answering(seen)
         try:
             h.wfile.write(route.body)
         except (BrokenPipeError, ConnectionResetError):
