@@ -313,8 +313,12 @@ def _opaque_interior(cut: CutOut) -> tuple[np.ndarray, bool]:
     kept the source's colour on every one of them), once per cut."""
     if "interior" not in cut.cache:
         x0, y0, x1, y1 = cut.bbox
-        inside = erode_cross(cut.rgba[y0:y1, x0:x1, 3] == 255, border=True)
-        kept = not (cut.rgba[y0:y1, x0:x1, :3][inside] != cut.source[y0:y1, x0:x1][inside]).any()
+        rgba, src = cut.rgba[y0:y1, x0:x1], cut.source[y0:y1, x0:x1]
+        inside = erode_cross(rgba[..., 3] == 255, border=True)
+        changed = rgba[..., 0] != src[..., 0]
+        for k in (1, 2):
+            changed |= rgba[..., k] != src[..., k]
+        kept = not (changed & inside).any()
         cut.cache["interior"] = (inside, kept)
     return cut.cache["interior"]
 
