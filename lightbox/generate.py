@@ -24,7 +24,7 @@ from PIL import Image
 from lightbox.engines import Engine, RenderJob
 from lightbox.errors import ItemError
 from lightbox.fetch import SourceFetcher
-from lightbox.imaging.compose import encode, interior_after_resample, layout, resample_product, resampled
+from lightbox.imaging.compose import encode, interior_after_resample, layout, resample_product, resampled_image
 from lightbox.imaging.cutout import CutOut, cut_out_many, erode_cross
 from lightbox.imaging.decode import decode_image
 from lightbox.imaging.segmentation import segmenter_for
@@ -290,7 +290,7 @@ def construction_metrics(cut: CutOut, look: Look, blob: bytes | Image.Image) -> 
     product region is to the product: to the cut-out (``fidelity``) and to the source photo itself
     (``fidelity_source``: opaque product pixels against the source resampled the same way)."""
     crop, solid = layout(cut, look)
-    reference = resampled(cut, (crop.width, crop.height))
+    reference = resampled_image(cut, (crop.width, crop.height))
     m = {
         "product_box": [solid.x, solid.y, solid.x + solid.width, solid.y + solid.height],
         "upscale": round(solid.scale, 4),

@@ -66,25 +66,45 @@ def paste_window(canvas_size: tuple[int, int], p: Placement) -> tuple[slice, sli
     return (slice(cy0, cy1), slice(cx0, cx1), slice(cy0 - p.y, cy1 - p.y), slice(cx0 - p.x, cx1 - p.x))
 
 
+def resampled_image(cut: CutOut, size: tuple[int, int]) -> Image.Image:
+    """:func:`resample_image` of the cut-out (RGBA), memoised on it: render pastes it and the fidelity
+    check compares against it, with no array copy between."""
+    key = ("image", size)
+    if key not in cut.cache:
+        product = cut.product
+        if (product.shape[1], product.shape[0]) == size:
+            cut.cache[key] = Image.fromarray(np.ascontiguousarray(product), "RGBA")
+        else:
+            if "premultiplied" not in cut.cache:  # the product converted once for all its sizes
+                cut.cache["premultiplied"] = Image.fromarray(np.ascontiguousarray(product), "RGBA").convert("RGBa")
+            cut.cache[key] = cut.cache["premultiplied"].resize(size, Image.Resampling.LANCZOS).convert("RGBA")
+    return cut.cache[key]
+
+
 def resampled(cut: CutOut, size: tuple[int, int]) -> np.ndarray:
-    """``resample_product`` of the cut-out, memoised on it: render and the fidelity check share one."""
+    """:func:`resampled_image` as an H x W x 4 array."""
     if size not in cut.cache:
-        cut.cache[size] = resample_product(cut.product, size)
+        cut.cache[size] = np.asarray(resampled_image(cut, size))
     return cut.cache[size]
 
 
+def resample_image(rgba: np.ndarray | Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Premultiplied Lanczos resize (no colour fringes from transparent pixels) of an RGBA array or image,
+    as an RGBA image; identity at scale 1."""
+    im = rgba if isinstance(rgba, Image.Image) else Image.fromarray(np.ascontiguousarray(rgba), "RGBA")
+    if im.size == size:
+        return im
+    return im.convert("RGBa").resize(size, Image.Resampling.LANCZOS).convert("RGBA")
+
+
 def resample_product(rgba: np.ndarray | Image.Image, size: tuple[int, int]) -> np.ndarray:
-    """Premultiplied Lanczos resize (no colour fringes from transparent pixels) of an RGBA array or image;
-    identity at scale 1."""
+    """:func:`resample_image` as an H x W x 4 array."""
     if isinstance(rgba, Image.Image):
         if rgba.size == size:
             return np.asarray(rgba)
-        im = rgba.convert("RGBa")
-    else:
-        if (rgba.shape[1], rgba.shape[0]) == size:
-            return rgba
-        im = Image.fromarray(rgba, "RGBA").convert("RGBa")
-    return np.asarray(im.resize(size, Image.Resampling.LANCZOS).convert("RGBA"))
+    elif (rgba.shape[1], rgba.shape[0]) == size:
+        return rgba
+    return np.asarray(resample_image(rgba, size))
 
 
 def resample_windows(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -190,14 +210,17 @@ def render(cut: CutOut, look: Look, background: np.ndarray | None = None) -> tup
     the look's solid or gradient background.
     """
     p, solid = layout(cut, look)
-    prod = resampled(cut, (p.width, p.height))
+    prod = resampled_image(cut, (p.width, p.height))
     ch = look.channel
     rows, cols, prows, pcols = paste_window((ch.width, ch.height), p)
-    prod = prod[prows, pcols]
+    if (pcols.start, prows.start, pcols.stop, prows.stop) != (0, 0, p.width, p.height):  # partly off the canvas
+        prod = prod.crop((pcols.start, prows.start, pcols.stop, prows.stop))
+    empty = prows.stop <= prows.start or pcols.stop <= pcols.start
     if look.background == "transparent":
-        canvas = np.zeros((ch.height, ch.width, 4), dtype=np.uint8)
-        canvas[rows, cols] = prod
-        return Image.fromarray(canvas, "RGBA"), solid
+        canvas = Image.new("RGBA", (ch.width, ch.height), (0, 0, 0, 0))
+        if not empty:
+            canvas.paste(prod, (cols.start, rows.start))  # no mask: RGBA copied as it is
+        return canvas, solid
 
     if background is None:
         canvas = background_image(look).copy()
@@ -211,11 +234,10 @@ def render(cut: CutOut, look: Look, background: np.ndarray | None = None) -> tup
         box = (sx, sy, sx + mask.shape[1], sy + mask.shape[0])
         area = np.asarray(canvas.crop(box))
         canvas.paste(Image.fromarray(np.rint(area * (1.0 - mask[..., None])).astype(np.uint8), "RGB"), box)
-    if prod.size:
+    if not empty:
         # opaque product pixels are copied, transparent ones leave the background, edge pixels are
         # (product * a + background * (255 - a)) / 255 rounded exactly (Pillow's paste with the alpha as mask)
-        im = Image.fromarray(np.ascontiguousarray(prod), "RGBA")
-        canvas.paste(im, (cols.start, rows.start), im)
+        canvas.paste(prod, (cols.start, rows.start), prod)
     return canvas, solid
 
 

@@ -267,7 +267,7 @@ def _trim_shadow_rows(fg: np.ndarray, rgb_im: Image.Image, expected: np.ndarray,
     fg[top_limit:] = False
 
 
-def fidelity(data: bytes | Image.Image, reference: np.ndarray, x: int, y: int, source: np.ndarray | None = None,
+def fidelity(data: bytes | Image.Image, reference: np.ndarray | Image.Image, x: int, y: int, source: np.ndarray | None = None,
              interior: np.ndarray | None = None) -> float | tuple[float, float]:
     """Mean absolute difference (levels) between the opaque pixels of ``reference`` (the resampled
     cut-out, RGBA) and the encoded output at (x, y). 0 = untouched; JPEG alone gives ~1-3.
@@ -288,16 +288,21 @@ def fidelity(data: bytes | Image.Image, reference: np.ndarray, x: int, y: int, s
     return first, _mad(out, source, x, y)[0]
 
 
-def _mad(out: Image.Image, reference: np.ndarray, x: int, y: int, within: np.ndarray | None = None) -> tuple[float, float]:
+def _mad(out: Image.Image, reference: np.ndarray | Image.Image, x: int, y: int,
+         within: np.ndarray | None = None) -> tuple[float, float]:
     """Sum of |out - reference| over the reference's opaque pixels, by the histogram of Pillow's per-pixel
     difference under the opaque mask (integers, exact), over 3 x their count; second, the same over the
     opaque pixels in ``within`` (bool, the reference's size; 0.0 without it)."""
-    h, w = reference.shape[:2]
+    w, h = reference.size if isinstance(reference, Image.Image) else (reference.shape[1], reference.shape[0])
     oy0, ox0 = max(y, 0), max(x, 0)
     oy1, ox1 = min(y + h, out.height), min(x + w, out.width)
     if oy1 <= oy0 or ox1 <= ox0:
         return 0.0, 0.0
-    ref = Image.fromarray(reference[oy0 - y : oy1 - y, ox0 - x : ox1 - x])
+    if isinstance(reference, Image.Image):
+        whole = (oy0 - y, ox0 - x, oy1 - y, ox1 - x) == (0, 0, h, w)
+        ref = reference if whole else reference.crop((ox0 - x, oy0 - y, ox1 - x, oy1 - y))
+    else:
+        ref = Image.fromarray(reference[oy0 - y : oy1 - y, ox0 - x : ox1 - x])
     opaque = ref.getchannel("A").point(_OPAQUE)
     diff = ImageChops.difference(out.crop((ox0, oy0, ox1, oy1)), ref.convert("RGB"))
     means = [_hist_mean(diff.histogram(opaque))]

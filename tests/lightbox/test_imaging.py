@@ -255,6 +255,22 @@ def test_pillow_composite_equals_the_numpy_blend(channel):
             assert np.array_equal(np.asarray(given), _numpy_blend(cut, look, scene.copy())), (category, fill)
 
 
+@pytest.mark.parametrize("fill", [0.86, 1.3])
+def test_a_transparent_render_is_the_resampled_product_on_nothing(fill):
+    """On a transparent channel the output is the resampled product, alpha and all, on transparent
+    pixels - also where it runs past the frame (fill 1.3)."""
+    spec = load_brand_spec(ACME)
+    im, _ = studio_photo(600, 800, seed=4)
+    cut = cut_out(im, spec.cutout)
+    look = resolve_look(spec, "kitchen", _png_channel(background="transparent").model_copy(update={"fill": fill}))
+    out, _ = render(cut, look)
+    p, _ = layout(cut, look)
+    rows, cols, prows, pcols = paste_window((look.channel.width, look.channel.height), p)
+    want = np.zeros((look.channel.height, look.channel.width, 4), np.uint8)
+    want[rows, cols] = resample_product(cut.product, (p.width, p.height))[prows, pcols]
+    assert out.mode == "RGBA" and np.array_equal(np.asarray(out), want)
+
+
 @pytest.mark.parametrize("photo", ["drawn", "acm-mug-002.jpg", "acm-lmp-016.jpg"])
 def test_fidelity_to_the_source_is_measured_against_the_source_resampled(photo):
     """``fidelity_source`` is taken where the resampled cut-out is provably the source resampled (windows
