@@ -562,7 +562,7 @@ def _measure_pixels(rgb: np.ndarray, ys: np.ndarray, xs: np.ndarray, test: Backd
     sides = ((1, 2), (3, 2), (2, 1), (2, 3))  # the 4-neighbours in the 5 x 5 window
     jump_px = [np.zeros(n, np.int16) for _ in sides]
     jump_mean = [np.zeros(n, np.int16) for _ in sides]
-    span, sobel = np.zeros(n, np.int16), np.zeros(n, np.float32)
+    sobel, sums = np.zeros(n, np.float32), []
     for k in range(3):  # per plane, in integers: 3x3 sums are exact
         win = rgb[..., k][ry, rx].astype(np.int16)  # n x 5 x 5
         rows3 = win[:, :-2] + win[:, 1:-1] + win[:, 2:]
@@ -574,7 +574,7 @@ def _measure_pixels(rgb: np.ndarray, ys: np.ndarray, xs: np.ndarray, test: Backd
         np.maximum(mdist, np.abs(mean - B[:, k]), out=mdist)
         means.append(mean)
         devs.append(dev)
-        np.maximum(span, s3.max(axis=(1, 2)) - s3.min(axis=(1, 2)), out=span)
+        sums.append(s3)
         dx, dy = s3[:, :, 2] - s3[:, :, 0], s3[:, 2, :] - s3[:, 0, :]  # Sobel of the 3x3 means (x 9)
         gx = dx[:, 0] + 2 * dx[:, 1] + dx[:, 2]
         gy = dy[:, 0] + 2 * dy[:, 1] + dy[:, 2]
@@ -588,7 +588,13 @@ def _measure_pixels(rgb: np.ndarray, ys: np.ndarray, xs: np.ndarray, test: Backd
     step = np.zeros(n, bool)
     for jp, jm in zip(jump_px, jump_mean, strict=True):  # the pixel against each 4-neighbour, in pixels and in means
         step |= (jp > height) & (jm > mean_floor)
-    wall = (sobel > 9.0 * floor) & (span > 9.0 * height)
+    wall = sobel > 9.0 * floor
+    at = np.flatnonzero(wall)  # there, the span of the 3x3 means around the pixel (a step's height)
+    span = np.zeros(len(at), np.int16)
+    for s3 in sums:
+        nine = s3[at].reshape(-1, 9)
+        np.maximum(span, nine.max(axis=1) - nine.min(axis=1), out=span)
+    wall[at] = span > 9.0 * height
     median_dev = devs[0] + devs[1] + devs[2] - np.maximum(np.maximum(devs[0], devs[1]), devs[2]) \
         - np.minimum(np.minimum(devs[0], devs[1]), devs[2])
     fringe = median_dev <= t  # two of R, G, B near the paper

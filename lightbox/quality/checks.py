@@ -24,8 +24,11 @@ same, else measures again):
 
 Recorded by the generate stage, because they need the cut-out: ``fidelity`` (mean absolute difference,
 in levels, between the product's own resampled pixels and the encoded output's product region, over
-opaque product pixels), ``fidelity_source`` (the same against the *source photo* resampled alike: a
-cut that repainted product pixels shows here), ``upscale`` (resampling factor of the product),
+opaque product pixels), ``fidelity_source`` (the same against the *source photo* resampled alike, on the
+output pixels whose resize window lies in the cut's opaque interior - where the cut kept the source's
+colours there, the resampled cut is the resampled source byte for byte (``generate.source_interior``);
+a cut that repainted product pixels is compared with the source resampled on its own and shows here),
+``upscale`` (resampling factor of the product),
 ``cutout_method`` / ``cutout_reason`` and the cut's diagnostics (``lightbox.imaging.cutout.diagnose``:
 ``cutout_confident``, ``cutout_edge_contrast``, ``cutout_borders``, ``cutout_raggedness``,
 ``cutout_share``, ``cutout_holes``, ...). Rules with ``when: cut`` apply only to outputs cut from a photo.
