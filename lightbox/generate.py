@@ -311,7 +311,7 @@ def construction_metrics(cut: CutOut, look: Look, blob: bytes | Image.Image) -> 
 def _opaque_interior(cut: CutOut) -> tuple[np.ndarray, bool]:
     """(the cut's opaque pixels over its box, eroded by one so edge mixing does not count; whether the cut
     kept the source's colour on every one of them), once per cut."""
-    if "interior" not in cut.cache:
+    if "opaque interior" not in cut.cache:
         x0, y0, x1, y1 = cut.bbox
         rgba, src = cut.rgba[y0:y1, x0:x1], cut.source[y0:y1, x0:x1]
         inside = erode_cross(rgba[..., 3] == 255, border=True)
@@ -319,8 +319,8 @@ def _opaque_interior(cut: CutOut) -> tuple[np.ndarray, bool]:
         for k in (1, 2):
             changed |= rgba[..., k] != src[..., k]
         kept = not (changed & inside).any()
-        cut.cache["interior"] = (inside, kept)
-    return cut.cache["interior"]
+        cut.cache["opaque interior"] = (inside, kept)
+    return cut.cache["opaque interior"]
 
 
 def source_interior(cut: CutOut, size: tuple[int, int]) -> np.ndarray | None:

@@ -81,13 +81,6 @@ def resampled_image(cut: CutOut, size: tuple[int, int]) -> Image.Image:
     return cut.cache[key]
 
 
-def resampled(cut: CutOut, size: tuple[int, int]) -> np.ndarray:
-    """:func:`resampled_image` as an H x W x 4 array."""
-    if size not in cut.cache:
-        cut.cache[size] = np.asarray(resampled_image(cut, size))
-    return cut.cache[size]
-
-
 def resample_image(rgba: np.ndarray | Image.Image, size: tuple[int, int]) -> Image.Image:
     """Premultiplied Lanczos resize (no colour fringes from transparent pixels) of an RGBA array or image,
     as an RGBA image; identity at scale 1."""

@@ -64,11 +64,19 @@ def _box_of(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
-def _strip_pixels(a: np.ndarray, s: int) -> np.ndarray:
-    """The outer border strip of width ``s`` as a flat array of pixels (slices, no boolean mask)."""
-    tail = a.shape[2:]
-    return np.concatenate([a[:s].reshape(-1, *tail), a[-s:].reshape(-1, *tail),
-                           a[s:-s, :s].reshape(-1, *tail), a[s:-s, -s:].reshape(-1, *tail)])
+def _strip_boxes(w: int, h: int, s: int) -> list[tuple[int, int, int, int]]:
+    """The outer border strip of width ``s`` as four boxes (x0, y0, x1, y1): top, bottom, left, right."""
+    return [(0, 0, w, s), (0, h - s, w, h), (0, s, s, h - s), (w - s, s, w, h - s)]
+
+
+def _strip_pixels(a: np.ndarray | Image.Image, s: int) -> np.ndarray:
+    """The outer border strip of width ``s`` as a flat array of pixels: slices of an array, crops of an
+    image (no copy of the whole image)."""
+    if isinstance(a, Image.Image):
+        parts = [np.asarray(a.crop(box)) for box in _strip_boxes(a.width, a.height, s)]
+    else:
+        parts = [a[y0:y1, x0:x1] for x0, y0, x1, y1 in _strip_boxes(a.shape[1], a.shape[0], s)]
+    return np.concatenate([p.reshape(-1, *p.shape[2:]) for p in parts])
 
 
 def dhash(pixels: np.ndarray | Image.Image, size: int = 16) -> str:
@@ -136,7 +144,7 @@ def measure(data: bytes, look: Look, product_box: tuple[int, int, int, int] | No
         if rows.size:
             _trim_shadow_rows(fg, rgb_im, expected, rows, look)
         box = _box_of(fg)
-        edge_px = _strip_of_image(rgb_im, strip)
+        edge_px = _strip_pixels(rgb_im, strip)
         if isinstance(ch.background, tuple):
             m["border_purity"] = float((edge_px == np.array(ch.background, np.uint8)).all(axis=1).mean())
         m["border_match"] = float((_strip_pixels(diff, strip) <= 3).mean())
@@ -240,13 +248,6 @@ def _pixels(im: Image.Image, box: tuple[int, int, int, int]) -> np.ndarray:
     return np.asarray(im.crop(box))
 
 
-def _strip_of_image(im: Image.Image, s: int) -> np.ndarray:
-    """:func:`_strip_pixels` of the image, from four crops."""
-    w, h = im.size
-    parts = [_pixels(im, (0, 0, w, s)), _pixels(im, (0, h - s, w, h)), _pixels(im, (0, s, s, h - s)), _pixels(im, (w - s, s, w, h - s))]
-    return np.concatenate([p.reshape(-1, p.shape[-1]) for p in parts])
-
-
 def _trim_shadow_rows(fg: np.ndarray, rgb_im: Image.Image, expected: np.ndarray, rows: np.ndarray, look: Look) -> None:
     """Clear the bottom rows of ``fg`` that hold only hue-neutral darkening of the background (the
     contact shadow). Works upwards in blocks and stops at the first row with a solid product pixel."""
@@ -283,8 +284,7 @@ def fidelity(data: bytes | Image.Image, reference: np.ndarray | Image.Image, x: 
     im = data if isinstance(data, Image.Image) else decode_output(data)
     out = im if im.mode == "RGB" else im.convert("RGB")
     if interior is not None:
-        first, second = _mad(out, reference, x, y, interior)
-        return first, second
+        return _mad(out, reference, x, y, interior)
     first = _mad(out, reference, x, y)[0]
     if source is None:
         return first
@@ -308,11 +308,10 @@ def _mad(out: Image.Image, reference: np.ndarray | Image.Image, x: int, y: int,
         ref = Image.fromarray(reference[oy0 - y : oy1 - y, ox0 - x : ox1 - x])
     opaque = ref.getchannel("A").point(_OPAQUE)
     diff = ImageChops.difference(out.crop((ox0, oy0, ox1, oy1)), ref.convert("RGB"))
-    means = [_hist_mean(diff.histogram(opaque))]
-    if within is not None:
-        part = Image.fromarray(within[oy0 - y : oy1 - y, ox0 - x : ox1 - x]).convert("L")  # 0 / 255
-        means.append(_hist_mean(diff.histogram(ImageChops.darker(opaque, part))))
-    return means[0], (means[1] if within is not None else 0.0)
+    if within is None:
+        return _hist_mean(diff.histogram(opaque)), 0.0
+    part = Image.fromarray(within[oy0 - y : oy1 - y, ox0 - x : ox1 - x]).convert("L")  # 0 / 255
+    return _hist_mean(diff.histogram(opaque)), _hist_mean(diff.histogram(ImageChops.darker(opaque, part)))
 
 
 def _hist_mean(histogram: list[int]) -> float:

@@ -277,7 +277,7 @@ def test_fidelity_to_the_source_is_measured_against_the_source_resampled(photo):
     inside the cut's untouched interior): there it equals the difference to the source photo resampled
     on its own, over the same pixels - for every channel size, on a drawn photo and two example JPEGs."""
     from lightbox.generate import construction_metrics, source_interior, source_reference
-    from lightbox.imaging.compose import resampled
+    from lightbox.imaging.compose import resampled_image
     from lightbox.imaging.decode import decode_image
     from lightbox.quality.checks import _mad, decode_output
     from tests.conftest import REPO
@@ -296,8 +296,8 @@ def test_fidelity_to_the_source_is_measured_against_the_source_resampled(photo):
         p, _ = layout(cut, look)
         size = (p.width, p.height)
         inside = source_interior(cut, size)
-        opaque = resampled(cut, size)[..., 3] == 255
+        opaque = np.asarray(resampled_image(cut, size))[..., 3] == 255
         assert inside is not None and inside.sum() > 0.85 * opaque.sum(), (name, inside.sum() / opaque.sum())
         first, on_source = _mad(decode_output(data).convert("RGB"), source_reference(cut, size), p.x, p.y, inside)
         assert m["fidelity_source"] == on_source, name
-        assert m["fidelity"] == _mad(decode_output(data).convert("RGB"), resampled(cut, size), p.x, p.y)[0], name
+        assert m["fidelity"] == _mad(decode_output(data).convert("RGB"), np.asarray(resampled_image(cut, size)), p.x, p.y)[0], name
