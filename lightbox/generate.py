@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from lightbox.engines import Engine, RenderJob
+from lightbox.engines import Engine, Rendered, RenderJob
 from lightbox.errors import ItemError
 from lightbox.fetch import SourceFetcher
 from lightbox.imaging.compose import encode, interior_after_resample, layout, resample_product, resampled_image
@@ -31,6 +31,7 @@ from lightbox.imaging.segmentation import segmenter_for
 from lightbox.quality.checks import decode_output, fidelity, measure
 from lightbox.layout import BrandLayout
 from lightbox.state import live_matches
+from lightbox.retry import is_transient
 from lightbox.records import Chunk, Output, Product, RunContext, WorkItem, seed_for
 from lightbox.specs.models import BrandSpec, ChannelPreset, Look, resolve_look, template_fields
 from lightbox.storage import Store
@@ -251,7 +252,12 @@ def generate_chunk(
     sources.prefetch([item.product.images[0] for item in chunk.items if item.product.images])
     pendings: list[_Pending] = []
     for item in chunk.items:
-        done, pending = prepare_item(item, spec, channels, ctx, store, engines, sources)
+        try:
+            done, pending = prepare_item(item, spec, channels, ctx, store, engines, sources)
+        except Exception as e:  # one product's unexpected error fails that product alone (transient ones are retried)
+            if is_transient(e):
+                raise
+            done, pending = _failed_item(item, spec, channels, ctx, _one_line("reading the photo", e)), None
         outputs.extend(done)
         if pending is not None:
             pendings.append(pending)
@@ -274,7 +280,7 @@ def generate_chunk(
     for engine_name, idxs in by_engine.items():
         engine = engines[engine_name]
         t = time.perf_counter()
-        results = engine.render([jobs[i][0] for i in idxs])
+        results = render_isolated(engine, [jobs[i][0] for i in idxs])
         per_job_ms = (time.perf_counter() - t) * 1000 / max(1, len(idxs))
         for i, res in zip(idxs, results, strict=True):
             job, pending, ch, fp = jobs[i]
@@ -282,6 +288,39 @@ def generate_chunk(
     n_failed = sum(o.status == "failed" for o in outputs)
     log.info("chunk %d: %d outputs, %d failed; sources: %s", chunk.index, len(outputs), n_failed, sources.stats.as_dict())
     return outputs
+
+
+def _one_line(what: str, e: BaseException) -> str:
+    """An unexpected error as a one-line reason for one item (its traceback goes to the log)."""
+    log.error("%s failed on one item", what, exc_info=e)
+    first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+    return f"{what} failed: {type(e).__name__}{': ' + first if first else ''}"
+
+
+def _failed_item(item: WorkItem, spec: BrandSpec, channels: list[ChannelPreset], ctx: RunContext, reason: str) -> list[Output]:
+    product = item.product
+    out = []
+    for ch in channels:
+        look = effective_look(spec, product.category, ch, ctx)
+        out += [Output(sku=product.sku, row=product.row, category=product.category, channel=ch.name, variant=v, status="failed",
+                       seed=seed_for(product.sku, v, spec.version), engine=look.engine, error=reason)
+                for v in range(_variants(look))]
+    return out
+
+
+def render_isolated(engine: Engine, jobs: list[RenderJob]) -> list[Rendered]:
+    """``engine.render(jobs)``, with one job's unexpected error failing that job alone: a batch that raises
+    is rendered again one job at a time, and a job that raises alone gets ``Rendered(error=...)``.
+    Transient errors (a device or storage outage) propagate, so the task's retry policy can act."""
+    try:
+        return engine.render(jobs)
+    except Exception as e:  # sorted just below: transient ones propagate, the rest fail one job each
+        if is_transient(e):
+            raise
+        if len(jobs) == 1:
+            return [Rendered(error=_one_line(f"rendering with {engine.name}", e))]
+        log.warning("%s: a batch of %d jobs failed (%s); rendering them one at a time", engine.name, len(jobs), type(e).__name__)
+    return [r for job in jobs for r in render_isolated(engine, [job])]
 
 
 def construction_metrics(cut: CutOut, look: Look, blob: bytes | Image.Image) -> dict:
@@ -364,16 +403,21 @@ def _stage(job, pending: _Pending, ch: ChannelPreset, fp: str, res, engine: Engi
     if res.error or res.image is None:
         return Output(**base, status="failed", fingerprint=fp, error=res.error or "engine returned no image")
     ai = res.generation is not None
-    t = time.perf_counter()
-    blob = encode(res.image, ch, ai_generated=ai)
-    enc_ms = (time.perf_counter() - t) * 1000
-    metrics = dict(res.metrics)
-    t = time.perf_counter()
-    decoded = decode_output(blob)  # once: the cut's fidelity and every quality metric are measured on it
-    if job.cut is not None:
-        metrics.update(construction_metrics(job.cut, job.look, decoded))
-    box = metrics.get("product_box")
-    metrics.update(measure(blob, job.look, product_box=tuple(box) if box else None, image=decoded))
+    try:
+        t = time.perf_counter()
+        blob = encode(res.image, ch, ai_generated=ai)
+        enc_ms = (time.perf_counter() - t) * 1000
+        metrics = dict(res.metrics)
+        t = time.perf_counter()
+        decoded = decode_output(blob)  # once: the cut's fidelity and every quality metric are measured on it
+        if job.cut is not None:
+            metrics.update(construction_metrics(job.cut, job.look, decoded))
+        box = metrics.get("product_box")
+        metrics.update(measure(blob, job.look, product_box=tuple(box) if box else None, image=decoded))
+    except Exception as e:  # one output that cannot be encoded or measured fails alone, never unmeasured
+        if is_transient(e):
+            raise
+        return Output(**base, status="failed", fingerprint=fp, error=_one_line("encoding and measuring the output", e))
     sha = hashlib.sha256(blob).hexdigest()
     metrics["measured_sha256"] = sha  # the gate checks the staged bytes against it and keeps these metrics
     measure_ms = (time.perf_counter() - t) * 1000

@@ -145,26 +145,57 @@ def cut_out_many(images: list[Image.Image], params: list[CutoutParams],
     from lightbox.imaging.segmentation import SegmentationError
 
     segs = [segmenter_for(p) if p.method in ("auto", "model") and p.model is not None else None for p in params]
-    plans = [plan_cut(im, p, s is not None) for im, p, s in zip(images, params, segs, strict=True)]
-    results: list[CutOut | ItemError | None] = [pl.cut if pl.cut is not None else pl.error for pl in plans]
-    waiting = [i for i, pl in enumerate(plans) if pl.cut is None and pl.error is None]
+    plans = [_isolated(lambda im=im, p=p, s=s: plan_cut(im, p, s is not None), "routing")
+             for im, p, s in zip(images, params, segs, strict=True)]
+    results: list[CutOut | ItemError | None] = [
+        pl if isinstance(pl, ItemError) else pl.cut if pl.cut is not None else pl.error for pl in plans]
+    waiting = [i for i, pl in enumerate(plans) if isinstance(pl, _Planned) and pl.cut is None and pl.error is None]
     by_seg: dict[int, list[int]] = {}
     for i in waiting:
         by_seg.setdefault(id(segs[i]), []).append(i)
     for idxs in by_seg.values():
         seg = segs[idxs[0]]
-        try:
-            masks = seg.predict([plans[i].rgb for i in idxs])
-        except SegmentationError as e:
-            for i in idxs:
-                results[i] = plans[i].fallback or ItemError(f"segmentation model failed: {e}")
-            continue
-        for i, soft in zip(idxs, masks, strict=True):
-            try:
-                results[i] = _from_model(plans[i].rgb, soft, params[i], plans[i].reason, plans[i].test)
-            except ItemError as e:
-                results[i] = e
+        for i, soft in zip(idxs, _predict_isolated(seg, [plans[i].rgb for i in idxs]), strict=True):
+            if isinstance(soft, SegmentationError):
+                results[i] = plans[i].fallback or ItemError(f"segmentation model failed: {soft}")
+                continue
+            results[i] = _isolated(lambda i=i, soft=soft: _from_model(plans[i].rgb, soft, params[i], plans[i].reason, plans[i].test),
+                                   "the model's cut")
     return results  # type: ignore[return-value]
+
+
+def _isolated(step: Callable[[], Any], what: str) -> Any:
+    """``step()``, or the ItemError that fails this one photo: a refusal as it is, and any other error in
+    one photo's routing or cut (a bug, an image no step expected) as a one-line reason, logged with its
+    traceback. A photo's failure never reaches the rest of its chunk."""
+    try:
+        return step()
+    except ItemError as e:
+        return e
+    except Exception as e:  # one photo's unexpected error fails that photo alone; its traceback is logged
+        log.exception("cut-out: %s failed on one photo", what)
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        return ItemError(f"cut-out failed in {what}: {type(e).__name__}{': ' + first if first else ''}")
+
+
+def _predict_isolated(seg: Any, rgbs: list[np.ndarray]) -> list[np.ndarray | Exception]:
+    """The model's masks for a batch; when the batch fails, each photo again alone, so only the photo
+    that breaks the model fails (as a SegmentationError in its place)."""
+    from lightbox.imaging.segmentation import SegmentationError
+
+    try:
+        return list(seg.predict(rgbs))
+    except SegmentationError as e:
+        if len(rgbs) == 1:
+            return [e]
+        log.warning("segmentation batch of %d failed (%s); segmenting its photos one at a time", len(rgbs), e)
+    out: list[np.ndarray | Exception] = []
+    for rgb in rgbs:
+        try:
+            out.extend(seg.predict([rgb]))
+        except SegmentationError as e:
+            out.append(e)
+    return out
 
 
 def cut_out(im: Image.Image, params: CutoutParams, segmenter: Any | None = None) -> CutOut:

@@ -512,3 +512,41 @@ def test_a_soft_edge_in_the_papers_hue_keeps_the_product(mask_set, name, made):
     assert cut.confident and "size, edge placed at full size" in cut.reason, cut.reason
     s = score(cut.rgba[..., 3], truth)
     assert s["lost_px"] <= 12 and s["iou"] >= 0.99, s
+
+
+def test_one_photo_that_breaks_a_step_fails_alone_in_its_chunk(mask_set):
+    """Any error while routing or cutting one photo fails that photo alone, with a one-line reason."""
+    good = decode_image(_case(mask_set, "ACM-MUG-001").data, max_pixels=10**8)
+    clear = Image.new("RGBA", (64, 64), (255, 255, 255, 0))  # transparent, nothing visible
+    odd = Image.new("LA", (64, 64))  # a mode no step expects (decode never gives it: a bug upstream)
+    res = cut_out_many([clear, good, odd, good], [Cutout()] * 4)
+    assert isinstance(res[0], ItemError) and "no visible pixels" in str(res[0])
+    assert isinstance(res[2], ItemError) and "cut-out failed in routing: ValueError" in str(res[2])
+    assert "\n" not in str(res[2])
+    assert [r.method for r in (res[1], res[3])] == ["backdrop", "backdrop"]
+
+
+class _BreaksOnOnePhoto(OnnxSegmenter):
+    """The real tiny ONNX model, except that a batch holding a photo of exactly 65 px wide fails."""
+
+    def __init__(self, base: OnnxSegmenter):
+        self.__dict__.update(base.__dict__)
+        self.batches: list[int] = []
+
+    def predict(self, rgbs):
+        self.batches.append(len(rgbs))
+        if any(a.shape[1] == 65 for a in rgbs):
+            raise SegmentationError("model returned NaN or infinite values")
+        return super().predict(rgbs)
+
+
+def test_a_photo_that_breaks_the_model_batch_fails_alone(models, mask_set):
+    base = get_segmenter(SegmentationModel(path=models["onnx"], batch_size=4))
+    seg = _BreaksOnOnePhoto(base)
+    room = decode_image(_case(mask_set, "room-mug-teal").data, max_pixels=10**8)
+    bad = Image.fromarray(np.full((80, 65, 3), 128, np.uint8))
+    p = Cutout(model=base.cfg, method="model")
+    res = cut_out_many([room, bad, room], [p] * 3, lambda _: seg)
+    assert seg.batches == [3, 1, 1, 1]  # the batch, then each photo alone
+    assert isinstance(res[1], ItemError) and "segmentation model failed" in str(res[1])
+    assert [r.method for r in (res[0], res[2])] == ["model", "model"]

@@ -301,3 +301,27 @@ def test_fidelity_to_the_source_is_measured_against_the_source_resampled(photo):
         first, on_source = _mad(decode_output(data).convert("RGB"), source_reference(cut, size), p.x, p.y, inside)
         assert m["fidelity_source"] == on_source, name
         assert m["fidelity"] == _mad(decode_output(data).convert("RGB"), np.asarray(resampled_image(cut, size)), p.x, p.y)[0], name
+
+
+def test_one_job_that_breaks_the_engine_fails_alone():
+    """An engine that raises on one job of a batch: that job fails with a one-line reason, the rest render."""
+    from lightbox.engines.studio import StudioEngine
+    from lightbox.generate import render_isolated
+
+    class Breaks(StudioEngine):
+        def render(self, jobs):
+            if any(j.variant == 1 for j in jobs):
+                raise ValueError("cannot broadcast (3,) into (4,)\nsecond line")
+            return super().render(jobs)
+
+    from lightbox.engines import RenderJob
+    from lightbox.records import Product
+
+    spec = load_brand_spec(ACME)
+    look = resolve_look(spec, "kitchen", load_channel_presets()["shopify_square"])
+    cut = cut_out(studio_photo(300, 400)[0], spec.cutout)
+    product = Product(sku="A-1", row=1, title="Mug", category="kitchen", images=[])
+    jobs = [RenderJob(product=product, look=look, variant=v, seed=0, cut=cut) for v in (0, 1, 2)]
+    res = render_isolated(Breaks(), jobs)
+    assert [r.error is None for r in res] == [True, False, True]
+    assert res[1].error == "rendering with studio failed: ValueError: cannot broadcast (3,) into (4,)"

@@ -101,6 +101,30 @@ def test_bad_images_fail_alone_and_every_other_product_publishes(tmp_path):
     assert s.published == 15 and s.failed == len(BAD) * 3
 
 
+def _clear_png() -> bytes:
+    return to_bytes(Image.new("RGBA", (300, 300), (255, 255, 255, 0)), "PNG")
+
+
+def test_every_bad_photo_class_in_one_chunk_fails_alone(tmp_path):
+    """One chunk holding good photos and every class of bad one: each bad photo fails with its own reason
+    and every good photo is published (a fully transparent PNG used to sink its whole chunk)."""
+    good_jpeg = to_bytes(studio_photo(400, 500)[0], "JPEG")
+    bad = {sku: data for sku, (data, _) in BAD.items()}
+    bad |= {"TRUNC": good_jpeg[: len(good_jpeg) // 2], "ANIM": _animated(), "MISSING": None, "HTTP": None,
+            "CLEAR": _clear_png(), "DOT": to_bytes(Image.new("RGB", (1, 1), (200, 30, 30)), "PNG")}
+    catalog = make_catalog(tmp_path / "cat", bad, n_good=5)
+    s = run_plain(str(catalog), ACME, str(tmp_path / "out"), chunk_size=100)
+    failures = {(f["sku"], f["channel"]): f["reason"] for f in s.failures}
+    reasons = {sku: reason for sku, (_, reason) in BAD.items()} | {"CLEAR": "transparent image has no visible pixels"}
+    for sku, reason in reasons.items():
+        for ch in CHANNELS:
+            assert reason in failures[(sku, ch)], (sku, failures.get((sku, ch)))
+    assert {sku for sku, _ in failures} == set(reasons) | {"DOT"}
+    published = {(o.parent.name, o.stem) for o in (tmp_path / "out" / "acme-home").glob("*/*.jpg")}
+    assert published == {(f"GOOD-{i}", ch) for i in range(5) for ch in CHANNELS}
+    assert s.published == 15
+
+
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(root)): (p.stat().st_mtime_ns, p.stat().st_size) for p in root.rglob("*.jpg")}
 
