@@ -40,7 +40,7 @@ from lightbox.catalog.validate import structural_errors
 from lightbox.errors import LightboxError
 from lightbox.report import job_key
 from lightbox.specs import load_brand_spec
-from lightbox.storage import Store, join_uri
+from lightbox.storage import Store, join_uri, parse_output_root
 
 EVENT = "lightbox.catalog.updated"
 QUEUES = {"urgent": "urgent", "normal": "default", "low": "nightly"}
@@ -69,6 +69,12 @@ class Settings:
     deployment: str = "catalog-run/on-demand"
     max_body: int = 1_000_000
     max_products: int = MAX_PRODUCTS
+
+    def __post_init__(self) -> None:
+        """The output roots are the service's own (no request names one): a bad one stops it at start-up."""
+        self.out = parse_output_root(self.out, "LIGHTBOX_API_OUT")
+        if self.incoming is not None:
+            self.incoming = parse_output_root(self.incoming, "LIGHTBOX_API_INCOMING")
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -122,6 +122,9 @@ def deploy(repo: str = ".") -> list[str]:
     missing = [v for v in DEPLOY_VARIABLES if not os.environ.get(v)]
     if missing:
         raise RuntimeError(f"set {', '.join(missing)} before deploying (prefect.yaml reads them)")
+    from lightbox.storage import parse_output_root
+
+    parse_output_root(os.environ["LIGHTBOX_OUT"], "LIGHTBOX_OUT")  # every deployment's output root: checked here
     r = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"], cwd=repo,
                        capture_output=True, text=True, timeout=600)
     if r.returncode != 0:

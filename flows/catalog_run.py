@@ -17,7 +17,7 @@ from lightbox import progress
 from lightbox.engines import uses_ai
 from lightbox.errors import CatalogError
 from lightbox.lock import BrandLock, describe
-from lightbox.storage import Store
+from lightbox.storage import Store, parse_output_root
 from lightbox.fetch import FetchPolicy, load_fetch_policy
 from lightbox.webhooks import Delivery, WebhookConfig, load_webhooks
 from lightbox.records import Chunk, Output, RunContext
@@ -68,7 +68,7 @@ def catalog_run(
 
     catalog: catalog URI (CSV, TSV, JSON Lines, Parquet or XML; local path, file:// or s3://)
     brand: brand spec YAML
-    out: output root (local directory or s3://bucket/prefix)
+    out: output root (a local path, file://PATH or s3://BUCKET[/PREFIX]; anything else fails the run at once)
     chunk_size: products per generate task
     layout: lightbox, shopify, woocommerce or google-merchant (default: detected from the header)
     fetch_policy: fetch policy YAML for source images (default: $LIGHTBOX_FETCH_POLICY, else https + s3)
@@ -93,6 +93,7 @@ def catalog_run(
     chunk failed after its retries (after the manifest and report are written).
     """
     started = time.perf_counter()
+    out = parse_output_root(out, "parameter out")  # a deployment's or an event's value: refused before any work
     spec = load_spec(brand)
     hooks = load_webhooks(webhooks or os.environ.get("LIGHTBOX_WEBHOOKS"))
     policy = load_fetch_policy(fetch_policy or os.environ.get("LIGHTBOX_FETCH_POLICY")).for_catalog(catalog, local_files)

@@ -3,8 +3,9 @@
     lightbox run CATALOG [--brand SPEC] [--out URI] [--chunk-size N] [--workers N] [-v]
 
 Exits 0 when the run completed, 1 when the run failed, 2 for bad arguments or inputs found before the
-run starts, 3 for a quality alarm (more outputs failed quality checks than the spec allows; what
-passed is published); on failure it prints one line naming the file and the problem.
+run starts (among them an ``--out`` that is not a local path, file://PATH or s3://BUCKET[/PREFIX]), 3 for
+a quality alarm (more outputs failed quality checks than the spec allows; what passed is published); on
+failure it prints one line naming the file and the problem.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("catalog", help="catalog URI (.csv, .tsv, .jsonl, .parquet, .xml; local path, file:// or s3://): "
                      "Lightbox layout or a Shopify / WooCommerce / Google Merchant export")
     run.add_argument("--brand", default=DEFAULT_BRAND, help=f"brand spec YAML (default: {DEFAULT_BRAND})")
-    run.add_argument("--out", default="out", help="output root: a directory or s3://bucket/prefix (default: out)")
+    run.add_argument("--out", default="out", help="output root: a local path, file://PATH or s3://BUCKET[/PREFIX] "
+                     "(default: out)")
     run.add_argument("--layout", choices=LAYOUT_CHOICES, default="auto",
                      help="catalog layout (default: detected from the header)")
     run.add_argument("--fetch-policy", default=None,
@@ -482,6 +484,14 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     else:  # the terminal gets the outcome lines; logs go to the Prefect API and with -v here
         logging.getLogger().addHandler(logging.NullHandler())
+    if getattr(args, "out", None) is not None:  # run, unlock, manifest: refused before anything is read or written
+        from lightbox.errors import OutputRootError
+        from lightbox.storage import parse_output_root
+
+        try:
+            args.out = parse_output_root(args.out, "--out")
+        except OutputRootError as e:
+            return _fail(str(e), 2)
     commands = {"run": cmd_run, "init": cmd_init, "validate": cmd_validate, "unlock": cmd_unlock, "manifest": cmd_manifest, "api": cmd_api, "api-key": cmd_api_key, "ops": cmd_ops}
     return commands[args.command](args)
 

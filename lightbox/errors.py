@@ -27,6 +27,11 @@ class StorageError(LightboxError):
     """Output storage cannot be read or written (permission, missing bucket...)."""
 
 
+class OutputRootError(StorageError):
+    """An output root that is none of a local path, file://PATH or s3://BUCKET[/PREFIX] (refused before
+    anything is written)."""
+
+
 class ItemError(LightboxError):
     """One product cannot be processed (corrupt image, missing file, ...).
 

@@ -1,10 +1,12 @@
-"""Storage behind one small interface: a local directory or an S3 prefix (any fsspec URI).
+"""Storage behind one small interface: a local directory or an S3 prefix.
 
 Writes are atomic: a reader sees the old object or the new one, never a partial one. On local disk
 that is a temporary file in the same directory and ``os.replace``; on S3 a single PUT (or a server-side
 copy), which S3 makes visible only when complete. Provider errors become built-in exceptions with the
 URI named (missing -> FileNotFoundError, denied -> PermissionError) wrapped in StorageError.
 Credentials and endpoints come from the environment (AWS_* variables, LIGHTBOX_S3_ENDPOINT_URL).
+An output root is a local path, ``file://PATH`` or ``s3://BUCKET[/PREFIX]`` and nothing else: every
+:class:`Store` checks its root with :func:`parse_output_root` before it touches storage.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import hashlib
 import logging
 import os
 import posixpath
+import re
 import time
 import uuid
 from typing import Any
@@ -20,7 +23,7 @@ from typing import Any
 import fsspec
 from fsspec.core import url_to_fs
 
-from lightbox.errors import StorageError
+from lightbox.errors import OutputRootError, StorageError
 from lightbox.retry import with_retries
 
 log = logging.getLogger(__name__)
@@ -81,6 +84,80 @@ def read_bytes(uri: str) -> bytes:
         raise FileNotFoundError(f"{uri}: is a directory, not a file") from None
 
 
+OUTPUT_ROOT_FORMS = "a local path, file://PATH or s3://BUCKET[/PREFIX]"
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")  # S3's rules for bucket names (general purpose)
+_IPV4 = re.compile(r"\d+\.\d+\.\d+\.\d+")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+_SCHEME_TYPO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:(/|$)")  # "s3:/b", "s3:": a URI with its "//" mistyped
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SHOWN_MAX = 200
+
+
+def _shown(value: str) -> str:
+    """The value for an error message: quoted, one line, with any credentials and query strings hidden
+    (``s3://KEY:SECRET@bucket`` -> ``s3://***@bucket``, ``az://c/x?sig=...`` -> ``az://c/x?***``)."""
+    scheme, sep, rest = value.partition("://")
+    if sep:
+        rest, query, _ = rest.partition("?")
+        if "@" in rest:  # user info (a secret may hold "/": hide everything before the last "@")
+            rest = "***@" + rest.rsplit("@", 1)[1]
+        value = f"{scheme}://{rest}" + ("?***" if query else "")
+    text = repr(value)
+    return text if len(text) <= _SHOWN_MAX else text[: _SHOWN_MAX - 4] + "...'"
+
+
+def _bucket_problem(bucket: str) -> str | None:
+    if not bucket:
+        return "no bucket"
+    if "@" in bucket or ":" in bucket:
+        return "credentials do not belong in the URI (they come from the AWS_* variables)"
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket or _IPV4.fullmatch(bucket) or bucket.startswith("xn--") \
+            or bucket.endswith(("-s3alias", "--ol-s3")):
+        return "not a valid bucket name (3-63 lowercase letters, digits, dots and hyphens)"
+    return None
+
+
+def parse_output_root(value: str, option: str = "--out") -> str:
+    """The output root ``value`` checked, or :class:`OutputRootError` naming ``option`` and the value.
+
+    Accepted: a local path (relative or absolute), ``file://PATH`` and ``s3://BUCKET[/PREFIX]`` (scheme
+    names in any case; returned in lower case, the rest unchanged). Refused: an empty or blank value, a NUL
+    byte or other control character, ``s3://`` without a valid bucket name, ``file://`` without a path, any other scheme (memory://,
+    az://, gs://, ftp://, http://...), a mistyped scheme (``s3:/bucket``) and fsspec's chained URLs (``::``).
+    Nothing is created or contacted: this is a check of the text alone.
+    """
+
+    def refuse(why: str) -> OutputRootError:
+        shown = _shown(value) if isinstance(value, str) else type(value).__name__
+        return OutputRootError(f"{option} {shown}: {why}; an output root is {OUTPUT_ROOT_FORMS}")
+
+    if not isinstance(value, str):
+        raise refuse("not a string")
+    if "\x00" in value:
+        raise refuse("contains a NUL byte")
+    if not value.strip():
+        raise refuse("empty" if not value else "blank")
+    if _CONTROL.search(value):
+        raise refuse("contains a control character (a newline, a tab...)")
+    scheme, sep, rest = value.partition("://")
+    if sep and _SCHEME.fullmatch(scheme):
+        if scheme.lower() == "file":
+            if not rest.strip():
+                raise refuse("file:// needs a path (file:///abs/dir or file://rel/dir)")
+            return "file://" + rest
+        if scheme.lower() == "s3":
+            problem = _bucket_problem(rest.split("/", 1)[0])
+            if problem:
+                raise refuse(problem)
+            return "s3://" + rest
+        raise refuse(f"scheme {scheme.lower()}:// is not supported")
+    if "://" in value or "::" in value:
+        raise refuse("not a supported URI")
+    if _SCHEME_TYPO.match(value) or value.startswith("data:"):
+        raise refuse("looks like a mistyped URI")
+    return value
+
+
 TMP_DIR = ".lightbox-tmp"  # local temporary files live here, never in a live folder
 STALE_TMP_S = 3600
 
@@ -94,6 +171,7 @@ class Store:
     """
 
     def __init__(self, root_uri: str, retry_s: float | None = None):
+        root_uri = parse_output_root(root_uri, option="output root")  # before anything touches storage
         self.retry_s = retry_s
         self.outage_retries = 0  # transient failures waited out by this store (for the run report)
         self.outage_waited_s = 0.0
