@@ -1,22 +1,34 @@
-"""The cut-out against ground truth: the labelled mask set (lightbox.testing.cutout_set), per method and class.
+"""The cut-out against ground truth, per method and class: a set of real photographs with human-made masks
+(``--set DIR``, the layout of ``../shared/realmasks``: INDEX.csv with file, mask, backdrop, object), or the
+synthetic labelled set (lightbox.testing.cutout_set) when no set is given.
 
-    python bench/bench_cutout.py                     # backdrop and auto; the model too when one is named
-    LIGHTBOX_SEGMENTATION_MODEL=/models/birefnet python bench/bench_cutout.py
+    python bench/bench_cutout.py --set ../shared/realmasks          # real photos: auto, model, bare model call
+    python bench/bench_cutout.py --set DIR --per-photo               # and one line per photo
+    python bench/bench_cutout.py                                      # the synthetic set: backdrop and auto
 
-Per method and class it prints: photos; how many the method cut with confidence, how many it routed
-(unsure: to the model or review) and refused; over the confident cuts: mean and worst IoU (alpha >= 128),
-mean boundary F-measure at 2 px, the worst share of true product pixels lost outside a 2 px edge band
-(and their count), the largest speck of backdrop kept more than 3 px outside the product; and CPU ms per
-megapixel of the photo. Methods:
+Real set, per class (plain, scene) and method:
 
-- ``backdrop``: the backdrop method forced on every photo that passes the plain-backdrop test (photos that
-  fail it are counted as refused, as the method refuses them);
-- ``auto``: the default routing with no model: alpha, backdrop, or refused;
-- ``model``: ``LIGHTBOX_SEGMENTATION_MODEL`` (a local directory or .onnx file) on every photo, when set.
+- **coverage**: share of photos published (cut and confident);
+- **precision**: share of published cuts that are right (IoU >= 0.9 and <= 1 % of the product lost outside a
+  2 px band);
+- **mean IoU** of all cuts (confident or not);
+- **recall**: share of the right cuts that were published; **false passes**: wrong cuts published;
+- **CPU ms** per photo (mean), and for the model path its ratio to the bare model call (one inference, the
+  mask resized to the photo, the alpha applied: what rembg does), measured side by side photo by photo.
+
+Methods: ``auto`` (the default install: alpha, backdrop where sure, else the bundled U2-Netp with its
+confidence), ``model`` (the model forced on every photo), ``bare`` (the bare model call; every cut counted as
+published, so its precision is the model's own). ``LIGHTBOX_SEGMENTATION_MODEL`` names another model (a
+local directory or .onnx file) instead of the bundled one.
+
+Synthetic set: photos; how many the method cut with confidence, routed (unsure) and refused; over the
+confident cuts: mean and worst IoU, boundary F at 2 px, the worst share of product lost, the largest speck
+kept, CPU ms per megapixel.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import sys
@@ -33,6 +45,7 @@ from lightbox.imaging.cutout import cut_out  # noqa: E402
 from lightbox.imaging.decode import decode_image  # noqa: E402
 from lightbox.specs.models import Cutout, SegmentationModel  # noqa: E402
 from lightbox.testing.cutout_set import build_cases, score  # noqa: E402
+from lightbox.testing.photo_set import judge, read_set  # noqa: E402
 
 
 def _speck(alpha: np.ndarray, truth: np.ndarray) -> int:
@@ -42,7 +55,7 @@ def _speck(alpha: np.ndarray, truth: np.ndarray) -> int:
 
 
 def run(method: str, cases, segmenter=None, model_cfg: SegmentationModel | None = None) -> dict[str, list[dict]]:
-    params = {"backdrop": Cutout(method="backdrop"), "auto": Cutout(), "model": Cutout(method="model", model=model_cfg)
+    params = {"backdrop": Cutout(method="backdrop"), "auto": Cutout(model=None), "model": Cutout(method="model", model=model_cfg)
               if model_cfg else None}[method]
     rows: dict[str, list[dict]] = {}
     for case in cases:
@@ -82,7 +95,93 @@ def report(method: str, rows: dict[str, list[dict]]) -> None:
     print(f"{'all':<15}{total['n']:>3}{total['cut']:>5}{total['routed']:>5}{total['refused']:>5}")
 
 
+def _model_cfg() -> SegmentationModel:
+    path = os.environ.get("LIGHTBOX_SEGMENTATION_MODEL")
+    return SegmentationModel(path=path, revision=os.environ.get("LIGHTBOX_SEGMENTATION_REVISION")) if path else Cutout().model
+
+
+def bare_call(seg, rgb: np.ndarray) -> np.ndarray:  # noqa: ANN001
+    """What rembg does: one inference, the mask resized to the photo, the alpha applied. Returns the alpha."""
+    from PIL import Image
+
+    pred = seg.predict([rgb])[0]
+    alpha = np.rint(np.clip(pred.soft, 0.0, 1.0) * 255).astype(np.uint8)
+    im = Image.fromarray(rgb)
+    im.putalpha(Image.fromarray(alpha))
+    return np.asarray(im)[..., 3]
+
+
+def run_set(root: Path, per_photo: bool) -> None:
+    from lightbox.imaging.segmentation import get_segmenter
+
+    photos = read_set(root)
+    cfg = _model_cfg()
+    seg = get_segmenter(cfg)
+    methods = {"auto": Cutout(model=cfg), "model": Cutout(method="model", model=cfg)}
+    seg.predict([np.zeros((64, 64, 3), np.uint8)])  # warm the session up outside the timings
+    rows: list[dict] = []
+    for p in photos:
+        rgb = np.asarray(decode_image(p.path.read_bytes(), max_pixels=10**8).convert("RGB"))
+        im = decode_image(p.path.read_bytes(), max_pixels=10**8)
+        t = time.process_time()
+        alpha = bare_call(seg, rgb)
+        bare_ms = (time.process_time() - t) * 1000
+        rows.append({"photo": p, "method": "bare", "ms": bare_ms, "published": True, "why": "-"} | judge(alpha, p))
+        for name, params in methods.items():
+            t = time.process_time()
+            try:
+                cut = cut_out(im, params, seg)
+            except ItemError as e:
+                cut, why = None, str(e)
+            ms = (time.process_time() - t) * 1000
+            row = {"photo": p, "method": name, "ms": ms, "bare_ms": bare_ms}
+            if cut is None:
+                row |= {"published": False, "iou": 0.0, "lost": 1.0, "right": False, "why": why, "by": "-", "conf": 0.0}
+            else:
+                row |= judge(cut.rgba[..., 3], p) | {"published": cut.confident, "why": cut.reason, "by": cut.method,
+                                                     "conf": cut.diagnostics.get("cutout_confidence", 1.0)}
+            rows.append(row)
+    load = os.getloadavg()
+    print(f"cut-out bench on {root} ({len(photos)} photos): model {seg.name} on {seg.runtime.device}; "
+          f"{platform.machine()}, {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print("right = IoU >= 0.9 and <= 1 % of the product lost outside a 2 px band; published = cut and confident\n")
+    head = (f"{'method':<7}{'class':<7}{'n':>4}{'right':>6}{'publ':>6}{'coverage':>9}{'precision':>10}{'recall':>8}"
+            f"{'false':>7}{'IoU':>7}{'CPU ms':>8}{'x bare':>8}")
+    print(head)
+    for method in ("auto", "model", "bare"):
+        for cls in ("plain", "scene", "all"):
+            rs = [r for r in rows if r["method"] == method and (cls == "all" or r["photo"].cls == cls)]
+            if not rs:
+                continue
+            pub = [r for r in rs if r["published"]]
+            right = [r for r in rs if r["right"]]
+            wrong_pub = sum(not r["right"] for r in pub)
+            ms = float(np.mean([r["ms"] for r in rs]))
+            ratio = ms / float(np.mean([r["bare_ms"] for r in rs])) if method != "bare" else 1.0
+            precision = f"{sum(r['right'] for r in pub) / len(pub):.2f}" if pub else "-"
+            recall = f"{sum(r['published'] for r in right) / len(right):.2f}" if right else "-"
+            print(f"{method:<7}{cls:<7}{len(rs):>4}{len(right):>6}{len(pub):>6}{len(pub) / len(rs):>9.2f}{precision:>10}{recall:>8}"
+                  f"{wrong_pub:>7}{np.mean([r['iou'] for r in rs]):>7.3f}{ms:>8.0f}{ratio:>8.2f}")
+    print("\nper source (auto): " + ", ".join(
+        f"{src} {sum(r['published'] for r in rs)}/{len(rs)} published, {sum(r['published'] and not r['right'] for r in rs)} wrong"
+        for src in sorted({r["photo"].source for r in rows})
+        for rs in [[r for r in rows if r["method"] == "auto" and r["photo"].source == src]]))
+    if per_photo:
+        print(f"\n{'photo':<40}{'class':<7}{'by':<9}{'IoU':>6}{'lost':>7}{'right':>6}{'conf':>6}{'publ':>5}  why")
+        for r in rows:
+            if r["method"] == "auto":
+                print(f"{r['photo'].name[:39]:<40}{r['photo'].cls:<7}{r['by']:<9}{r['iou']:>6.2f}{r['lost']:>7.3f}{int(r['right']):>6}"
+                      f"{r['conf']:>6.2f}{int(r['published']):>5}  {r['why'][:120]}")
+
+
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--set", type=Path, help="a folder with INDEX.csv (file, mask, backdrop, object) and the photos and masks it names")
+    ap.add_argument("--per-photo", action="store_true", help="print one line per photo (the auto method)")
+    args = ap.parse_args()
+    if args.set:
+        run_set(args.set, args.per_photo)
+        return
     cases = build_cases()
     load = os.getloadavg()
     print(f"cut-out bench: {len(cases)} photos, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "

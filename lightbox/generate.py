@@ -332,6 +332,10 @@ def construction_metrics(cut: CutOut, look: Look, blob: bytes | Image.Image) -> 
     reference = resampled_image(cut, (crop.width, crop.height))
     m = {
         "product_box": [solid.x, solid.y, solid.x + solid.width, solid.y + solid.height],
+        # the source photo's rectangle (source pixels, after EXIF rotation) that was placed, and the output's
+        # rectangle it fills (the same rectangle, scaled): an overlay of the cut on its source, or a check of
+        # the output against a mask of the source
+        "placement": {"source_box": list(cut.bbox), "box": [crop.x, crop.y, crop.x + crop.width, crop.y + crop.height]},
         "upscale": round(solid.scale, 4),
         "cutout_method": cut.method,
         "cutout_reason": cut.reason,

@@ -12,6 +12,7 @@
 <root>/<brand>/_runs/<run>/...                 a run's files: catalog/valid.parquet, summary.json,
 <root>/<brand>/_runs/<run>/staging/...          quarantine.csv, review.html, changes.jsonl; staged outputs
 <root>/<brand>/_review/<run>/<SKU>/<file>      outputs that failed the gate
+<root>/<brand>/_review/<run>/records.jsonl     their records (reasons, cut-out, confidence, placement)
 ```
 
 Brand names are slugs and SKUs are filename-safe and never start with ``_`` (validated), so a SKU folder
@@ -49,6 +50,10 @@ class BrandLayout:
 
     def review(self, run_id: str, sku: str, filename: str) -> str:
         return f"{self.brand}/_review/{run_id}/{sku}/{filename}"
+
+    def review_records(self, run_id: str) -> str:
+        """One JSON record per output this run sent to review (as the manifest records a live one)."""
+        return f"{self.brand}/_review/{run_id}/records.jsonl"
 
     def changes(self, run_id: str) -> str:
         return self.run(run_id, "changes.jsonl")

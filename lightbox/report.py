@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import logging
+from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -174,6 +175,13 @@ def catalog_checks(store: Store, brand: str, run_id: str, outputs: list[Output])
     doc = json.dumps({**current, "run_id": run_id, "previous_score": previous}, indent=1).encode()
     store.write_atomic(run_key(brand, run_id, "consistency.json"), doc)
     store.write_atomic(BrandLayout(brand).consistency, doc)
+    reviewed = [o for o in outputs if o.published == "review"]
+    if reviewed:
+        from lightbox.state import entry_for
+
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        lines = [json.dumps(entry_for(o, run_id, now) | {"published": "review"}, sort_keys=True) for o in reviewed]
+        store.write_atomic(BrandLayout(brand).review_records(run_id), ("\n".join(lines) + "\n").encode())
     page = build_gallery(outputs, store, f"Lightbox review - {brand} - run {run_id}", current)
     key = run_key(brand, run_id, "review.html")
     store.write_atomic(key, page.encode("utf-8"))

@@ -226,8 +226,10 @@ def entry_for(o: Output, run_id: str, now: str) -> dict[str, Any]:
         "metrics": {k: o.metrics[k] for k in SUMMARY_METRICS if k in o.metrics},
         "ai_generated": o.ai_generated,
         "generation": o.generation,
-        "cutout": {"method": o.metrics["cutout_method"], "reason": o.metrics.get("cutout_reason", "")}
+        "cutout": {"method": o.metrics["cutout_method"], "reason": o.metrics.get("cutout_reason", ""),
+                   "confidence": o.metrics.get("cutout_confidence")}
         if "cutout_method" in o.metrics else None,
+        "placement": o.metrics.get("placement"),
         "timings_ms": o.timings_ms,
         "run_id": run_id,
         "published_at": now,

@@ -168,7 +168,9 @@ def build_cases() -> list[Case]:
 
 def cutout_cases() -> list[Case]:
     """Cut-outs from the labelled mask set (lightbox.testing.cutout_set), good and failed."""
-    from lightbox.imaging import cutout as C
+    from lightbox.imaging.cutout import backdrop as C
+    from lightbox.imaging.cutout.model import from_model
+    from lightbox.imaging.segmentation import Prediction
     from lightbox.imaging.decode import decode_image
     from lightbox.specs.models import Cutout
     from lightbox.testing.cutout_set import build_cases as mask_cases
@@ -183,7 +185,8 @@ def cutout_cases() -> list[Case]:
         return cut_out(Image.fromarray(rgb(name)), Cutout(**kw))
 
     def model_cut(name: str, soft: np.ndarray) -> CutOut:  # what a segmentation model returning ``soft`` gives
-        return C._from_model(rgb(name), soft.astype(np.float32), params, "test: a model's mask")
+        low = np.asarray(Image.fromarray(soft.astype(np.float32)).resize((320, 320), Image.Resampling.BILINEAR))
+        return from_model(rgb(name), Prediction(soft=soft.astype(np.float32), low=low), params, "test: a model's mask")
 
     cases = []
     for name in ("ACM-CDL-018", "ACM-MUG-001", "ACM-BTL-004", "holes-mug-blue", "glossy-kettle-navy", "shadow-jar-orange", "thin-lamp-black"):
@@ -193,7 +196,7 @@ def cutout_cases() -> list[Case]:
         cases.append(_make(f"cut-good-model-{name}", model_cut(name, masks[name].truth), _look("google_merchant"), None))
 
     room = rgb("room-mug-teal")
-    torn = C._backdrop(room, params, C.assess_backdrop(room, params))  # the old studio cut forced onto a room photo
+    torn = C.cut_backdrop(room, params, C.assess_backdrop(room, params))  # the old studio cut forced onto a room photo
     truth = masks["room-mug-teal"].truth
     ys, xs = np.nonzero(truth)
     rect = np.zeros(truth.shape, np.float32)

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,30 @@ from lightbox.specs.models import BrandSpec, SegmentationModel
 log = logging.getLogger(__name__)
 
 DEFAULT_INPUT = 1024  # BiRefNet's training size
+BUNDLED_PREFIX = "bundled:"
+BUNDLED = {"u2netp": "u2netp.onnx"}  # name -> file in lightbox/models (provenance and licence: lightbox/models/README.md)
+
+
+def bundled_path(name: str) -> str:
+    """The file of a model shipped inside the package (``bundled:u2netp``), as a local path."""
+    if name not in BUNDLED:
+        raise SegmentationLoadError(f"cutout.model.path 'bundled:{name}' names no bundled model (bundled: {', '.join(sorted(BUNDLED))})")
+    return str(Path(__file__).resolve().parents[1] / "models" / BUNDLED[name])
+
+
+def model_file(cfg: SegmentationModel) -> str:
+    """Where the model's weights are: the spec's path, or the package's own file for ``bundled:NAME``."""
+    return bundled_path(cfg.path[len(BUNDLED_PREFIX):]) if cfg.path.startswith(BUNDLED_PREFIX) else cfg.path
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One photo's mask from the model: ``soft`` at the photo's size (H x W float32, 0..1), and ``low``, the
+    model's own square map (input size, 0..1) that the confidence reads (a measure of the model's own
+    output, resolution-independent)."""
+
+    soft: np.ndarray
+    low: np.ndarray
 
 
 class SegmentationLoadError(LightboxError):
@@ -46,7 +71,7 @@ class SegmentationError(LightboxError):
 def model_format(cfg: SegmentationModel) -> str:
     if cfg.format != "auto":
         return cfg.format
-    return "onnx" if cfg.path.lower().endswith(".onnx") else "transformers"
+    return "onnx" if cfg.path.startswith(BUNDLED_PREFIX) or cfg.path.lower().endswith(".onnx") else "transformers"
 
 
 class _Base:
@@ -66,7 +91,7 @@ class _Base:
                  for a in rgbs]
         return (np.stack(batch) - mean) / std
 
-    def _finish(self, raw: np.ndarray, shapes: list[tuple[int, int]]) -> list[np.ndarray]:
+    def _finish(self, raw: np.ndarray, shapes: list[tuple[int, int]]) -> list[Prediction]:
         raw = np.asarray(raw, np.float32)
         if raw.ndim == 4:
             raw = raw[:, 0]
@@ -79,15 +104,17 @@ class _Base:
             # decided per image, so a photo's mask does not depend on what it was batched with
             if self.cfg.output == "logits" or (self.cfg.output == "auto" and (m.min() < 0.0 or m.max() > 1.0)):
                 m = 1.0 / (1.0 + np.exp(-np.clip(m, -60, 60)))
-            out.append(np.asarray(Image.fromarray(m).resize((w, h), Image.Resampling.BILINEAR), np.float32))
+            m = np.clip(m, 0.0, 1.0).astype(np.float32)
+            soft = np.asarray(Image.fromarray(m).resize((w, h), Image.Resampling.BILINEAR), np.float32)
+            out.append(Prediction(soft=soft, low=m))
         return out
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def predict(self, rgbs: list[np.ndarray]) -> list[np.ndarray]:
-        """Soft masks (H x W float32, 0..1) at each photo's size, in order. Batched; OOM halves the batch."""
-        out: list[np.ndarray] = []
+    def predict(self, rgbs: list[np.ndarray]) -> list[Prediction]:
+        """Each photo's :class:`Prediction`, in order. Batched; OOM halves the batch."""
+        out: list[Prediction] = []
         size = self.cfg.batch_size
         i = 0
         while i < len(rgbs):
@@ -158,16 +185,17 @@ class OnnxSegmenter(_Base):
         import onnxruntime as ort
 
         self.cfg, self.runtime = cfg, runtime
-        if not Path(cfg.path).is_file():
-            raise SegmentationLoadError(f"cannot load segmentation model {cfg.path!r}: no such ONNX file ({where(cfg.path)})")
+        path = model_file(cfg)
+        if not Path(path).is_file():
+            raise SegmentationLoadError(f"cannot load segmentation model {cfg.path!r}: no such ONNX file ({where(path)})")
         providers = ["CPUExecutionProvider"]
         if runtime.device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
         try:
-            self.session = ort.InferenceSession(cfg.path, providers=providers)
+            self.session = ort.InferenceSession(path, providers=providers)
         except Exception as e:  # noqa: BLE001 - any loader failure becomes one actionable message
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise SegmentationLoadError(f"cannot load segmentation model {cfg.path!r} ({where(cfg.path)}): {first}") from e
+            raise SegmentationLoadError(f"cannot load segmentation model {cfg.path!r} ({where(path)}): {first}") from e
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.input_type = np.float16 if "float16" in inp.type else np.float32

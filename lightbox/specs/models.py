@@ -117,7 +117,11 @@ class Cutout(_Model):
     The remaining fields tune the backdrop method."""
 
     method: Literal["auto", "alpha", "backdrop", "model"] = "auto"
-    model: SegmentationModel | None = None
+    model: SegmentationModel | None = Field(
+        default_factory=lambda: SegmentationModel(path="bundled:u2netp"),
+        description="segmentation model for photos the backdrop method cannot cut; default: the bundled U2-Netp "
+                    "(lightbox/models), null for none")
+    min_confidence: float = Field(0.9, ge=0.0, le=1.0, description="model cuts below this confidence go to review, never live")
     threshold: float = Field(26.0, ge=4.0, le=128.0, description="ceiling of the adaptive threshold")
     min_threshold: float = Field(8.0, ge=2.0, le=64.0, description="floor of the adaptive threshold")
     noise_factor: float = Field(6.0, ge=1.0, le=20.0, description="threshold = noise_factor x backdrop noise")
@@ -130,7 +134,7 @@ class Cutout(_Model):
     max_backdrop_noise: float = Field(5.0, ge=0.5, le=40.0, description="plain-backdrop test: robust spread of the border's fit residuals (levels)")
     min_backdrop_fit: float = Field(0.9, ge=0.5, le=1.0, description="plain-backdrop test: share of the border the fitted backdrop explains")
     min_edge_contrast: float = Field(0.97, ge=0.0, le=1.0, description="share of the outline with contrast under which a backdrop cut is unsure")
-    matting: Literal["closed_form", "none"] = Field("closed_form", description="model masks: closed-form alpha and foreground colour at the edge")
+    matting: Literal["guided", "none"] = Field("guided", description="model masks: guided-filter alpha and foreground colour at the edge band; none: the model's mask as it is")
 
     @model_validator(mode="after")
     def _model_needed(self) -> "Cutout":

@@ -297,12 +297,15 @@ if __name__ == "__main__":
     main(Path(sys.argv[1] if len(sys.argv) > 1 else "mask-set"))
 
 
-def score(alpha: np.ndarray, truth: np.ndarray, band: int = 2) -> dict[str, float]:
+def score(alpha: np.ndarray, truth: np.ndarray, band: int = 2, valid: np.ndarray | None = None) -> dict[str, float]:
     """Against ground truth: IoU of alpha >= 128; boundary F-measure at ``band`` px; the share of true
-    product pixels lost (alpha < 128) outside a ``band`` px edge band; backdrop pixels kept outside it."""
+    product pixels lost (alpha < 128) outside a ``band`` px edge band; backdrop pixels kept outside it.
+    ``valid``: the pixels that count (a mask's "unknown" band left out), default all."""
     from scipy import ndimage
 
     pred = alpha >= 128
+    if valid is not None:
+        pred, truth = pred & valid, truth & valid
     inter = float((pred & truth).sum())
     union = float((pred | truth).sum())
     iou = inter / union if union else 1.0

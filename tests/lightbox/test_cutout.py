@@ -138,14 +138,16 @@ def test_opaque_pixels_are_the_sources(plain_results, mask_set):
 def test_scenes_are_refused_without_a_model(mask_set):
     for case in mask_set:
         if case.cls in SCENES:
-            with pytest.raises(ItemError, match="no plain backdrop in the source photo; configure cutout.model"):
+            with pytest.raises(ItemError, match="no plain backdrop in the source photo, and no segmentation model this run"):
                 cut_out(decode_image(case.data, max_pixels=10**8), Cutout())
 
 
 def test_backdrop_method_refuses_a_scene_and_alpha_method_an_opaque_photo(mask_set):
     room = decode_image(_case(mask_set, "room-mug-teal").data, max_pixels=10**8)
-    with pytest.raises(ItemError, match=NO_BACKDROP.split(";")[0]):
+    with pytest.raises(ItemError, match="no plain backdrop in the source photo, and cutout.method is 'backdrop'"):
         cut_out(room, Cutout(method="backdrop"))
+    with pytest.raises(ItemError, match=NO_BACKDROP):
+        cut_out(room, Cutout(model=None))
     with pytest.raises(ItemError, match="no transparency"):
         cut_out(room, Cutout(method="alpha"))
 
@@ -169,9 +171,10 @@ def test_model_loads_and_masks_at_the_photo_size(models, fmt):
     assert seg.input_size == 128  # from the config / the graph's input shape
     assert get_segmenter(cfg) is seg  # loaded once per process
     photos = [np.full((90, 140, 3), 200, np.uint8), np.full((300, 120, 3), 30, np.uint8)]
-    masks = seg.predict(photos)
-    assert [m.shape for m in masks] == [(90, 140), (300, 120)]
-    assert all(m.dtype == np.float32 and 0.0 <= m.min() and m.max() <= 1.0 for m in masks)
+    preds = seg.predict(photos)
+    assert [p.soft.shape for p in preds] == [(90, 140), (300, 120)]
+    assert all(p.low.shape == (128, 128) for p in preds)  # the model's own map, which the confidence reads
+    assert all(m.dtype == np.float32 and 0.0 <= m.min() and m.max() <= 1.0 for p in preds for m in (p.soft, p.low))
 
 
 @pytest.mark.parametrize("fmt", ["transformers", "onnx", "onnx-batch1"])
@@ -183,14 +186,16 @@ def test_a_batch_equals_its_singles(models, mask_set, fmt):
     batched = seg.predict(photos)
     singles = [seg.predict([p])[0] for p in photos]
     for b, s in zip(batched, singles, strict=True):
-        np.testing.assert_allclose(b, s, atol=1e-5)
+        np.testing.assert_allclose(b.soft, s.soft, atol=1e-5)
+        np.testing.assert_allclose(b.low, s.low, atol=1e-5)
 
 
 def test_transformers_and_onnx_exports_agree(models, mask_set):
     photo = np.asarray(decode_image(_case(mask_set, "textured-jar-pink").data, max_pixels=10**8))
     a = get_segmenter(SegmentationModel(path=models["transformers"])).predict([photo])[0]
     b = get_segmenter(SegmentationModel(path=models["onnx"])).predict([photo])[0]
-    np.testing.assert_allclose(a, b, atol=1e-4)
+    np.testing.assert_allclose(a.soft, b.soft, atol=1e-4)
+    np.testing.assert_allclose(a.low, b.low, atol=1e-4)
 
 
 def test_auto_routes_a_scene_to_the_model_and_keeps_its_pixels(models, mask_set):
@@ -204,7 +209,7 @@ def test_auto_routes_a_scene_to_the_model_and_keeps_its_pixels(models, mask_set)
     opaque = cut.rgba[..., 3] == 255
     assert opaque.sum() > 1000 and np.array_equal(cut.rgba[..., :3][opaque], src[opaque])
     band = (cut.rgba[..., 3] > 0) & (cut.rgba[..., 3] < 255)
-    assert band.sum() > 100  # matting made a soft edge band
+    assert band.sum() > 100  # the edge band across the outline is mixed
 
 
 def test_studio_photos_stay_on_the_backdrop_method_when_a_model_is_configured(models, mask_set):
@@ -272,7 +277,7 @@ def test_out_of_memory_halves_the_batch_then_fails_the_item(models, mask_set):
 def test_an_empty_mask_is_refused_with_the_reason(models, mask_set, tmp_path):
     dead = SegmentationModel(path=str(tiny_onnx(tmp_path / "dead.onnx", bias=-60.0)))
     room = decode_image(_case(mask_set, "room-mug-teal").data, max_pixels=10**8)
-    with pytest.raises(ItemError, match="found no product"):
+    with pytest.raises(ItemError, match="no product found by the segmentation model"):
         cut_out(room, Cutout(model=dead), get_segmenter(dead))
 
 
@@ -307,7 +312,7 @@ def test_an_unpinned_hub_id_is_not_trusted():
 
 def test_spec_validation_names_the_field():
     with pytest.raises(ValueError, match="method 'model' needs cutout.model"):
-        Cutout(method="model")
+        Cutout(method="model", model=None)
 
 
 @pytest.mark.segmentation_weights
@@ -345,7 +350,7 @@ def test_the_work_window_changes_nothing(mask_set, monkeypatch):
     verdict as over the whole photo - on framed products, thin parts, holes, shadows, white on white, and
     on things far from the product a cut keeps or refuses: a faint crease in the paper, a dust speck, a
     second object, a product cropped by the frame. (At full size: the reduced cut runs the same code.)"""
-    import lightbox.imaging.cutout as C
+    import lightbox.imaging.cutout.backdrop as C
 
     monkeypatch.setattr(C, "_coarse_factor", lambda h, w: 1)
     names = ["ACM-MUG-001", "ACM-CDL-018", "ACM-LMP-015", "thin-hanger-brown", "holes-scissors-red",
@@ -385,7 +390,7 @@ def test_the_work_window_changes_nothing(mask_set, monkeypatch):
             if store is windowed and name.endswith("short_crease"):
                 n_before = len(windows)
             try:
-                store[name] = C.cut_out(im, Cutout(method="backdrop"))
+                store[name] = cut_out(im, Cutout(method="backdrop"))
             except ItemError as e:
                 store[name] = str(e)
             if store is windowed and name.endswith("short_crease"):
@@ -405,7 +410,7 @@ def test_the_work_window_changes_nothing(mask_set, monkeypatch):
 def test_the_work_window_sees_the_photos_last_partial_blocks(mask_set, monkeypatch):
     """A mark in the last rows (columns) that do not fill a whole 8 x 8 block is still found: the window
     grows to reach it, and the cut equals the whole photo's."""
-    import lightbox.imaging.cutout as C
+    import lightbox.imaging.cutout.backdrop as C
 
     base = np.asarray(decode_image(_case(mask_set, "ACM-JAR-005").data, max_pixels=10**8))[:1397, :1395]
     params = Cutout(method="backdrop")
@@ -421,9 +426,9 @@ def test_the_work_window_sees_the_photos_last_partial_blocks(mask_set, monkeypat
         assert (y1 - y0) * (x1 - x0) < 0.6 * rgb.shape[0] * rgb.shape[1], where  # a window, not the fallback
         assert (y1 == 1397) if where == "bottom" else (x1 == 1395), (where, (y0, y1, x0, x1))
         monkeypatch.setattr(C, "_work_window", real)
-        windowed = C.cut_out(Image.fromarray(rgb), params)
+        windowed = cut_out(Image.fromarray(rgb), params)
         monkeypatch.setattr(C, "_work_window", lambda rgb, *a: (0, rgb.shape[0], 0, rgb.shape[1]))
-        whole = C.cut_out(Image.fromarray(rgb), params)
+        whole = cut_out(Image.fromarray(rgb), params)
         assert np.array_equal(windowed.rgba, whole.rgba) and windowed.diagnostics == whole.diagnostics, where
 
 
@@ -438,7 +443,7 @@ REDUCED_LOST = {"shadow-box-teal": 30, "glossy-jar-grey": 4}
 def test_the_reduced_cut_decides_as_the_full_cut(mask_set, monkeypatch):
     """Cut at half size and refined at full size, every hard plain-backdrop photo gets the full cut's verdict
     (sure, unsure, refused), and the sure cuts keep their product: no lost pixel, IoU at the bar."""
-    import lightbox.imaging.cutout as C
+    import lightbox.imaging.cutout.backdrop as C
 
     cases = [c for c in mask_set if c.cls in PLAIN and c.cls != "transparent" and not c.name.startswith("ACM-")]
     assert len(cases) >= 30

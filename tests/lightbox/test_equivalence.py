@@ -7,7 +7,9 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from lightbox.imaging.cutout import _block_extreme, _block_sum, _reduce, backdrop_blocks, backdrop_model, dilate_cross, erode_cross
+from lightbox.imaging.cutout.backdrop import _block_extreme, _block_sum, dilate_cross, erode_cross
+from lightbox.imaging.cutout.diagnostics import _reduce
+from lightbox.imaging.cutout.surface import backdrop_blocks, backdrop_model
 from lightbox.quality.checks import _mad, _std_of_histogram, dhash
 
 
@@ -46,7 +48,7 @@ def test_cross_erosion_and_dilation_are_scipys(rng):
 
 
 def test_mirrored_indices_are_scipys_reflect():
-    from lightbox.imaging.cutout import _mirror
+    from lightbox.imaging.cutout.backdrop import _mirror
 
     idx = np.arange(-3, 13)
     plane = np.arange(10.0)
@@ -91,7 +93,7 @@ def test_dhash_of_rgb_is_the_hash_of_each_plane(rng):
 
 
 def test_block_stats_cover_partial_blocks(rng):
-    from lightbox.imaging.cutout import _block_stats
+    from lightbox.imaging.cutout.backdrop import _block_stats
 
     img = rng.integers(0, 256, (203, 157, 3), dtype=np.uint8)
     mean, spread = _block_stats(img, 8)

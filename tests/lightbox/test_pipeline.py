@@ -217,18 +217,24 @@ def _scene_photo() -> bytes:
     return next(c.data for c in build_cases() if c.name == "room-vase-blue")
 
 
-def test_a_scene_photo_is_refused_without_a_model_and_cut_by_one_with_it(tmp_path):
-    """The routing end to end: with no model the room photo is refused with one line and nothing of it is
-    published; with a model (the tiny ONNX one) it is cut by the model and the manifest says so."""
+def test_a_scene_photo_is_refused_without_a_model_and_cut_by_the_bundled_one_by_default(tmp_path):
+    """The routing end to end: with ``model: null`` the room photo is refused with one line and nothing of it is
+    published; by default the bundled model cuts it, and its outputs go live only when the cut is confident -
+    else to review, with the reason, the confidence and the placement in the review folder's records."""
+    from lightbox.layout import BrandLayout
     from lightbox.specs import load_brand_spec
-    from lightbox.testing.tiny_segmentation import tiny_onnx
 
     catalog = make_catalog(tmp_path, bad={"SCENE-1": _scene_photo()}, n_good=2)
+    spec_doc = Path(ACME).read_text().replace("cutout: {threshold: 26, feather: 2.0}", "cutout: {threshold: 26, feather: 2.0, model: null}")
+    assert spec_doc != Path(ACME).read_text()
+    no_model = tmp_path / "acme-home.yaml"
+    no_model.write_text(spec_doc)
+    assert load_brand_spec(str(no_model)).cutout.model is None
     out = str(tmp_path / "out")
-    summary = run_plain(str(catalog), ACME, out)
+    summary = run_plain(str(catalog), str(no_model), out)
     refused = [f for f in summary.failures if f["sku"] == "SCENE-1"]
     assert len(refused) == len(CHANNELS)
-    assert all(f["reason"].startswith("cut-out refused: no plain backdrop in the source photo; configure cutout.model")
+    assert all(f["reason"].startswith("cut-out refused: no plain backdrop in the source photo, and no segmentation model this run")
                for f in refused)
     assert not any(p["sku"] == "SCENE-1" for p in summary.published_images)
     manifest = RunState.of(Store(out)).entries("acme-home")
@@ -236,14 +242,20 @@ def test_a_scene_photo_is_refused_without_a_model_and_cut_by_one_with_it(tmp_pat
     assert all(e["cutout"]["reason"].startswith("plain backdrop") for e in manifest.values())
     assert summary.cutouts["counts"] == {"backdrop": 2, "refused": 1}
 
-    model = tiny_onnx(tmp_path / "seg.onnx")
-    spec_doc = Path(ACME).read_text().replace("cutout: {threshold: 26, feather: 2.0}",
-                                              f"cutout: {{threshold: 26, feather: 2.0, model: {{path: '{model}'}}}}")
-    assert spec_doc != Path(ACME).read_text()
-    spec_path = tmp_path / "acme-home.yaml"
-    spec_path.write_text(spec_doc)
-    assert load_brand_spec(str(spec_path)).cutout.model is not None
-    summary = run_plain(str(catalog), str(spec_path), out)
+    out2 = str(tmp_path / "out2")
+    summary = run_plain(str(catalog), ACME, out2)
     scene = summary.cutouts["products"]["SCENE-1"]
     assert scene["method"].startswith("model") and scene["reason"].startswith("no plain backdrop")
     assert summary.cutouts["products"]["GOOD-0"]["method"] == "backdrop"  # studio photos keep the backdrop method
+    live = RunState.of(Store(out2)).entries("acme-home")
+    for e in live.values():  # every live output traces to its source
+        box, src = e["placement"]["box"], e["placement"]["source_box"]
+        assert len(box) == 4 and len(src) == 4 and src[2] > src[0] and box[2] > box[0]
+    scene_live = [e for e in live.values() if e["sku"] == "SCENE-1"]
+    assert all(e["cutout"]["confidence"] >= 0.9 for e in scene_live)
+    if len(scene_live) < len(CHANNELS):  # unsure: its outputs are in review, with their records
+        run_id = summary.run_id
+        records = [json.loads(x) for x in (Path(out2) / BrandLayout("acme-home").review_records(run_id)).read_text().splitlines()]
+        mine = [r for r in records if r["sku"] == "SCENE-1"]
+        assert mine and all("unsure" in r["cutout"]["reason"] or r["qc_reasons"] for r in mine)
+        assert all(r["placement"]["source_box"] and r["cutout"]["confidence"] is not None for r in mine)
