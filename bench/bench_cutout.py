@@ -55,8 +55,8 @@ def _speck(alpha: np.ndarray, truth: np.ndarray) -> int:
 
 
 def run(method: str, cases, segmenter=None, model_cfg: SegmentationModel | None = None) -> dict[str, list[dict]]:
-    params = {"backdrop": Cutout(method="backdrop"), "auto": Cutout(model=None), "model": Cutout(method="model", model=model_cfg)
-              if model_cfg else None}[method]
+    params = {"backdrop": Cutout(method="backdrop"), "auto": Cutout(model=None), "default": Cutout(),
+              "model": Cutout(method="model", model=model_cfg) if model_cfg else None}[method]
     rows: dict[str, list[dict]] = {}
     for case in cases:
         im = decode_image(case.data, max_pixels=10**8)
@@ -188,10 +188,11 @@ def main() -> None:
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; CPU ms per megapixel (median per class)")
     report("backdrop (forced; photos failing the plain-backdrop test are refused)", run("backdrop", cases))
     report("auto (no model: alpha, backdrop, or refused / routed to review)", run("auto", cases))
+    from lightbox.imaging.segmentation import get_segmenter
+
+    report("auto with the bundled U2-Netp (the default install; rout = unsure, to review)", run("default", cases, get_segmenter(Cutout().model)))
     path = os.environ.get("LIGHTBOX_SEGMENTATION_MODEL")
     if path:
-        from lightbox.imaging.segmentation import get_segmenter
-
         cfg = SegmentationModel(path=path, revision=os.environ.get("LIGHTBOX_SEGMENTATION_REVISION"))
         seg = get_segmenter(cfg)
         report(f"model ({seg.name} on {seg.runtime.device}/{seg.runtime.dtype}, input {seg.input_size} px)", run("model", cases, seg, cfg))
