@@ -1,24 +1,19 @@
-"""The ``backdrop`` method: separation from a plain studio backdrop.
+"""The ``backdrop`` method: separation from a plain studio backdrop. Steps as numbered in docs/cutout.md
+("The backdrop method"):
 
-Backdrop method, in steps:
-1. sample a ring along the frame border and fit a smooth backdrop model per channel (a quadratic
-   surface, refit once without outliers) - this absorbs vignetting and a light fall-off;
-2. distance of every pixel to the backdrop model (max over R, G, B), and a floor-shadow test on
-   locally averaged colour ratios (darkening with the same ratio on R, G and B, within the measured noise);
-3. backdrop = pixels near the model or shadow-like, reached from the frame border without crossing an
-   edge (a sharp step well above the backdrop's noise): a product whose colour crosses the backdrop's
-   keeps its outline, and a white label inside a product stays product;
-4. drop specks smaller than ``min_object_share`` of the frame (dust), keep everything else;
-5. enclosed backdrop (a mug handle's hole) is cleared when it matches the fitted backdrop (``holes``);
-6. soft alpha in a thin band at the edge (anti-aliasing), and the colour of those mixed edge pixels
-   recovered from the backdrop model (no studio-paper fringe on a new background). Opaque product
-   pixels keep the source's values exactly.
+1. plain-backdrop test and the fitted surface (:func:`~lightbox.imaging.cutout.surface.assess_backdrop`);
+2. colour apart from brightness, 3. edges are walls (both in :func:`_backdrop_full`, its comments name
+   them; per pixel for the reduced cut's edge in :func:`_measure_pixels`);
+4. outline completion over gaps (:func:`_backdrop_full`, ``OUTLINE_GAPS``);
+5. holes, 6. the edge band (:func:`_finish_backdrop`, :func:`_soft_edge`, :func:`_mix`); opaque product
+   pixels keep the source's values exactly;
+7. the work window (:func:`_work_window`, ``WINDOW_BLOCK``, ``WINDOW_MARGIN``);
+8. the reduced cut with its edge placed at full size (:func:`_coarse_to_fine`, :func:`_refine`,
+   ``COARSE_SIDE``, ``BAND_CELLS``);
+9. sure or not (:func:`_unsure`): an unsure cut goes to the model, or to review without one.
 
-Steps 2-6 run in a work window around what is not plain backdrop (:func:`_work_window`). A photo with
-a short side of 1200 px or more is cut reduced (by 2 or 3) and only its edge is placed at full size
-(:func:`_coarse_to_fine`); an unsure reduced cut, or one that needed its outline completed, is cut
-again at full size.
-
+Tuning constants: :mod:`lightbox.imaging.cutout.settings`; the brand's own (thresholds, ``shadow_depth``,
+``feather``, ``holes``...): the spec's ``cutout`` block.
 """
 
 from __future__ import annotations
@@ -36,7 +31,15 @@ from lightbox.errors import ItemError
 from lightbox.specs.models import Cutout as CutoutParams
 from lightbox.imaging.cutout.diagnostics import _bbox, _shift, diagnose
 from lightbox.imaging.cutout.result import CutOut
-from lightbox.imaging.cutout.settings import OUTLINE_GAPS, SHADOW_WALL_GAP
+from lightbox.imaging.cutout.settings import (
+    BAND_CELLS,
+    COARSE_SIDE,
+    NEAR_INSIDE,
+    OUTLINE_GAPS,
+    SHADOW_WALL_GAP,
+    WINDOW_BLOCK,
+    WINDOW_MARGIN,
+)
 from lightbox.imaging.cutout.surface import BackdropTest, _surface_at, assess_backdrop, backdrop_blocks, backdrop_model
 
 log = logging.getLogger(__name__)
@@ -154,8 +157,6 @@ def _backdrop_full(rgb: np.ndarray, params: CutoutParams, test: BackdropTest) ->
     return first
 
 
-_BAND_CELLS = 2  # cells of the reduced cut on either side of its outline that are measured at full size
-COARSE_SIDE = 600  # px of a photo's short side per step of the coarse cut's reduction (2 from 1200 px, at most 3)
 
 
 def _coarse_factor(h: int, w: int) -> int:
@@ -199,14 +200,14 @@ def _refine(rgb: np.ndarray, coarse: CutOut, f: int, test: BackdropTest, params:
     h, w, _ = rgb.shape
     sigma = max(test.noise, 0.5)
     t = _threshold(params, sigma)
-    reach = _BAND_CELLS + 1
+    reach = BAND_CELLS + 1
     bx0, by0, bx1, by1 = _bbox(coarse.mask)  # the reduced cut's product box, with the band's reach
     hc, wc = coarse.mask.shape
     cy0, cx0, cy1, cx1 = max(by0 - reach, 0), max(bx0 - reach, 0), min(by1 + reach, hc), min(bx1 + reach, wc)
     fg_c = coarse.mask[cy0:cy1, cx0:cx1]
     inner_c = fg_c & ~erode_cross(fg_c, border=True)
     outer_c = dilate_cross(fg_c) & ~fg_c
-    near_c = ndimage.binary_dilation(inner_c | outer_c, structure=np.ones((3, 3), bool), iterations=_BAND_CELLS)
+    near_c = ndimage.binary_dilation(inner_c | outer_c, structure=np.ones((3, 3), bool), iterations=BAND_CELLS)
     x0, y0, x1, y1 = cx0 * f, cy0 * f, min(cx1 * f, w), min(cy1 * f, h)
 
     def up(m: np.ndarray) -> np.ndarray:
@@ -371,13 +372,12 @@ def dilate_cross(m: np.ndarray) -> np.ndarray:
     return out
 
 
-_NEAR = 8  # px: how far an edge pixel looks for the nearest inside product pixel (a thin part has none)
-_OFFSETS = sorted(((dy, dx) for dy in range(-_NEAR, _NEAR + 1) for dx in range(-_NEAR, _NEAR + 1)),
+_OFFSETS = sorted(((dy, dx) for dy in range(-NEAR_INSIDE, NEAR_INSIDE + 1) for dx in range(-NEAR_INSIDE, NEAR_INSIDE + 1)),
                   key=lambda o: (o[0] * o[0] + o[1] * o[1], o))
 
 
 def _nearest_inside(inner: np.ndarray, ey: np.ndarray, ex: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rows, cols, found) of the nearest pixel of ``inner`` to each (ey, ex), within ``_NEAR`` px."""
+    """(rows, cols, found) of the nearest pixel of ``inner`` to each (ey, ex), within ``NEAR_INSIDE`` px."""
     h, w = inner.shape
     iy, ix = ey.copy(), ex.copy()
     found = np.zeros(ey.size, bool)
@@ -475,8 +475,6 @@ def _ring_gradient(rgb: np.ndarray, ring: int) -> np.ndarray:
     return np.concatenate([top.ravel(), bottom.ravel(), left.ravel(), right.ravel()])
 
 
-WINDOW_BLOCK = 8  # px: the plain-backdrop test of the work window is made on blocks this large
-WINDOW_MARGIN = 32  # px around what is not plain backdrop: more than any filter or morphology reaches
 
 
 def _work_window(rgb: np.ndarray, test: BackdropTest, sigma: float, t: float) -> tuple[int, int, int, int]:

@@ -11,6 +11,13 @@ SHADOW_WALL_GAP = 2  # shadow-like pixels this close to a step are not backdrop 
 OUTLINE_GAPS = (3, 6)  # unsure cuts: the outline is completed over gaps up to twice these (px)
 WORK_SIDE = 1024  # diagnostics are measured at most this large (resolution-independent measures)
 
+# the backdrop method (backdrop.py; docs/cutout.md, "The backdrop method", steps 7-8)
+COARSE_SIDE = 600  # px of a photo's short side per step of the coarse cut's reduction (2 from 1200 px, at most 3)
+BAND_CELLS = 2  # cells of the reduced cut on either side of its outline that are measured at full size
+NEAR_INSIDE = 8  # px: how far an edge pixel looks for the nearest inside product pixel (a thin part has none)
+WINDOW_BLOCK = 8  # px: the plain-backdrop test of the work window is made on blocks this large
+WINDOW_MARGIN = 32  # px around what is not plain backdrop: more than any filter or morphology reaches
+
 
 @dataclass(frozen=True)
 class ModelCutSettings:
