@@ -95,6 +95,9 @@ class RunSummary(BaseModel):
             delta = f" ({c['score'] - self.consistency_previous:+.3f} since the previous run)"
         lines = [f"- **catalog consistency {c['score']:.3f}**{delta} (1.0 = every image backed, framed and lit alike)"]
         for ch, v in c["channels"].items():
+            if v.get("score") is None:  # a channel with fewer than two live images has nothing to compare
+                lines.append(f"  - {ch}: not scored ({v['images']} live image{'' if v['images'] == 1 else 's'})")
+                continue
             parts = ", ".join(f"{k} {p['score']:.2f} (spread {p['spread']})" for k, p in v["parts"].items())
             lines.append(f"  - {ch}: {v['score']:.3f} over {v['images']} images - {parts}")
         if c.get("near_duplicates"):

@@ -1,0 +1,36 @@
+"""The run report holds for channels with 0, 1 and many live images (a channel with one image has no
+consistency score: the report said so with a crash, after the images were published)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lightbox.quality.consistency import consistency
+from lightbox.report import RunSummary
+
+
+def _entry(sku: str, channel: str, fill: float) -> dict:
+    return {"sku": sku, "channel": channel, "category": "mugs",
+            "metrics": {"fill_longest": fill, "clipped": 0.01, "border_mean": [255.0, 255.0, 255.0], "phash": None}}
+
+
+def _summary(cons: dict | None) -> RunSummary:
+    zero = dict(ingested=3, invalid=0, skipped=0, products=3, generated=4, unchanged=0, passed=4, failed=0, published=4,
+                to_review=0, wall_s=1.0, images_per_s=4.0, invalid_share=0.0, failed_share=0.0)
+    return RunSummary(run_id="r1", brand="b", spec_version=1, catalog="c.csv", out="out", manifest_uri="m", summary_uri="s/summary.json",
+                      quarantine=[], skipped_rows=[], warnings=[], failures=[], consistency=cons, **zero)
+
+
+@pytest.mark.parametrize("images", [{}, {"web_transparent": 1}, {"amazon_main": 3, "web_transparent": 1}, {"amazon_main": 3}])
+def test_the_report_holds_for_channels_with_zero_one_and_many_images(images):
+    entries = {f"S{i}/{ch}": _entry(f"S{i}", ch, 0.8 + 0.01 * i) for ch, n in images.items() for i in range(n)}
+    cons = consistency(entries)
+    text = _summary(cons).markdown()
+    if images.get("web_transparent") == 1:
+        assert cons["channels"]["web_transparent"]["score"] is None
+    if images.get("web_transparent") == 1 and images.get("amazon_main"):
+        assert "web_transparent: not scored (1 live image)" in text
+    if images.get("amazon_main"):
+        assert "amazon_main: 1.000 over 3 images" in text or "amazon_main: 0." in text
+    if not images or set(images) == {"web_transparent"}:
+        assert "catalog consistency: not enough images yet" in text
