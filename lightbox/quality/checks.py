@@ -130,6 +130,8 @@ def measure(data: bytes, look: Look, product_box: tuple[int, int, int, int] | No
         alpha = np.asarray(im.getchannel("A")) if m["has_alpha"] else np.full((h, w), 255, np.uint8)
         fg = alpha > 0
         box = _box_of(fg)
+        # the background is "nothing": anything visible away from the product (text, a border, a watermark) is detail
+        m["background_detail"] = _background_detail(alpha, product_box or box, strip)
     else:
         if (w, h) == (ch.width, ch.height):
             expected = background_rows(look).astype(np.int16)  # H x 1 x 3

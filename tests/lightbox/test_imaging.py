@@ -325,3 +325,31 @@ def test_one_job_that_breaks_the_engine_fails_alone():
     res = render_isolated(Breaks(), jobs)
     assert [r.error is None for r in res] == [True, False, True]
     assert res[1].error == "rendering with studio failed: ValueError: cannot broadcast (3,) into (4,)"
+
+
+def test_a_transparent_output_is_measured_and_gated_by_the_rules_that_apply_to_it():
+    """web_transparent used to fail every PNG ('no-overlays: background_detail not measured'): the background
+    of a transparent output is nothing, so anything visible away from the product is detail."""
+    from PIL import ImageDraw
+
+    from lightbox.generate import construction_metrics
+    from lightbox.quality.checks import decode_output, evaluate, measure
+
+    spec = load_brand_spec(TRAILHEAD)
+    look = resolve_look(spec, "bags", load_channel_presets()["web_transparent"])
+    cut = cut_out(studio_photo(600, 800)[0], spec.cutout)
+    out, _ = render(cut, look)
+
+    def judged(image):
+        blob = encode(image, look.channel)
+        m = construction_metrics(cut, look, decode_output(blob))
+        m |= measure(blob, look, product_box=tuple(m["product_box"]), image=decode_output(blob))
+        return m, evaluate(m, look)
+
+    m, (verdict, reasons, _) = judged(out)
+    assert m["background_detail"] == 0.0
+    assert verdict != "failed", reasons
+    marked = out.copy()
+    ImageDraw.Draw(marked).rectangle((20, 1500, 400, 1580), fill=(40, 40, 40, 255))  # a caption bar at the bottom
+    m, (verdict, reasons, failed) = judged(marked)
+    assert m["background_detail"] > 0.0002 and verdict == "failed" and "no-overlays" in failed
