@@ -50,14 +50,25 @@ def test_the_default_install_carries_its_model(cases):
     assert 0.0 <= pred.soft.min() and pred.soft.max() <= 1.0
 
 
+def _skirted() -> np.ndarray:
+    m = _disc()
+    yy, xx = np.mgrid[0:320, 0:320]
+    r = np.hypot(xx - 160, yy - 160)
+    m[(r > 84) & (r < 96)] = 0.4
+    return m
+
+
 def test_a_decided_map_is_confident_and_an_undecided_one_is_not():
     clean = model_confidence(_disc(), frame_sides=0)
     assert clean.score == 1.0 and clean.why is None
-    # the same disc with a wide undecided skirt (the model half-sure of a second region beside it)
-    skirt = _disc()
-    skirt[100:220, 240:300] = 0.4
+    # the same disc with a wide undecided skirt (the model half-sure of a region around it)
+    skirt = _skirted()
     unsure = model_confidence(skirt, frame_sides=0)
     assert undecided_share(skirt) > 0.1 and unsure.score == 0.0
+    # a faint region far from the product is not in the cut, and does not count
+    far = _disc(cx=110)
+    far[20:60, 260:300] = 0.4
+    assert undecided_share(far) == 0.0 and model_confidence(far, frame_sides=0).score == 1.0
     # an undecided region inside the mask counts as well (a part the model was not sure of)
     inside = _disc()
     inside[150:170, 150:170] = 0.7  # 2 % of the mask's area
@@ -92,7 +103,7 @@ def test_the_edge_keeps_the_models_outline_and_leaves_no_pale_rim():
     low = np.asarray(Image.fromarray(truth.astype(np.float32)).resize((320, 320), Image.Resampling.BILINEAR))
     low = np.clip(ndimage.gaussian_filter(low, 1.2), 0, 1)
     soft = np.asarray(Image.fromarray(low).resize(truth.shape[::-1], Image.Resampling.BILINEAR))
-    alpha, colour = refine_edge(rgb, soft, 320)
+    alpha, colour = refine_edge(rgb, soft, low)
     assert np.array_equal((alpha >= 128), soft >= 0.5)  # the model's outline, unmoved
     opaque = alpha == 255
     assert np.array_equal(colour[opaque], rgb[opaque])
@@ -106,10 +117,21 @@ def test_the_edge_keeps_the_models_outline_and_leaves_no_pale_rim():
     assert naive.mean(axis=1).max() > product_lum + 20  # measured +26: the test sees a rim where there is one
 
 
+def test_a_faint_region_away_from_the_product_stays_transparent():
+    """The model half-saw a second object (probability 0.4) away from the product: the bare call shows it as
+    a 40 % haze; the cut leaves it out."""
+    rgb, _ = _dark_product_on_white(640)
+    low = _disc()
+    low[20:60, 260:300] = 0.4
+    soft = np.asarray(Image.fromarray(low).resize((640, 640), Image.Resampling.BILINEAR))
+    alpha, _ = refine_edge(rgb, soft, low)
+    assert alpha[60:100, 540:580].max() == 0
+    assert alpha[300:340, 300:340].min() == 255
+
+
 def test_an_unsure_model_cut_is_kept_with_its_reason_not_confident():
     rgb, truth = _dark_product_on_white(640)
-    skirt = _disc()
-    skirt[100:220, 240:300] = 0.4
+    skirt = _skirted()
     soft = np.asarray(Image.fromarray(skirt).resize((640, 640), Image.Resampling.BILINEAR))
     cut = from_model(rgb, Prediction(soft=soft, low=skirt), Cutout(), "no plain backdrop (test)")
     assert cut.method == "model" and not cut.confident

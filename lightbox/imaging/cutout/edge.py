@@ -4,9 +4,10 @@ A segmentation model's map is coarse (U²-Netp: 320 px): brought up to the photo
 blurred over several pixels. Everything the model is sure of becomes 0 or 255 - opaque product pixels keep
 the source's values exactly - and only the thin band across the outline is mixed:
 
-1. **alpha**: the probability steepened around 0.5 by the photo's scale over the model's (``gain``), so the
-   transition is about two photo pixels wide wherever the photo is, and the 0.5 outline stays exactly where
-   the model put it (a guided filter snapping the alpha to the photo's edges was measured and lost more
+1. **alpha**: the probability steepened around 0.5 by the photo's scale over the model's (``gain``), within one
+   model pixel of the model's outline, so the transition is about two photo pixels wide wherever the photo
+   is, the 0.5 outline stays exactly where the model put it, and a faint region away from the outline (an
+   object the model half-saw) stays transparent (a guided filter snapping the alpha to the photo's edges was measured and lost more
    product on thin parts: docs/cutout.md);
 2. **colour**: for the mixed pixels (0 < alpha < 255), the foreground colour by blur fusion (Forte and Pitie,
    "Approximate Fast Foreground Colour Estimation", ICIP 2021): local means of the sure product and the sure
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
 from lightbox.imaging.cutout.settings import MODEL_CUT, ModelCutSettings
 
@@ -54,17 +56,22 @@ def foreground(rgb: np.ndarray, alpha: np.ndarray, ys: np.ndarray, xs: np.ndarra
     return np.clip(Fp + a * (obs - a * Fp - (1.0 - a) * Bp), 0.0, 255.0)
 
 
-def refine_edge(rgb: np.ndarray, soft: np.ndarray, model_side: int, s: ModelCutSettings = MODEL_CUT) -> tuple[np.ndarray, np.ndarray]:
-    """(alpha uint8, RGB uint8) from the photo and the model's probability at the photo's size; ``model_side`` is
-    the side of the model's own map (the scale of its blur follows from it)."""
+def refine_edge(rgb: np.ndarray, soft: np.ndarray, low: np.ndarray, s: ModelCutSettings = MODEL_CUT) -> tuple[np.ndarray, np.ndarray]:
+    """(alpha uint8, RGB uint8) from the photo, the model's probability at the photo's size (``soft``) and its
+    own map (``low``, the model's input size): the scale of the model's blur follows from the two sizes."""
     h, w = soft.shape
-    scale = max(h, w) / model_side  # photo pixels per model pixel
+    scale = max(h, w) / max(low.shape)  # photo pixels per model pixel
     gain = max(2.0, scale)
     alpha8 = (soft >= 0.5).view(np.uint8) * np.uint8(255)
     rgb_out = rgb.copy()
-    # the ramp (soft - 0.5) * gain + 0.5 is strictly between edge_sure and 1 - edge_sure only on this band
+    # the ramp (soft - 0.5) * gain + 0.5 is strictly between edge_sure and 1 - edge_sure only on this band, and
+    # only within one model pixel of the model's outline: a faint region of the map away from the product
+    # (another object the model half-saw) stays transparent, not a haze
+    solid = low >= 0.5
+    outline = ndimage.binary_dilation(solid ^ ndimage.binary_erosion(solid, border_value=1), structure=np.ones((3, 3), bool))
+    near = np.asarray(Image.fromarray(outline.view(np.uint8) * np.uint8(255), "L").resize((w, h), Image.Resampling.NEAREST)) > 0
     reach = (0.5 - s.edge_sure) / gain
-    ys, xs = np.nonzero((soft > 0.5 - reach) & (soft < 0.5 + reach))
+    ys, xs = np.nonzero((soft > 0.5 - reach) & (soft < 0.5 + reach) & near)
     if ys.size == 0:
         return alpha8, rgb_out
     a = np.clip((soft[ys, xs] - 0.5) * gain + 0.5, 0.0, 1.0)

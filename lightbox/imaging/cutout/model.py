@@ -40,7 +40,7 @@ def from_model(rgb: np.ndarray, pred, params: CutoutParams, reason: str, test: B
     if params.matting == "none":
         alpha8, rgb_out = np.rint(np.clip(soft, 0, 1) * 255).astype(np.uint8), rgb.copy()
     else:
-        alpha8, rgb_out = refine_edge(rgb, soft, max(low.shape))
+        alpha8, rgb_out = refine_edge(rgb, soft, low)
     if not (alpha8 > 0).any():
         raise ItemError("no product found by the segmentation model after edge refinement")
     test = test or assess_backdrop(rgb, params)  # routing ran it already unless the method was forced
