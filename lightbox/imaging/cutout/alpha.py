@@ -12,8 +12,6 @@ from lightbox.imaging.cutout.result import CutOut
 
 log = logging.getLogger(__name__)
 
-# --- alpha ---------------------------------------------------------------------------------------------------
-
 
 def from_alpha(arr: np.ndarray) -> CutOut:
     alpha = arr[..., 3]

@@ -44,8 +44,6 @@ from lightbox.imaging.cutout.surface import BackdropTest, _surface_at, assess_ba
 
 log = logging.getLogger(__name__)
 
-# --- backdrop method -----------------------------------------------------------------------------------------
-
 
 def cut_backdrop(rgb: np.ndarray, params: CutoutParams, test: BackdropTest | None = None) -> CutOut:
     """The backdrop cut: on a large photo cut at a reduced size and the edge placed at full size

@@ -13,8 +13,6 @@ from lightbox.imaging.cutout.surface import backdrop_blocks
 
 log = logging.getLogger(__name__)
 
-# --- diagnostics ---------------------------------------------------------------------------------------------
-
 
 def _reduce(arr: np.ndarray, factor: int) -> np.ndarray:
     """Means over factor x factor blocks, as float32. Integer images are summed in integers (exact), then

@@ -22,12 +22,13 @@ from lightbox.imaging.cutout.diagnostics import _bbox, diagnose
 from lightbox.imaging.cutout.edge import refine_edge
 from lightbox.imaging.cutout.result import CutOut
 from lightbox.imaging.cutout.surface import BackdropTest, assess_backdrop
+from lightbox.imaging.segmentation import Prediction
 from lightbox.specs.models import Cutout as CutoutParams
 
 log = logging.getLogger(__name__)
 
 
-def from_model(rgb: np.ndarray, pred, params: CutoutParams, reason: str, test: BackdropTest | None = None) -> CutOut:  # noqa: ANN001
+def from_model(rgb: np.ndarray, pred: Prediction, params: CutoutParams, reason: str, test: BackdropTest | None = None) -> CutOut:
     """A :class:`~lightbox.imaging.segmentation.Prediction` (``soft`` at the photo's size, ``low`` the model's
     own map) -> a cut with its confidence."""
     soft, low = pred.soft, pred.low

@@ -18,10 +18,9 @@ from lightbox.imaging.cutout.model import from_model
 from lightbox.imaging.cutout.result import CutOut
 from lightbox.imaging.cutout.settings import NO_BACKDROP
 from lightbox.imaging.cutout.surface import BackdropTest, assess_backdrop
+from lightbox.imaging.segmentation import Prediction, SegmentationError
 
 log = logging.getLogger(__name__)
-
-# --- routing -------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -79,8 +78,6 @@ def cut_out_many(images: list[Image.Image], params: list[CutoutParams],
                  segmenter_for: Callable[[CutoutParams], Any | None] = lambda p: None) -> list[CutOut | ItemError]:
     """Cut a chunk's photos: route each, batch the model's photos per segmenter, refine its masks.
     Returns a cut or the ItemError that refused it, per photo, in order."""
-    from lightbox.imaging.segmentation import SegmentationError
-
     segs = [segmenter_for(p) if p.method in ("auto", "model") and p.model is not None else None for p in params]
     plans = [_isolated(lambda im=im, p=p, s=s: plan_cut(im, p, s is not None), "routing")
              for im, p, s in zip(images, params, segs, strict=True)]
@@ -92,11 +89,11 @@ def cut_out_many(images: list[Image.Image], params: list[CutoutParams],
         by_seg.setdefault(id(segs[i]), []).append(i)
     for idxs in by_seg.values():
         seg = segs[idxs[0]]
-        for i, soft in zip(idxs, _predict_isolated(seg, [plans[i].rgb for i in idxs]), strict=True):
-            if isinstance(soft, SegmentationError):
-                results[i] = plans[i].fallback or ItemError(f"segmentation model failed: {soft}")
+        for i, pred in zip(idxs, _predict_isolated(seg, [plans[i].rgb for i in idxs]), strict=True):
+            if isinstance(pred, SegmentationError):
+                results[i] = plans[i].fallback or ItemError(f"segmentation model failed: {pred}")
                 continue
-            results[i] = _isolated(lambda i=i, soft=soft: from_model(plans[i].rgb, soft, params[i], plans[i].reason, plans[i].test),
+            results[i] = _isolated(lambda i=i, pred=pred: from_model(plans[i].rgb, pred, params[i], plans[i].reason, plans[i].test),
                                    "the model's cut")
     return results  # type: ignore[return-value]
 
@@ -115,18 +112,16 @@ def _isolated(step: Callable[[], Any], what: str) -> Any:
         return ItemError(f"cut-out failed in {what}: {type(e).__name__}{': ' + first if first else ''}")
 
 
-def _predict_isolated(seg: Any, rgbs: list[np.ndarray]) -> list[np.ndarray | Exception]:
-    """The model's masks for a batch; when the batch fails, each photo again alone, so only the photo
+def _predict_isolated(seg: Any, rgbs: list[np.ndarray]) -> list[Prediction | SegmentationError]:
+    """The model's predictions for a batch; when the batch fails, each photo again alone, so only the photo
     that breaks the model fails (as a SegmentationError in its place)."""
-    from lightbox.imaging.segmentation import SegmentationError
-
     try:
         return list(seg.predict(rgbs))
     except SegmentationError as e:
         if len(rgbs) == 1:
             return [e]
         log.warning("segmentation batch of %d failed (%s); segmenting its photos one at a time", len(rgbs), e)
-    out: list[np.ndarray | Exception] = []
+    out: list[Prediction | SegmentationError] = []
     for rgb in rgbs:
         try:
             out.extend(seg.predict([rgb]))

@@ -12,8 +12,6 @@ from lightbox.specs.models import Cutout as CutoutParams
 
 log = logging.getLogger(__name__)
 
-# --- plain-backdrop test -------------------------------------------------------------------------------------
-
 
 @dataclass(frozen=True)
 class BackdropTest:
