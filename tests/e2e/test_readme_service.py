@@ -44,8 +44,15 @@ def service_block() -> str:
 
 
 def _copy_repo(dest: Path) -> Path:
-    shutil.copytree(REPO, dest, ignore=shutil.ignore_patterns(".git", ".venv", "out", "__pycache__", "*.egg-info", ".pytest_cache",
-                                                              ".ruff_cache", "models", "*.log"))
+    anywhere = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info", ".pytest_cache", ".ruff_cache", "*.log")
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        skipped = set(anywhere(folder, names))
+        if Path(folder) == REPO:  # outputs and downloaded models at the root; the package's own model stays
+            skipped |= {"out", "models"} & set(names)
+        return skipped
+
+    shutil.copytree(REPO, dest, ignore=ignore)
     return dest
 
 
