@@ -253,7 +253,7 @@ def cutout_summary(outputs: list[Output]) -> dict[str, Any]:
             continue
         if "cutout_method" in o.metrics:
             unsure = o.metrics.get("cutout_confident") is False
-            per_sku[o.sku] = {"method": o.metrics["cutout_method"] + (" (unsure: review)" if unsure else ""),
+            per_sku[o.sku] = {"method": o.metrics["cutout_method"] + (" unsure (its outputs to review)" if unsure else ""),
                               "reason": o.metrics.get("cutout_reason", "")}
         elif o.status == "failed" and (o.error or "").startswith("cut-out refused"):
             per_sku[o.sku] = {"method": "refused", "reason": o.error or ""}
