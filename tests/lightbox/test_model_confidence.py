@@ -65,10 +65,10 @@ def test_a_decided_map_is_confident_and_an_undecided_one_is_not():
     skirt = _skirted()
     unsure = model_confidence(skirt, frame_sides=0)
     assert undecided_share(skirt) > 0.1 and unsure.score == 0.0
-    # a faint region far from the product is not in the cut, and does not count
+    # a faint region away from the product counts too: it may be a part the model lost (a lamp's pole)
     far = _disc(cx=110)
     far[20:60, 260:300] = 0.4
-    assert undecided_share(far) == 0.0 and model_confidence(far, frame_sides=0).score == 1.0
+    assert undecided_share(far) > 0.05 and model_confidence(far, frame_sides=0).score < Cutout().min_confidence
     # an undecided region inside the mask counts as well (a part the model was not sure of)
     inside = _disc()
     inside[150:170, 150:170] = 0.7  # 2 % of the mask's area

@@ -31,7 +31,6 @@ class ModelCutSettings:
 
     undecided_low: float = 0.1  # a model probability in (low, 1 - low) is undecided
     outline_reach: float = 2 / 320  # undecided pixels this close to the 0.5 outline (share of the map's side) are its edge
-    undecided_reach: float = 16 / 320  # ... and undecided pixels farther than this from the mask are not in the cut: not counted
     undecided_scale: float = 0.1  # confidence = 1 - undecided share / this (0 at 10 % of the mask's area)
     part_share: float = 0.2  # a second solid part this large against the largest: two objects, not one
     part_erosion: float = 4 / 320  # solid parts are counted after an erosion of this share of the map's side
