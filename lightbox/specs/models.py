@@ -134,7 +134,7 @@ class Cutout(_Model):
     max_backdrop_noise: float = Field(5.0, ge=0.5, le=40.0, description="plain-backdrop test: robust spread of the border's fit residuals (levels)")
     min_backdrop_fit: float = Field(0.9, ge=0.5, le=1.0, description="plain-backdrop test: share of the border the fitted backdrop explains")
     min_edge_contrast: float = Field(0.97, ge=0.0, le=1.0, description="share of the outline with contrast under which a backdrop cut is unsure")
-    matting: Literal["guided", "none"] = Field("guided", description="model masks: guided-filter alpha and foreground colour at the edge band; none: the model's mask as it is")
+    matting: Literal["refine", "none"] = Field("refine", description="model masks: the edge band refined on the model's outline and its colour recovered (no old-background rim); none: the model's mask as it is")
 
     @model_validator(mode="after")
     def _model_needed(self) -> "Cutout":
