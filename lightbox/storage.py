@@ -158,6 +158,21 @@ def parse_output_root(value: str, option: str = "--out") -> str:
     return value
 
 
+def _probe_reason(e: BaseException) -> str:
+    """One line on why the output root's start-up probe failed. Provider messages name no secret (botocore's
+    never print keys); only their first line is kept."""
+    if isinstance(e, PermissionError):
+        return "permission denied"
+    name = type(e).__name__
+    if name in ("NoCredentialsError", "PartialCredentialsError"):
+        return "no S3 credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
+    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError", "ReadTimeoutError"):
+        return f"the storage endpoint did not answer ({name}); check LIGHTBOX_S3_ENDPOINT_URL and the network"
+    text = getattr(e, "strerror", None) or str(e).strip()
+    first = text.splitlines()[0][:200] if text else ""
+    return f"{name}: {first}" if first else name
+
+
 TMP_DIR = ".lightbox-tmp"  # local temporary files live here, never in a live folder
 STALE_TMP_S = 3600
 
@@ -213,10 +228,9 @@ class Store:
         try:
             self._retrying(lambda: self._write(probe, b"ok"), probe, "write", budget_s=10)  # a start-up check: short
             self.fs.rm_file(self.path(probe))
-        except (StorageError, OSError) as e:
+        except Exception as e:  # a start-up probe: whatever the storage client raises becomes one line
             cause = e.__cause__ if isinstance(e, StorageError) and e.__cause__ else e
-            why = "permission denied" if isinstance(cause, PermissionError) else (getattr(cause, "strerror", None) or str(cause))
-            raise StorageError(f"{self.root_uri}: output is not writable ({why})") from e
+            raise StorageError(f"{self.root_uri}: output is not writable ({_probe_reason(cause)})") from e
 
     def exists(self, key: str) -> bool:
         return self._retrying(lambda: self.fs.exists(self.path(key)), key, "check")

@@ -232,3 +232,34 @@ def test_deploy_refuses_a_bad_lightbox_out(monkeypatch):
     monkeypatch.setattr(apply.subprocess, "run", lambda *a, **k: pytest.fail("prefect deploy ran"))
     with pytest.raises(OutputRootError, match=r"^LIGHTBOX_OUT 's3://': no bucket"):
         apply.deploy()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("case", ["no credentials", "endpoint down"])
+def test_an_s3_root_that_cannot_be_written_is_one_line_and_exit_2(case, tmp_path):
+    """``--out s3://bucket/x`` with no credentials (a 71-line NoCredentialsError traceback before), or with an
+    endpoint that does not answer (a traceback after 27 s): one line naming the root and what to do, exit 2."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") or k == "AWS_CA_BUNDLE"}
+    env |= {"PYTHONPATH": str(REPO), "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+            "AWS_EC2_METADATA_DISABLED": "true"}
+    if case == "endpoint down":  # a closed loopback port: nothing listens there
+        env |= {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                "LIGHTBOX_S3_ENDPOINT_URL": f"http://127.0.0.1:{_free_port()}"}
+    work = tmp_path / "work"
+    work.mkdir()
+    r = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(EXAMPLE_CATALOG), "--brand", ACME, "--out", "s3://bucket/x"],
+                       cwd=work, capture_output=True, text=True, timeout=180, env=env)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lightbox: error: s3://bucket/x: output is not writable ("), r.stderr
+    assert ("no S3 credentials" if case == "no credentials" else "did not answer") in lines[0]
+    assert "test" not in lines[0].split("(", 1)[1]  # the key is never echoed
+    assert list(work.iterdir()) == []
