@@ -45,6 +45,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from lightbox.config import lightbox_home
+from lightbox.errors import LightboxError
 from lightbox.layout import STATE_DIR, BrandLayout
 from lightbox.records import Output, Recorded
 from lightbox.storage import Store
@@ -125,6 +126,10 @@ class StateError(RuntimeError):
     """The state table cannot be reached or written (the chunk fails and is retried; nothing is dropped)."""
 
 
+class StateDamaged(LightboxError):
+    """The run state's SQLite file is not a database any more (overwritten, truncated): retrying cannot help."""
+
+
 def state_url(store: Store, url: str | None = None) -> tuple[str, str]:
     """(SQLAlchemy URL, root key) of the state of ``store``'s root. The root key is empty for the SQLite
     file inside a local root (the folder can move), else the root's URI (a shared database holds many)."""
@@ -187,6 +192,14 @@ def _create_tables(engine: Engine, url: str) -> Engine:
             if conn.dialect.name == "postgresql":
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7420115)")  # released at commit
             meta.create_all(conn)
+    except sa.exc.DatabaseError as e:
+        text = str(getattr(e, "orig", e)).lower()
+        if engine.dialect.name == "sqlite" and ("not a database" in text or "malformed" in text):
+            path = engine.url.database or url
+            raise StateDamaged(
+                f"run state {path} is damaged ({text.splitlines()[0][:80]}): move it aside (mv {path} {path}.damaged); the next "
+                "run rebuilds it from the brand's manifest export beside the images and re-hashes what is live") from e
+        raise StateError(f"run state {_safe(url)}: cannot create its tables ({type(e).__name__})") from e
     except sa.exc.SQLAlchemyError as e:
         raise StateError(f"run state {_safe(url)}: cannot create its tables ({type(e).__name__})") from e
     return engine

@@ -138,3 +138,27 @@ def test_what_a_failed_run_made_live_is_recorded_and_not_written_again(tmp_path,
     assert again.unchanged == 8 and again.generated == 1 and again.published == 1
     manifest = RunState.of(store).entries("acme-home")
     assert len(manifest) == 9 and all(store.sha256(store.key_of(e["uri"])) == e["sha256"] for e in manifest.values())
+
+
+def test_a_damaged_state_file_is_one_line_and_the_next_run_rebuilds_it(tmp_path, monkeypatch, capsys):
+    """state.sqlite with its header overwritten: 117 lines of traceback and exit 1 before; now one line naming the
+    file and what to do, exit 2, nothing rendered; moved aside, the next run rebuilds the state from the manifest
+    export and renders nothing again."""
+    from flows import cli
+    from lightbox.pipeline import run_plain
+
+    catalog = make_catalog(tmp_path / "cat", n_good=2)
+    out = tmp_path / "out"
+    first = run_plain(str(catalog), ACME, str(out))
+    assert first.published == 6
+    state = out / "_lightbox" / "state.sqlite"
+    with state.open("r+b") as f:
+        f.write(b"X" * 100)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run", str(catalog), "--brand", ACME, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"run state {state} is damaged" in err and f"mv {state} {state}.damaged" in err
+    state.rename(state.with_name("state.sqlite.damaged"))
+    again = run_plain(str(catalog), ACME, str(out))
+    assert again.generated == 0 and again.unchanged == 6 and again.published == 0
