@@ -135,6 +135,7 @@ def _run(catalog: str, spec: BrandSpec, brand: str, out: str, chunk_size: int, l
         if pinned:
             get_run_logger().info("generate: pinned to Dask workers declaring a %s resource", cluster.GPU_RESOURCE)
         generated = generate_chunk.map(plan.chunks, spec=unmapped(spec), ctx=unmapped(ctx))
+    ran_on = cluster.describe(runner)  # after the first submission: a Dask runner connects to its scheduler then
     # 5. Quality check
     checked = quality_check_chunk.map(generated, spec=unmapped(spec), ctx=unmapped(ctx), chunk_index=indexes)
     # 6. Publish (then tell subscribers, per chunk, without holding publication up)
@@ -156,7 +157,7 @@ def _run(catalog: str, spec: BrandSpec, brand: str, out: str, chunk_size: int, l
         warnings=validated.warnings, skipped=validated.skipped + plan.skipped, products=plan.products,
         wall_s=time.perf_counter() - started, manifest_uri=manifest_uri, skus=skus, unknown_skus=plan.unknown_skus,
         deliveries=_deliveries(notified), webhooks=hooks,
-        cdn_invalidation=cdn.result() if cdn.is_completed() else f"failed: {cdn.message}",
+        cdn_invalidation=cdn.result() if cdn.is_completed() else f"failed: {cdn.message}", runner=ran_on,
     )
     if chunk_errors:
         return Failed(message=f"{len(chunk_errors)} of {len(plan.chunks)} chunks failed after retries; first: {chunk_errors[0]}")

@@ -423,7 +423,7 @@ def _print_summary(s) -> None:  # noqa: ANN001 - RunSummary
     _say(
         f"{s.brand}: {s.ingested} rows, {s.invalid} quarantined, {s.skipped} skipped, {s.generated} generated, "
         f"{s.unchanged} unchanged, {s.published} published in {s.wall_s:.1f} s ({s.images_per_s:.2f} images/s); "
-        f"failed: {s.render_failed} to render, {s.qc_failed} quality\n"
+        f"failed: {s.render_failed} to render, {s.qc_failed} quality" + (f"; on a {s.runner}" if getattr(s, "runner", None) else "") + "\n"
         f"summary: {s.summary_uri}\nmanifest: {s.manifest_uri}\n"
     )
     counts = (getattr(s, "cutouts", None) or {}).get("counts")

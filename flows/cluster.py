@@ -81,6 +81,22 @@ def task_runner(cluster: str | None, workers: int) -> TaskRunner:
                                           "host": "127.0.0.1", "dashboard_address": None})
 
 
+def describe(runner: TaskRunner) -> str:
+    """Where a run's tasks ran, for the CLI line and summary.json: the thread pool and its size, or the Dask
+    scheduler's address and its workers (as the scheduler knows them when asked)."""
+    if type(runner).__name__ != "DaskTaskRunner":
+        n = getattr(runner, "_max_workers", None)
+        return f"thread pool of {n} threads" if n else type(runner).__name__
+    client = getattr(runner, "_client", None)
+    if client is None:
+        return f"Dask cluster at {getattr(runner, 'address', None) or 'a local cluster'}"
+    info = client.scheduler_info(n_workers=-1)
+    workers = info.get("workers", {})
+    kind = "local Dask cluster" if getattr(runner, "_cluster", None) is not None else "Dask cluster"
+    gpus = sum(1 for w in workers.values() if (w.get("resources") or {}).get(GPU_RESOURCE, 0) >= 1)
+    return f"{kind} at {info.get('address') or runner.address}, {len(workers)} workers" + (f" ({gpus} with a GPU)" if gpus else "")
+
+
 def gpu_workers(runner: TaskRunner) -> int:
     """How many workers of the run's Dask cluster declare a GPU resource (0 for other runners)."""
     client = getattr(runner, "client", None) if type(runner).__name__ == "DaskTaskRunner" else None

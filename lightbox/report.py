@@ -58,6 +58,7 @@ class RunSummary(BaseModel):
     failures: list[dict[str, Any]]
     published_images: list[dict[str, Any]] = Field(default_factory=list, description="sku, channel, uri, sha256 written")
     flow_run_id: str | None = None
+    runner: str | None = Field(None, description="where the tasks ran: the thread pool and its size, or the Dask scheduler and its workers")
     skus_requested: list[str] | None = Field(None, description="the run was limited to these SKUs (catalog update)")
     unknown_skus: list[str] = Field(default_factory=list, description="requested SKUs the catalog does not have")
     webhooks_sent: int = 0

@@ -51,6 +51,7 @@ def test_example_catalog_publishes_every_valid_product_for_every_channel(tmp_pat
     summary = json.loads(Path(s.summary_uri).read_text())
     assert summary["quarantine"][0]["sku"] == "ACM/../MUG-099"
     assert {q["reason"] for q in summary["skipped_rows"]} == {"hero: traditional photography"}
+    assert summary["runner"].startswith("thread pool of ") and summary["runner"].endswith(" threads")  # where it ran
     names = _task_names(state.state_details.flow_run_id)
     for stage in ("load-brand-spec", "ingest", "validate", "plan", "export-manifest", "report"):
         assert any(n.startswith(stage) for n in names), stage

@@ -164,6 +164,7 @@ def test_a_whole_run_joins_an_existing_scheduler(scheduler, tmp_path, env):
                        text=True, timeout=480)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "9 published" in r.stdout and len(_live(tmp_path / "out")) == 9
+    assert f"; on a Dask cluster at {scheduler}, 2 workers (1 with a GPU)\n" in r.stdout, r.stdout  # where it ran
 
 
 @pytest.mark.parametrize("setting, message", [
