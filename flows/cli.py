@@ -296,10 +296,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         _check_catalog_exists(args.catalog)
         store = Store(args.out)
         store.check_writable()
-        from lightbox.state import RunState
-
-        RunState.of(store)  # a damaged run-state file is one line here, not a traceback later
         checked = check_catalog(args.catalog, spec, args.layout, skus)
+        from lightbox.state import RunState, state_exists
+
+        if state_exists(store):
+            RunState.of(store)  # a damaged run-state file is one line here, not a traceback later
     except LightboxError as e:
         _remove_if_left_empty(args.out, out_existed)
         return _fail(str(e), 2)

@@ -344,7 +344,7 @@ def evaluate(metrics: dict[str, Any], look: Look, ai_generated: bool = False) ->
             worst = "failed"
             continue
         if not rule.check(metrics[rule.metric]):
-            reasons.append(f"[{rule.severity}] {rule.describe(metrics[rule.metric])}")
+            reasons.append(f"[{rule.severity}] {rule.describe(metrics[rule.metric], metrics)}")
             failed_ids.append(rule.id)
             if rule.severity == "fail":
                 worst = "failed"

@@ -351,9 +351,51 @@ class Rule(_Model):
             return measured != v
         return measured in v
 
-    def describe(self, measured: Any) -> str:
-        shown = round(measured, 4) if isinstance(measured, float) else measured
-        return f"{self.id}: {self.metric} {shown!r} fails {self.op} {self.value!r}"
+    def describe(self, measured: Any, metrics: dict[str, Any] | None = None) -> str:
+        """``id: what is wrong, in words`` for a measured value that fails the rule (``metrics``: the output's
+        other measures, for context such as why a cut-out is unsure)."""
+        return f"{self.id}: {_in_words(self, measured, metrics or {})}"
+
+
+_OPS = {">=": "at least", "<=": "at most", "==": "", "!=": "not", "in": "one of"}
+
+
+def _in_words(rule: Rule, m: Any, metrics: dict[str, Any]) -> str:
+    """A failed rule's measure said for people: what was measured, and what the channel allows."""
+    v, op = rule.value, _OPS[rule.op]
+    if isinstance(m, bool) or isinstance(v, bool):
+        said = {
+            ("cutout_confident", False): "the cut-out is not sure of its outline"
+            + (f" ({metrics['cutout_reason'].split('unsure: ', 1)[1]})" if "unsure: " in str(metrics.get("cutout_reason", "")) else ""),
+            ("touches_frame", True): "the product touches the edge of the frame (cropped?)",
+            ("product_present", False): "no product found in the image (it covers under 1 % of the frame)",
+            ("has_alpha", False): "the image has no transparency",
+        }.get((rule.metric, m))
+        return said or f"{rule.metric} is {'yes' if m else 'no'}, must be {'yes' if v else 'no'}"
+    if not isinstance(m, (int, float)) or not isinstance(v, (int, float)):
+        return f"{rule.metric} is {m!r}, must be {op + ' ' if op else ''}{v!r}"
+    words = {
+        "upscale": f"enlarged {m:.1f}x, more than the {v:g}x this channel allows" if rule.op == "<="
+        else f"enlarged {m:.1f}x, must be {op} {v:g}x",
+        "fidelity": f"the product's pixels differ from the cut-out by {m:.1f} levels on average ({op} {v:g} allowed)",
+        "fidelity_source": f"the product's pixels differ from the source photo by {m:.1f} levels on average ({op} {v:g} allowed)",
+        "sharpness": f"the product looks soft (sharpness {m:.1f}, {op} {v:g} wanted)",
+        "background_detail": f"{m:.2%} of the background is not plain (text, a border, a watermark?); {op} {v:.2%} allowed",
+        "cutout_holes": f"{m:.1%} of the product is backdrop seen through it (a hole kept in the backdrop's colour); "
+                        f"{op} {v:.1%} allowed",
+        "cutout_borders": f"the cut runs into {m} sides of its photo ({op} {v} allowed)",
+        "cutout_edge_contrast": f"only {m:.0%} of the outline has contrast across it ({op} {v:.0%} wanted): a leak or kept scene?",
+        "cutout_raggedness": f"the outline is ragged ({m:.2f}x its smoothed length, {op} {v:g} allowed)",
+        "cutout_share": f"the cut covers {m:.1%} of its photo (must be {op} {v:.1%})",
+        "clipped_highlights": f"{m:.0%} of the product is clipped at white ({op} {v:.0%} allowed)",
+        "clipped_shadows": f"{m:.0%} of the product is crushed to black ({op} {v:.0%} allowed)",
+        "fill_longest": f"the product fills {m:.0%} of the frame (must be {op} {v:.0%})",
+        "luma_std": f"the image is almost one colour (spread {m:.1f} levels, {op} {v:g} wanted): blank?",
+    }
+    if rule.metric in words:
+        return words[rule.metric]
+    shown = f"{m:.4g}" if isinstance(m, float) else str(m)
+    return f"{rule.metric} is {shown}, must be {op + ' ' if op else ''}{v!r}"
 
 
 class RulePack(_Model):

@@ -116,3 +116,21 @@ def test_look_digest_changes_only_with_what_it_depends_on():
     assert resolve_look(spec2, "kitchen", amazon).digest() == a
     spec3 = spec.model_copy(update={"shadow": spec.shadow.model_copy(update={"opacity": 0.5})})
     assert resolve_look(spec3, "kitchen", amazon).digest() != a
+
+
+@pytest.mark.parametrize("metric, op, value, measured, context, said", [
+    ("upscale", "<=", 2.0, 3.6364, {}, "upscale-x: enlarged 3.6x, more than the 2x this channel allows"),
+    ("cutout_confident", "==", True, False, {"cutout_reason": "no plain backdrop (noise 9); unsure: 23% of the mask's area is undecided"},
+     "upscale-x: the cut-out is not sure of its outline (23% of the mask's area is undecided)"),
+    ("touches_frame", "==", False, True, {}, "upscale-x: the product touches the edge of the frame (cropped?)"),
+    ("background_detail", "<=", 0.0002, 0.0031, {},
+     "upscale-x: 0.31% of the background is not plain (text, a border, a watermark?); at most 0.02% allowed"),
+    ("format", "==", "PNG", "JPEG", {}, "upscale-x: format is 'JPEG', must be 'PNG'"),
+    ("megapixels", ">=", 1.0, 0.5, {}, "upscale-x: megapixels is 0.5, must be at least 1.0"),
+])
+def test_gate_reasons_are_written_for_people(metric, op, value, measured, context, said):
+    """Not `upscale 3.6364 fails <= 2.0` or `cutout_confident False fails == True`: what is wrong, and what is allowed."""
+    from lightbox.specs.models import Rule
+
+    rule = Rule(id="upscale-x", metric=metric, op=op, value=value, source="house: test")
+    assert rule.describe(measured, context) == said
