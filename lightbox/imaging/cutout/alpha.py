@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 
 import numpy as np
 
@@ -10,7 +9,6 @@ from lightbox.errors import ItemError
 from lightbox.imaging.cutout.diagnostics import _bbox, diagnose
 from lightbox.imaging.cutout.result import CutOut
 
-log = logging.getLogger(__name__)
 
 
 def from_alpha(arr: np.ndarray) -> CutOut:

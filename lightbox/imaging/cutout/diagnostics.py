@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import numpy as np
@@ -11,7 +10,6 @@ from scipy import ndimage
 from lightbox.imaging.cutout.settings import WORK_SIDE
 from lightbox.imaging.cutout.surface import backdrop_blocks
 
-log = logging.getLogger(__name__)
 
 
 def _reduce(arr: np.ndarray, factor: int) -> np.ndarray:

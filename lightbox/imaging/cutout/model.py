@@ -12,7 +12,6 @@ An unsure cut (confidence under ``cutout.min_confidence``, or a reason such as t
 
 from __future__ import annotations
 
-import logging
 
 import numpy as np
 
@@ -25,7 +24,6 @@ from lightbox.imaging.cutout.surface import BackdropTest, assess_backdrop
 from lightbox.imaging.segmentation import Prediction
 from lightbox.specs.models import Cutout as CutoutParams
 
-log = logging.getLogger(__name__)
 
 
 def from_model(rgb: np.ndarray, pred: Prediction, params: CutoutParams, reason: str, test: BackdropTest | None = None) -> CutOut:

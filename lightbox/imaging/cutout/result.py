@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 
-log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CutOut:

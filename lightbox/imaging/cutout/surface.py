@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -10,7 +9,6 @@ import numpy as np
 from lightbox.errors import ItemError
 from lightbox.specs.models import Cutout as CutoutParams
 
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
