@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from lightbox.errors import ItemError
 from lightbox.imaging.cutout.diagnostics import _bbox, diagnose
 from lightbox.imaging.cutout.result import CutOut
-
 
 
 def from_alpha(arr: np.ndarray) -> CutOut:

@@ -155,8 +155,6 @@ def _backdrop_full(rgb: np.ndarray, params: CutoutParams, test: BackdropTest) ->
     return first
 
 
-
-
 def _coarse_factor(h: int, w: int) -> int:
     """By how much the backdrop cut reduces a photo before cutting it (1: not at all). The reduced photo
     keeps a short side of at least 600 px: thin parts (a 5 px wire at 800 px) need the full size; by 3 for
@@ -339,7 +337,6 @@ def _measure_pixels(rgb: np.ndarray, ys: np.ndarray, xs: np.ndarray, test: Backd
     return {"dist": dist, "backdrop_like": same & (near | shadow), "step": step, "fringe": fringe, "wall": wall}
 
 
-
 def _mirror(idx: np.ndarray, n: int) -> np.ndarray:
     """Indices past either end of 0..n-1 mirrored (scipy's 'reflect': -1 -> 0, n -> n-1)."""
     idx = np.where(idx < 0, -idx - 1, idx)
@@ -471,8 +468,6 @@ def _ring_gradient(rgb: np.ndarray, ring: int) -> np.ndarray:
     top, bottom = strip(rgb[:d])[:ring], strip(rgb[h - d:])[-ring:]
     left, right = strip(rgb[:, :d])[:, :ring], strip(rgb[:, w - d:])[:, -ring:]
     return np.concatenate([top.ravel(), bottom.ravel(), left.ravel(), right.ravel()])
-
-
 
 
 def _work_window(rgb: np.ndarray, test: BackdropTest, sigma: float, t: float) -> tuple[int, int, int, int]:

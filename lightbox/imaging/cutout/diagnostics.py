@@ -11,7 +11,6 @@ from lightbox.imaging.cutout.settings import WORK_SIDE
 from lightbox.imaging.cutout.surface import backdrop_blocks
 
 
-
 def _reduce(arr: np.ndarray, factor: int) -> np.ndarray:
     """Means over factor x factor blocks, as float32. Integer images are summed in integers (exact), then
     divided once: the same values as a float32 mean over the blocks, without its slow strided reduction."""

@@ -12,7 +12,6 @@ An unsure cut (confidence under ``cutout.min_confidence``, or a reason such as t
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from lightbox.errors import ItemError
@@ -23,7 +22,6 @@ from lightbox.imaging.cutout.result import CutOut
 from lightbox.imaging.cutout.surface import BackdropTest, assess_backdrop
 from lightbox.imaging.segmentation import Prediction
 from lightbox.specs.models import Cutout as CutoutParams
-
 
 
 def from_model(rgb: np.ndarray, pred: Prediction, params: CutoutParams, reason: str, test: BackdropTest | None = None) -> CutOut:

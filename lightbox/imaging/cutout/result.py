@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 
 
-
 @dataclass(frozen=True)
 class CutOut:
     rgba: np.ndarray  # H x W x 4 uint8: source RGB (opaque pixels untouched, edge pixels decontaminated) + alpha

@@ -10,7 +10,6 @@ from lightbox.errors import ItemError
 from lightbox.specs.models import Cutout as CutoutParams
 
 
-
 @dataclass(frozen=True)
 class BackdropTest:
     plain: bool
@@ -118,7 +117,6 @@ def backdrop_blocks(shape: tuple[int, int], coef: np.ndarray, factor: int,
         c = coef[:, k]
         out[..., k] = c[0] + c[1] * U + c[2] * V + c[3] * (U * U + var_u) + c[4] * (V * V + var_v) + c[5] * U * V
     return out
-
 
 
 def _surface_at(coef: np.ndarray, ys: np.ndarray, xs: np.ndarray, h: int, w: int) -> np.ndarray:
