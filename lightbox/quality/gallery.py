@@ -1,6 +1,8 @@
-"""A static HTML review gallery per run: every output the gate failed or warned about, with its
-thumbnail, metrics and reasons, filterable by channel and by rule, plus histograms of the run's
-metric distributions. One self-contained file (thumbnails inline), so it opens from disk or S3."""
+"""A static HTML review gallery per run: every output of the run, in three states - failed to render (with
+the reason, no image), to review (the gate failed it) and live (a contact sheet of what was published, warned
+ones first) - with thumbnails, metrics and reasons, filterable by state, channel and rule, plus histograms of
+the run's metric distributions. One self-contained file (thumbnails inline), so it opens from disk or S3.
+Live thumbnails are small, and at most ``LIVE_MAX`` of them are drawn (the page says how many were left out)."""
 
 from __future__ import annotations
 
@@ -17,15 +19,31 @@ from lightbox.records import Output
 from lightbox.storage import Store
 
 PLOTTED = ("fill_longest", "sharpness", "fidelity", "upscale", "background_detail", "clipped")
+LIVE_MAX = 600  # live outputs drawn on the contact sheet (each a ~5 KB inline thumbnail)
+STATES = ("failed", "review", "live")
+
+
+def _state(o: Output) -> str | None:
+    """failed (could not be rendered), review (the gate failed it), live (published or unchanged, rendered this run)."""
+    if o.status == "failed":
+        return "failed"
+    if o.status != "rendered":
+        return None  # unchanged: live from an earlier run, nothing new to show
+    return "review" if o.published == "review" or o.qc == "failed" else "live"
 
 
 def _thumb(data: bytes, size: int = 240) -> str:
+    """An inline thumbnail; a transparent output stays transparent (PNG, over the card's checkerboard)."""
     with Image.open(io.BytesIO(data)) as im:
-        im = im.convert("RGB")
+        alpha = im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info
+        im = im.convert("RGBA" if alpha else "RGB")
         im.thumbnail((size, size))
         buf = io.BytesIO()
-        im.save(buf, "JPEG", quality=80)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+        if alpha:
+            im.save(buf, "PNG", optimize=True)
+        else:
+            im.save(buf, "JPEG", quality=80)
+    return f"data:image/{'png' if alpha else 'jpeg'};base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def _rule_ids(o: Output) -> list[str]:
@@ -58,25 +76,40 @@ def _histogram(name: str, values: list[float], bins: int = 20) -> str:
 
 
 def build_gallery(outputs: list[Output], store: Store, title: str, consistency: dict[str, Any] | None = None) -> str:
-    flagged = [o for o in outputs if o.status == "rendered" and o.qc in ("failed", "warned")]
-    channels = sorted({o.channel for o in flagged})
-    rules = sorted({r for o in flagged for r in _rule_ids(o)})
+    order = {"failed": 0, "review": 1, "live": 2}
+    shown_outputs = sorted((o for o in outputs if _state(o)), key=lambda o: (order[_state(o)], o.qc != "warned", o.sku, o.name))
+    live = [o for o in shown_outputs if _state(o) == "live"]
+    left_out = max(0, len(live) - LIVE_MAX)
+    if left_out:
+        keep = set(map(id, live[:LIVE_MAX]))
+        shown_outputs = [o for o in shown_outputs if _state(o) != "live" or id(o) in keep]
+    counts = {st: sum(_state(o) == st for o in outputs) for st in STATES}
+    unchanged = sum(o.status == "unchanged" for o in outputs)
+    channels = sorted({o.channel for o in shown_outputs})
+    rules = sorted({r for o in shown_outputs for r in _rule_ids(o)})
     cards = []
-    for o in flagged:
+    for o in shown_outputs:
+        state = _state(o)
         uri = o.uri or o.staged_uri or ""
-        try:
-            src = _thumb(store.read(store.key_of(uri)))
-        except (FileNotFoundError, ValueError):
-            src = ""
+        src = ""
+        if state != "failed":
+            try:
+                src = _thumb(store.read(store.key_of(uri)), 240 if state == "review" or o.qc == "warned" else 120)
+            except (FileNotFoundError, ValueError):
+                src = ""
         shown = {k: v for k, v in sorted(o.metrics.items()) if k not in ("phash", "product_box")}
         metrics = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(json.dumps(v))}</td></tr>" for k, v in shown.items())
-        reasons = "".join(f"<li>{html.escape(r)}</li>" for r in o.qc_reasons)
+        reasons = "".join(f"<li>{html.escape(r)}</li>" for r in ([o.error or "could not be rendered"] if state == "failed" else o.qc_reasons))
+        image = (f'<img src="{src}" alt="{html.escape(o.sku)} {html.escape(o.channel)}" loading="lazy">' if src
+                 else '<div class="noimage">no image</div>')
+        badge = {"failed": "failed to render", "review": "to review", "live": "live" + (" (warned)" if o.qc == "warned" else "")}[state]
         cards.append(
-            f'<article class="card {o.qc}" data-channel="{html.escape(o.channel)}" data-rules="{html.escape(" ".join(_rule_ids(o)))}">'
-            f'<img src="{src}" alt="{html.escape(o.sku)} {html.escape(o.channel)}" loading="lazy">'
-            f'<h3>{html.escape(o.sku)} <small>{html.escape(o.name)}</small> <span class="badge">{o.qc}</span></h3>'
-            f'<ul class="reasons">{reasons}</ul><details><summary>metrics</summary><table>{metrics}</table></details>'
-            f'<p class="uri">{html.escape(uri)}</p></article>'
+            f'<article class="card state-{state} qc-{o.qc or "none"}" data-state="{state}" data-channel="{html.escape(o.channel)}" '
+            f'data-rules="{html.escape(" ".join(_rule_ids(o)))}">{image}'
+            f'<h3>{html.escape(o.sku)} <small>{html.escape(o.name)}</small> <span class="badge">{badge}</span></h3>'
+            f'<ul class="reasons">{reasons}</ul>'
+            + (f'<details><summary>metrics</summary><table>{metrics}</table></details>' if metrics else "")
+            + f'<p class="uri">{html.escape(uri)}</p></article>'
         )
     measured = [o for o in outputs if o.metrics and o.status == "rendered"]
     plots = "".join(
@@ -88,21 +121,25 @@ def build_gallery(outputs: list[Output], store: Store, title: str, consistency: 
     score = ""
     if consistency and consistency.get("score") is not None:
         score = f'<p id="consistency">Catalog consistency: <b>{consistency["score"]:.3f}</b></p>'
-    empty = "" if flagged else '<p id="empty">Nothing to review: every output passed.</p>'
+    empty = "" if shown_outputs else '<p id="empty">Nothing rendered this run.</p>'
+    note = (f" {unchanged} outputs were live already (unchanged, not shown)." if unchanged else "") + (
+        f" {left_out} more live outputs are not drawn (the first {LIVE_MAX} are)." if left_out else "")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
 body {{ font: 14px system-ui, sans-serif; margin: 24px; color: #222; }}
 #cards {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); gap: 14px; }}
 .card {{ border: 1px solid #ddd; border-radius: 8px; padding: 10px; background: #fff; }}
-.card.failed {{ border-color: #d33; }} .card.warned {{ border-color: #e0a000; }}
+.card.state-failed {{ border-color: #777; background: #f6f6f6; }} .card.state-review {{ border-color: #d33; }}
+.card.qc-warned {{ border-color: #e0a000; }} .noimage {{ height: 120px; display: grid; place-items: center; color: #777; }}
 .card img {{ width: 100%; background: repeating-conic-gradient(#eee 0 25%, #fff 0 50%) 0 0/16px 16px; }}
 .badge {{ font-size: 11px; padding: 1px 6px; border-radius: 8px; background: #eee; }}
 .reasons {{ color: #a00; padding-left: 18px; }} .uri {{ font-size: 11px; color: #777; word-break: break-all; }}
 .plots {{ display: flex; flex-wrap: wrap; gap: 12px; }} figure {{ margin: 0; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>{score}
-<p><span id="count">{len(flagged)}</span> of {len(flagged)} flagged outputs shown ({sum(o.qc == "failed" for o in flagged)} failed, {sum(o.qc == "warned" for o in flagged)} warned).</p>
+<p><span id="count">{len(shown_outputs)}</span> of {len(shown_outputs)} outputs shown: {counts["failed"]} failed to render, {counts["review"]} to review, {counts["live"]} live ({sum(o.qc == "warned" for o in live)} warned).{note}</p>
+<label>State <select id="state"><option value="">all</option><option value="failed">failed to render</option><option value="review">to review</option><option value="live">live</option></select></label>
 <label>Channel <select id="channel"><option value="">all</option>{options_ch}</select></label>
 <label>Rule <select id="rule"><option value="">all</option>{options_rule}</select></label>
 {empty}<section id="cards">{"".join(cards)}</section>
@@ -110,14 +147,17 @@ body {{ font: 14px system-ui, sans-serif; margin: 24px; color: #222; }}
 <script>
 function applyFilters() {{
   const ch = document.getElementById('channel').value, rule = document.getElementById('rule').value;
+  const state = document.getElementById('state').value;
   let shown = 0;
   for (const card of document.querySelectorAll('.card')) {{
-    const ok = (!ch || card.dataset.channel === ch) && (!rule || card.dataset.rules.split(' ').includes(rule));
+    const ok = (!state || card.dataset.state === state) && (!ch || card.dataset.channel === ch)
+      && (!rule || card.dataset.rules.split(' ').includes(rule));
     card.style.display = ok ? '' : 'none';
     if (ok) shown++;
   }}
   document.getElementById('count').textContent = shown;
 }}
+document.getElementById('state').addEventListener('change', applyFilters);
 document.getElementById('channel').addEventListener('change', applyFilters);
 document.getElementById('rule').addEventListener('change', applyFilters);
 </script></body></html>

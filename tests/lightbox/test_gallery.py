@@ -37,9 +37,9 @@ def browser(tmp_path):
 
 @pytest.fixture
 def served(tmp_path):
-    """A catalog with two good products and one thumbnail-sized photo (fails upscale-limit), run,
-    and its output root served on 127.0.0.1."""
-    catalog = make_catalog(tmp_path / "cat", n_good=2)
+    """A catalog with two good products, one whose photo is missing (fails to render) and one thumbnail-sized
+    photo (fails upscale-limit), run, and its output root served on 127.0.0.1."""
+    catalog = make_catalog(tmp_path / "cat", bad={"MISSING": None}, n_good=2)  # MISSING: its photo is not there
     add_thumbnail(catalog)
     out = tmp_path / "out"
     summary = run_plain(str(catalog), ACME, str(out))
@@ -56,6 +56,8 @@ def served(tmp_path):
 
 
 def test_review_page_loads_filters_and_shows_images(browser, served):
+    """Every output of the run is on the page: render failures with their reason, the outputs to review, and a
+    contact sheet of what went live; filters by state, channel and rule."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
@@ -64,16 +66,26 @@ def test_review_page_loads_filters_and_shows_images(browser, served):
     browser.get(url)
     cards = browser.find_elements(By.CSS_SELECTOR, ".card")
     visible = lambda: [c for c in browser.find_elements(By.CSS_SELECTOR, ".card") if c.is_displayed()]  # noqa: E731
-    assert len(cards) >= 3 and browser.find_element(By.ID, "count").text == str(len(cards))
-    # every thumbnail decoded by the browser (naturalWidth > 0), not a broken image
+    sku = lambda card: card.find_element(By.TAG_NAME, "h3").text.split()[0]  # noqa: E731
+    assert len(cards) == 12 and browser.find_element(By.ID, "count").text == "12"  # 3 failed, 3 to review, 6 live
+    by_state = {st: [c for c in cards if c.get_attribute("data-state") == st] for st in ("failed", "review", "live")}
+    assert {st: len(cs) for st, cs in by_state.items()} == {"failed": 3, "review": 3, "live": 6}
+    # every thumbnail decoded by the browser (naturalWidth > 0), not a broken image; render failures have none
     widths = browser.execute_script("return [...document.querySelectorAll('.card img')].map(i => i.naturalWidth)")
-    assert all(w > 0 for w in widths)
-    failed = [c for c in cards if "failed" in c.get_attribute("class")]
-    assert {c.get_attribute("data-channel") for c in failed} == {"amazon_main", "shopify_square", "google_merchant"}
-    assert all("THUMB-1" in c.text and "upscale-limit" in c.text for c in failed)
+    assert len(widths) == 9 and all(w > 0 for w in widths)
+    assert all("MISSING" in c.text and "source image not found" in c.text and "failed to render" in c.text for c in by_state["failed"])
+    review = by_state["review"]
+    assert {c.get_attribute("data-channel") for c in review} == {"amazon_main", "shopify_square", "google_merchant"}
+    assert all("THUMB-1" in c.text and "upscale-limit" in c.text for c in review)
+    assert {sku(c) for c in by_state["live"]} == {"GOOD-0", "GOOD-1"}
 
+    Select(browser.find_element(By.ID, "state")).select_by_value("review")
+    assert len(visible()) == 3 and browser.find_element(By.ID, "count").text == "3"
+    Select(browser.find_element(By.ID, "state")).select_by_value("failed")
+    assert {sku(c) for c in visible()} == {"MISSING"}
+    Select(browser.find_element(By.ID, "state")).select_by_value("")
     Select(browser.find_element(By.ID, "channel")).select_by_value("amazon_main")
-    assert {c.get_attribute("data-channel") for c in visible()} == {"amazon_main"}
+    assert {c.get_attribute("data-channel") for c in visible()} == {"amazon_main"} and len(visible()) == 4
     Select(browser.find_element(By.ID, "channel")).select_by_value("")
     Select(browser.find_element(By.ID, "rule")).select_by_value("upscale-limit")
     shown = visible()
@@ -81,3 +93,17 @@ def test_review_page_loads_filters_and_shows_images(browser, served):
     plots = browser.find_elements(By.CSS_SELECTOR, "figure.plot svg rect")
     assert len(plots) >= 20  # histogram bars were drawn
     assert "Catalog consistency" in browser.find_element(By.ID, "consistency").text
+
+
+def test_a_run_whose_every_output_failed_to_render_does_not_say_nothing_to_review(tmp_path):
+    """It used to read "Nothing to review: every output passed"."""
+    from lightbox.quality.gallery import build_gallery
+    from lightbox.records import Output
+    from lightbox.storage import Store
+
+    outputs = [Output(sku=f"S-{i}", row=i + 1, category="mugs", channel=ch, variant=0, status="failed", seed=0, engine="studio",
+                      error="source image not found: img/s.jpg") for i in range(2) for ch in ("amazon_main", "shopify_square")]
+    page = build_gallery(outputs, Store(str(tmp_path)), "t")
+    assert "Nothing" not in page and "every output passed" not in page
+    assert page.count('data-state="failed"') == 4 and "4 failed to render, 0 to review, 0 live" in page
+    assert page.count("source image not found: img/s.jpg") == 4
