@@ -41,3 +41,10 @@ class ItemError(LightboxError):
 
 class TransientError(LightboxError):
     """A failure worth retrying (timeout, throttling, 5xx)."""
+
+
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """``TypeName: first line of the message`` (cut to ``limit``), for a one-line reason about an unexpected
+    error whose traceback goes to the log."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0][:limit]}" if text else type(e).__name__

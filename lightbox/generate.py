@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from lightbox.engines import Engine, Rendered, RenderJob
-from lightbox.errors import ItemError
+from lightbox.errors import ItemError, first_line
 from lightbox.fetch import SourceFetcher
 from lightbox.imaging.compose import encode, interior_after_resample, layout, resample_product, resampled_image
 from lightbox.imaging.cutout import CutOut, cut_out_many, erode_cross
@@ -113,15 +113,10 @@ def prepare_item(
 ) -> tuple[list[Output], _Pending | None]:
     """Read, fingerprint, skip what is unchanged, decode and cut out once. No rendering yet."""
     product = item.product
-    base = {"sku": product.sku, "row": product.row, "category": product.category}
     looks = {ch.name: effective_look(spec, product.category, ch, ctx) for ch in channels}
 
     def failed(reason: str) -> list[Output]:
-        return [
-            Output(**base, channel=ch.name, variant=v, status="failed", seed=seed_for(product.sku, v, spec.version),
-                   engine=looks[ch.name].engine, error=reason)
-            for ch in channels for v in range(_variants(looks[ch.name]))
-        ]
+        return _failed_outputs(product, spec, channels, looks, reason)
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -293,19 +288,21 @@ def generate_chunk(
 def _one_line(what: str, e: BaseException) -> str:
     """An unexpected error as a one-line reason for one item (its traceback goes to the log)."""
     log.error("%s failed on one item", what, exc_info=e)
-    first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-    return f"{what} failed: {type(e).__name__}{': ' + first if first else ''}"
+    return f"{what} failed: {first_line(e)}"
+
+
+def _failed_outputs(product: Product, spec: BrandSpec, channels: list[ChannelPreset], looks: dict[str, Look], reason: str) -> list[Output]:
+    """Every output of ``product`` (each channel, each variant), failed with ``reason``."""
+    return [
+        Output(sku=product.sku, row=product.row, category=product.category, channel=ch.name, variant=v, status="failed",
+               seed=seed_for(product.sku, v, spec.version), engine=looks[ch.name].engine, error=reason)
+        for ch in channels for v in range(_variants(looks[ch.name]))
+    ]
 
 
 def _failed_item(item: WorkItem, spec: BrandSpec, channels: list[ChannelPreset], ctx: RunContext, reason: str) -> list[Output]:
-    product = item.product
-    out = []
-    for ch in channels:
-        look = effective_look(spec, product.category, ch, ctx)
-        out += [Output(sku=product.sku, row=product.row, category=product.category, channel=ch.name, variant=v, status="failed",
-                       seed=seed_for(product.sku, v, spec.version), engine=look.engine, error=reason)
-                for v in range(_variants(look))]
-    return out
+    looks = {ch.name: effective_look(spec, item.product.category, ch, ctx) for ch in channels}
+    return _failed_outputs(item.product, spec, channels, looks, reason)
 
 
 def render_isolated(engine: Engine, jobs: list[RenderJob]) -> list[Rendered]:

@@ -23,7 +23,7 @@ from typing import Any
 import fsspec
 from fsspec.core import url_to_fs
 
-from lightbox.errors import OutputRootError, StorageError
+from lightbox.errors import OutputRootError, StorageError, first_line
 from lightbox.retry import with_retries
 
 log = logging.getLogger(__name__)
@@ -168,9 +168,7 @@ def _probe_reason(e: BaseException) -> str:
         return "no S3 credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
     if name in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError", "ReadTimeoutError"):
         return f"the storage endpoint did not answer ({name}); check LIGHTBOX_S3_ENDPOINT_URL and the network"
-    text = getattr(e, "strerror", None) or str(e).strip()
-    first = text.splitlines()[0][:200] if text else ""
-    return f"{name}: {first}" if first else name
+    return f"{name}: {e.strerror}" if getattr(e, "strerror", None) else first_line(e)
 
 
 TMP_DIR = ".lightbox-tmp"  # local temporary files live here, never in a live folder

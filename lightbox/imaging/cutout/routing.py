@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from lightbox.errors import ItemError
+from lightbox.errors import ItemError, first_line
 from lightbox.specs.models import Cutout as CutoutParams
 from lightbox.imaging.cutout.alpha import from_alpha
 from lightbox.imaging.cutout.backdrop import cut_backdrop
@@ -108,8 +108,7 @@ def _isolated(step: Callable[[], Any], what: str) -> Any:
         return e
     except Exception as e:  # one photo's unexpected error fails that photo alone; its traceback is logged
         log.exception("cut-out: %s failed on one photo", what)
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-        return ItemError(f"cut-out failed in {what}: {type(e).__name__}{': ' + first if first else ''}")
+        return ItemError(f"cut-out failed in {what}: {first_line(e)}")
 
 
 def _predict_isolated(seg: Any, rgbs: list[np.ndarray]) -> list[Prediction | SegmentationError]:
