@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 RGB = tuple[int, int, int]
 _HEX = re.compile(r"^#?([0-9a-fA-F]{6})$")
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+FILL_MARGIN = 0.01  # a locked fill sits this far inside a channel's fill rule: framing rounds to whole pixels
 
 
 def parse_color(value: Any) -> RGB:
@@ -424,6 +425,19 @@ class ChannelPreset(_Model):
             return v
         return parse_color(v)
 
+    def fill_bounds(self) -> tuple[float, float]:
+        """The fill the channel's failing rules on ``fill_longest`` allow (Amazon: at least 85 % of the frame),
+        a point inside each bound: a brand's or template's fill is held within them, as the channel's
+        background is (``resolve_look``), so a spec cannot ask for a frame its own channel then fails."""
+        lo, hi = 0.0, 1.0
+        for r in self.rules:
+            if r.severity == "fail" and r.metric == "fill_longest" and isinstance(r.value, int | float):
+                if r.op == ">=":
+                    lo = max(lo, float(r.value) + FILL_MARGIN)
+                elif r.op == "<=":
+                    hi = min(hi, float(r.value) - FILL_MARGIN)
+        return lo, hi
+
     @model_validator(mode="after")
     def _transparent_needs_alpha(self) -> "ChannelPreset":
         if self.background == "transparent" and self.format == "jpeg":
@@ -479,6 +493,7 @@ def resolve_look(spec: BrandSpec, category: str, channel: ChannelPreset) -> Look
     if not channel.shadow or background == "transparent":
         shadow = shadow.model_copy(update={"enabled": False})
     framing = tpl.framing or spec.framing
+    lo, hi = channel.fill_bounds()  # a marketplace's fill rule is a lock, like its background
     engine = tpl.engine or spec.engine
     generation = None
     # A channel that locks its background (Amazon's pure white) gets no AI scene: studio render there.
@@ -491,7 +506,7 @@ def resolve_look(spec: BrandSpec, category: str, channel: ChannelPreset) -> Look
         generation=generation,
         background=background,
         shadow=shadow,
-        fill=framing.fill if framing.fill is not None else channel.fill,
+        fill=min(max(framing.fill if framing.fill is not None else channel.fill, lo), hi),
         placement=framing.placement,
         cutout=tpl.cutout or spec.cutout,
         channel=channel,

@@ -100,6 +100,16 @@ def shape_mask(shape: str, w: int, h: int) -> tuple[Image.Image, tuple[int, int,
             pts.append((y, r))
         poly = [(cx - r, y) for y, r in pts] + [(cx + r, y) for y, r in reversed(pts)]
         d.polygon(poly, fill=255)
+    elif shape == "boot":  # side view: shaft, foot to the right, a thicker sole
+        sw = int(pw * 0.62)
+        x0 = cx - int(pw * 0.75)
+        d.rounded_rectangle([x0, top + H // 12, x0 + sw, bottom], radius=sw // 6, fill=255)
+        d.rounded_rectangle([x0, bottom - H // 4, x0 + int(pw * 1.5), bottom], radius=H // 10, fill=255)
+        d.rectangle([x0 - s * 4, bottom - H // 28, x0 + int(pw * 1.5) + s * 2, bottom], fill=255)
+    elif shape == "bag":  # a daypack: rounded body, a top handle loop
+        bw = int(pw * 1.05)
+        d.rounded_rectangle([cx - bw // 2, top + H // 7, cx + bw // 2, bottom], radius=bw // 4, fill=255)
+        d.arc([cx - bw // 6, top, cx + bw // 6, top + H // 4], 180, 360, fill=255, width=max(s * 6, bw // 16))
     else:
         raise ValueError(shape)
     m = m.resize((w, h), Image.Resampling.BOX)
@@ -186,6 +196,18 @@ PRODUCTS = [
     ("ACM-BOX-022", "Keepsake Box", "decor", "box", "navy", "walnut", (2200, 1700), "jpeg"),
     ("ACM-CDL-023", "Taper Candle Set", "decor", "candle", "red", "beeswax", (1200, 2000), "jpeg"),
     ("ACM-JAR-024", "Cookie Jar", "kitchen", "jar", "blue", "glass", (1800, 1800), "jpeg"),
+]
+# the second brand's example (examples/trailhead-outdoor): bags, bottles, footwear, accessories; size is the
+# shoe size its footwear alt text names
+TRAILHEAD_PRODUCTS = [
+    ("TRL-BTL-001", "Insulated Bottle", "bottles", "bottle", "teal", "steel", "", (1400, 2200), "jpeg"),
+    ("TRL-BTL-002", "Trail Flask", "bottles", "tumbler", "orange", "steel", "", (1300, 1800), "png"),
+    ("TRL-BAG-003", "Daypack 20L", "bags", "bag", "green", "ripstop nylon", "", (1800, 2000), "jpeg"),
+    ("TRL-BAG-004", "Summit Pack 35L", "bags", "bag", "navy", "cordura", "", (1600, 2000), "exif"),
+    ("TRL-BOT-005", "Ridge Hiking Boot", "footwear", "boot", "brown", "leather", "42", (2000, 1600), "jpeg"),
+    ("TRL-BOT-006", "Scree Trail Runner", "footwear", "boot", "blue", "mesh", "40", (2000, 1500), "png"),
+    ("TRL-ACC-007", "Camp Mug", "accessories", "mug", "black", "enamel", "", (1900, 1900), "jpeg"),
+    ("TRL-ACC-008", "Bear Canister", "accessories", "jar", "yellow", "polycarbonate", "", (1500, 1700), "jpeg"),
 ]
 HEROES = [
     ("ACM-HERO-001", "Signature Dutch Oven", "kitchen", "red", "cast iron"),

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 from PIL import Image
 
 from lightbox.state import RunState
 from lightbox.pipeline import run_plain
+from lightbox.specs import load_channel_presets
 from lightbox.storage import Store
-from tests.conftest import ACME
+from tests.conftest import ACME, REPO, TRAILHEAD
 from tests.images import studio_photo, to_bytes
 
 CHANNELS = ("amazon_main", "shopify_square", "google_merchant")
@@ -259,3 +261,37 @@ def test_a_scene_photo_is_refused_without_a_model_and_cut_by_the_bundled_one_by_
         mine = [r for r in records if r["sku"] == "SCENE-1"]
         assert mine and all("unsure" in r["cutout"]["reason"] or r["qc_reasons"] for r in mine)
         assert all(r["placement"]["source_box"] and r["cutout"]["confidence"] is not None for r in mine)
+
+def test_every_channel_preset_passes_its_own_packs(tmp_path):
+    """One studio product per category on every shipped channel, framed by a brand asking for more (0.95) and less
+    (0.80) than some marketplaces allow: every output passes its channel's rules with no warning (Etsy's zoom size,
+    Amazon's and Google's fill)."""
+    img = tmp_path / "img"
+    img.mkdir()
+    rows = []
+    for i, category in enumerate(("kitchen", "decor")):
+        im, _ = studio_photo(1600, 2000, seed=i)
+        (img / f"p{i}.jpg").write_bytes(to_bytes(im, "JPEG", quality=92))
+        rows.append({"sku": f"P-{i}", "title": "Vase", "category": category, "image": f"img/p{i}.jpg", "color": "red"})
+    pd.DataFrame(rows).to_csv(tmp_path / "catalog.csv", index=False)
+    channels = sorted(load_channel_presets())
+    spec = {"name": "every-channel", "version": 1, "engine": "studio", "background": "#F2F2F2", "framing": {"fill": 0.95},
+            "templates": {"default": {"alt_text": "{title} - {color}"}, "small": {"alt_text": "{title}", "framing": {"fill": 0.80}}},
+            "categories": {"kitchen": "default", "decor": "small"}, "channels": channels}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    summary = run_plain(str(tmp_path / "catalog.csv"), str(tmp_path / "spec.yaml"), str(tmp_path / "out"))
+    entries = [json.loads(line) for line in (tmp_path / "out" / "every-channel" / "manifest.jsonl").read_text().splitlines()]
+    assert summary.published == len(entries) == 2 * len(channels)
+    assert [(e["sku"], e["channel"], e["qc_reasons"]) for e in entries if e["qc"] != "passed"] == []
+
+
+def test_the_trailhead_example_publishes_its_transparent_pngs(tmp_path):
+    """The second example brand (issue 25, item 1): its whole catalog, transparent PNGs included, goes live."""
+    summary = run_plain(str(REPO / "examples" / "trailhead-outdoor" / "catalog.csv"), TRAILHEAD, str(tmp_path / "out"))
+    assert summary.published == 24 and summary.qc_failed == 0 and summary.render_failed == 0
+    pngs = sorted((tmp_path / "out" / "trailhead-outdoor").glob("*/web_transparent.png"))
+    assert len(pngs) == 8
+    for p in pngs:
+        with Image.open(p) as im:
+            alpha = np.asarray(im.getchannel("A"))
+        assert im.mode == "RGBA" and alpha.min() == 0 and alpha.max() == 255

@@ -134,3 +134,18 @@ def test_gate_reasons_are_written_for_people(metric, op, value, measured, contex
 
     rule = Rule(id="upscale-x", metric=metric, op=op, value=value, source="house: test")
     assert rule.describe(measured, context) == said
+
+
+def test_a_marketplace_fill_rule_locks_the_fill_like_its_background():
+    """The shipped trailhead spec frames footwear at 0.84; Amazon fails under 85 %: the channel holds the fill
+    inside its own rule (0.86), Google inside 75-90 %, and a channel with no fill rule keeps the brand's."""
+    spec = load_brand_spec(TRAILHEAD)
+    presets = load_channel_presets()
+    assert spec.template_for("footwear").framing.fill == 0.84
+    assert resolve_look(spec, "footwear", presets["amazon_main"]).fill == pytest.approx(0.86)
+    assert resolve_look(spec, "footwear", presets["walmart_main"]).fill == pytest.approx(0.86)
+    assert resolve_look(spec, "footwear", presets["shopify_square"]).fill == 0.84
+    wide = spec.model_copy(update={"framing": spec.framing.model_copy(update={"fill": 0.95})})
+    assert resolve_look(wide, "bags", presets["google_merchant"]).fill == pytest.approx(0.89)
+    assert resolve_look(wide, "bags", presets["amazon_main"]).fill == 0.95
+    assert presets["shopify_square"].fill_bounds() == (0.0, 1.0)
