@@ -53,9 +53,12 @@ def grouped_reasons(rows: list[QuarantinedRow], shown_values: int = 6) -> list[t
     one cause: "category '…' is not in the brand spec - 'tops' 5, 'shirts' 3" (values that are the same in
     every row of the cause stay in the text)."""
     groups: dict[str, list[list[str]]] = {}
+    rows_of: dict[str, set[int]] = {}  # a row with two problems of one cause counts once under it
     for q in rows:
         for reason in q.causes or [q.reason]:  # a row with several reasons counts under each
-            groups.setdefault(_QUOTED.sub(_HOLE, reason), []).append(_QUOTED.findall(reason))
+            key = _QUOTED.sub(_HOLE, reason)
+            groups.setdefault(key, []).append(_QUOTED.findall(reason))
+            rows_of.setdefault(key, set()).add(q.row)
     out = []
     for key, values in groups.items():
         columns = list(zip(*values, strict=True))  # one key, one count of quoted values
@@ -67,7 +70,7 @@ def grouped_reasons(rows: list[QuarantinedRow], shown_values: int = 6) -> list[t
             text += " - " + ", ".join(f"{v} {n}" for v, n in counts[:shown_values])
             if len(counts) > shown_values:
                 text += f", ... ({len(counts) - shown_values} more)"
-        out.append((len(values), text))
+        out.append((len(rows_of[key]), text))
     return sorted(out, key=lambda nt: (-nt[0], nt[1]))
 
 

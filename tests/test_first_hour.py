@@ -158,7 +158,7 @@ def test_every_failure_before_the_run_is_one_line_exit_2_and_starts_no_server(tm
         (["validate", str(bad["unknown-layout.csv"])], "unknown column layout"),
         (["init", "nope.csv"], "nope.csv: file not found"),
         (["api-key", "revoke", "nobody", "--file", str(tmp_path / "keys.json")], "no key named 'nobody'"),
-        (["run", example, "--fetch-policy", str(channel)], "channel.yaml: name: Extra inputs are not permitted"),
+        (["run", example, "--fetch-policy", str(channel)], "channel.yaml: name: unknown key (known: "),
         (["run", example, "--webhooks", str(tmp_path / "hooks.yaml")], "hooks.yaml: file not found"),
     ]
     for args, message in cases:

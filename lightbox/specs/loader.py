@@ -11,29 +11,11 @@ import fsspec
 import yaml
 from pydantic import ValidationError
 
+from lightbox.config import validation_message as _format_errors
 from lightbox.errors import SpecError
 from lightbox.specs.models import BrandSpec, ChannelPreset, RulePack
 
 log = logging.getLogger(__name__)
-
-
-def _format_errors(source: str, err: ValidationError) -> str:
-    parts = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if p not in ("function-after", "function-before"))
-        msg = e["msg"].removeprefix("Value error, ")
-        shown = e.get("input")
-        if e["type"] in ("missing",):
-            parts.append(f"{loc}: field required")
-        elif e["type"] == "invalid_key":  # YAML read "opacity: 0,30" in a {...} mapping as "opacity: 0" and a key 30
-            parent = ".".join(str(p) for p in e["loc"][:-1]) or "top level"
-            parts.append(f"{parent}: unexpected key {shown!r} - a decimal comma? In YAML '0,30' inside {{...}} is two "
-                         "entries; write 0.30")
-        elif isinstance(shown, (dict, list)) or e["type"].startswith("extra"):
-            parts.append(f"{loc}: {msg}")
-        else:
-            parts.append(f"{loc}: {msg} (got {shown!r})")
-    return f"{source}: " + "; ".join(parts)
 
 
 def _read_yaml(uri: str) -> Any:
@@ -63,7 +45,7 @@ def load_rule_packs() -> dict[str, RulePack]:
         try:
             pack = RulePack(**yaml.safe_load(entry.read_text(encoding="utf-8")))
         except ValidationError as e:
-            raise SpecError(_format_errors(f"lightbox/presets/rules/{entry.name}", e)) from None
+            raise SpecError(_format_errors(f"lightbox/presets/rules/{entry.name}", e, RulePack)) from None
         packs[pack.name] = pack
     return packs
 
@@ -81,7 +63,7 @@ def load_channel_presets() -> dict[str, ChannelPreset]:
         try:
             preset = ChannelPreset(name=name, **body)
         except ValidationError as e:
-            raise SpecError(_format_errors(where, e)) from None
+            raise SpecError(_format_errors(where, e, ChannelPreset)) from None
         rules = list(packs[HOUSE_PACK].rules)
         for pack in preset.rule_packs:
             if pack not in packs:
@@ -99,7 +81,7 @@ def load_brand_spec(uri: str) -> BrandSpec:
     try:
         spec = BrandSpec(**data)
     except ValidationError as e:
-        raise SpecError(_format_errors(uri, e)) from None
+        raise SpecError(_format_errors(uri, e, BrandSpec)) from None
     presets = load_channel_presets()
     for i, name in enumerate(spec.channels):
         if name not in presets:

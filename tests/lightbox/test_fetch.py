@@ -248,7 +248,7 @@ def test_policy_file_errors_name_the_field(tmp_path):
     with pytest.raises(SpecError, match="'localhost' is not a network"):
         load_fetch_policy(str(bad))
     bad.write_text("max_bytez: 5\n")
-    with pytest.raises(SpecError, match="max_bytez: Extra inputs are not permitted"):
+    with pytest.raises(SpecError, match="max_bytez: unknown key - did you mean .max_bytes.\?"):
         load_fetch_policy(str(bad))
     good = tmp_path / "ok.yaml"
     good.write_text("schemes: [https]\nallow_hosts: ['*.shopify.com', 'cdn.example.com']\nmax_bytes: 1000000\n")

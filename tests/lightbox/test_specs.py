@@ -81,7 +81,11 @@ channels: [amazon_main]
         ("categories: {mugs: kitchen}", r"categories\.mugs: unknown template 'kitchen'"),
         ("background: '#GGGGGG'", r"colour must be '#RRGGBB', got '#GGGGGG'"),
         ("shadow: {opacity: 3}", r"shadow\.opacity: Input should be less than or equal to 1"),
-        ("colour_grade: warm", r"colour_grade: Extra inputs are not permitted"),
+        ("colour_grade: warm", r"colour_grade: unknown key \(known: "),
+        ("backgroud: '#FFFFFF'", r"backgroud: unknown key - did you mean 'background'\?"),
+        ("shadow: {enabeld: true}", r"shadow\.enabeld: unknown key - did you mean 'enabled'\?"),
+        ("background: {kind: soild, color: '#FFFFFF'}", r"background: kind 'soild' is unknown \(one of gradient, solid\)"),
+        ("background: '#FBF8F'", r"colour must be '#RRGGBB', got '#FBF8F'$"),
         ("templates: {default: {alt_text: '{title'}}", r"templates\.default\.alt_text"),
         ("fallback_template: other", r"fallback_template: unknown template 'other' \(templates: default\)"),
         ("shadow: {enabled: true, opacity: 0,30}", r"shadow: unexpected key 30 - a decimal comma\? .*write 0\.30"),
@@ -94,6 +98,7 @@ def test_bad_spec_names_file_field_and_reason(tmp_path, patch, message):
     with pytest.raises(SpecError, match=message) as err:
         load_brand_spec(path)
     assert str(err.value).startswith(path)
+    assert ": :" not in str(err.value) and "Extra inputs" not in str(err.value)  # issue 25, item 10
 
 
 def test_spec_yaml_syntax_error_names_line(tmp_path):

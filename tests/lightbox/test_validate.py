@@ -109,3 +109,14 @@ def test_grouped_reasons_fold_rows_that_differ_only_in_a_value(spec):
     assert lines[0].startswith("7 rows: category '…' is not in the brand spec (known: decor, kitchen, lighting, tableware;")
     assert lines[0].endswith("- 'shirts' 4, 'tops' 3")
     assert lines[1] == "1 row: no source image (only hero products may omit one)"
+
+
+def test_a_row_with_two_problems_of_one_cause_counts_once(spec):
+    """Issue 25, item 10: 3 problems in 2 rows were printed as "3 rows"."""
+    from lightbox.preflight import reason_lines
+
+    frame = _frame({"color": "", "material": ""}, {"color": ""}, {})
+    result = validate_catalog(frame, spec)
+    assert len(result.quarantined) == 2
+    assert reason_lines(result.quarantined) == [
+        "2 rows: attribute '…' is empty, used by template 'default' - 'color' 2, 'material' 1"]
