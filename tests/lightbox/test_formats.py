@@ -12,6 +12,7 @@ from lightbox.catalog.ingest import read_catalog, to_products
 from lightbox.catalog.validate import validate_catalog
 from lightbox.errors import CatalogError
 from lightbox.specs import load_brand_spec
+from lightbox.specs.starter import starter_spec
 from tests import exports
 from tests.conftest import ACME
 
@@ -153,3 +154,23 @@ def test_helpers():
     assert looks_scientific("3.65275E+11") and looks_scientific("4e12") and not looks_scientific("0036000291452")
     assert category_leaf("Home & Garden > Kitchen & Dining > Drinkware") == "drinkware"
     assert category_leaf("Apparel > Tops/T-shirts") == "tops/t-shirts" and category_leaf("") == ""
+
+
+def test_woocommerce_option_lists_are_no_product_value(tmp_path):
+    """Issue 25, item 10: a variable parent's "Blue, Green, Red" is the list of its options. A variation left at
+    "any size" does not inherit the list, a parent exported without its variations gets the attribute empty with a
+    warning, and `lightbox init` builds the colour value set of single values."""
+    rows = exports.woo_apparel_rows(img)
+    rows[0]["Attribute 2 name"], rows[0]["Attribute 2 value(s)"] = "Size", "S, M, L"
+    rows.append({"ID": "20", "Type": "variable", "SKU": "woo-polo", "Name": "Polo", "Published": "1",
+                 "Categories": "Clothing > Tshirts", "Images": img("polo.jpg"), "Attribute 1 name": "Color",
+                 "Attribute 1 value(s)": "Navy\\, dark, White"})
+    path = exports._csv(tmp_path / "woo.csv", exports.WOO_HEADER, rows)
+    frame = read_catalog(str(path))
+    p = by_sku(frame)
+    assert p["woo-vneck-tee-blue"].attributes["color"] == "Blue" and "size" not in p["woo-vneck-tee-blue"].attributes
+    assert "color" not in p["woo-polo"].attributes
+    reasons = {(n["sku"], n["column"]): n["reason"] for n in frame.attrs["notes"] if n["kind"] == "warning"}
+    assert reasons[("woo-polo", "color")] == "attribute 'color' lists options (Navy, dark, White), not this product's own value: left empty"
+    starter = starter_spec(frame, "woo", str(path))
+    assert starter.value_sets["color"] == ["Black", "Blue", "Brown", "Green", "Grey", "Red", "Yellow"]

@@ -10,6 +10,8 @@ Treatment by product type (the ``Type`` column, e.g. ``simple``, ``variable``, `
   A variation whose parent is not in the file, or without a SKU, is invalid;
 - ``variable``: the parent is skipped when its variations are in the file (they are rendered);
   a variable product exported without its variations is rendered as one product;
+- attribute option lists (a variable product's ``Blue, Green, Red``) are not a value: a variation does not
+  inherit them, and a product whose own cell lists several gets the attribute left empty, with a warning;
 - ``grouped``: skipped (a container; its children are products of their own);
 - ``virtual`` or ``downloadable`` without images: skipped (nothing to photograph); with images, rendered.
 
@@ -39,16 +41,23 @@ def _first_category(value: str) -> str:
     return parts[0].replace("\\,", ",").strip() if parts else ""
 
 
-def _attributes(row: dict, columns: list[str]) -> dict[str, str]:
-    out = {}
+def _attributes(row: dict, columns: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(the row's attribute values, the attributes that list options): WooCommerce writes a variable product's
+    options as one comma-separated cell ("Blue, Green, Red"; a comma inside a value is escaped "\\,"), which is
+    not one product's colour."""
+    out, options = {}, {}
     n = 1
     while f"Attribute {n} name" in columns:
         name = cell(row, f"Attribute {n} name")
         value = cell(row, f"Attribute {n} value(s)")
         if name and value:
-            out[attr_name(name)] = value
+            values = [v.replace("\\,", ",").strip() for v in re.split(r"(?<!\\),", value)]
+            if len([v for v in values if v]) > 1:
+                options[attr_name(name)] = ", ".join(v for v in values if v)
+            else:
+                out[attr_name(name)] = values[0] if values else value
         n += 1
-    return out
+    return out, options
 
 
 def adapt_woocommerce(raw: pd.DataFrame, uri: str) -> Adapted:
@@ -109,8 +118,15 @@ def adapt_woocommerce(raw: pd.DataFrame, uri: str) -> Adapted:
         src = parent[1] if parent is not None else r
         cats = cell(src, "Categories")
         first = _first_category(cats)
-        attrs = _attributes(parent[1], columns) if parent is not None else {}
-        attrs.update(_attributes(r, columns))
+        # a variation inherits its parent's single values, never its option lists (a variation left at "any
+        # colour" is not every colour); a product's own option list is no value of its photo
+        attrs = _attributes(parent[1], columns)[0] if parent is not None else {}
+        own, options = _attributes(r, columns)
+        attrs.update(own)
+        for name, listed in options.items():
+            if name not in attrs:
+                notes.append(Note(i, sku, name, f"attribute {name!r} lists options ({listed}), not this product's own "
+                                  "value: left empty", "warning"))
         checks = [("short_description", "Short description", cell(r, "Short description") or cell(src, "Short description")),
                   ("description", "Description", cell(r, "Description") or cell(src, "Description"))]
         if gtin_col:
