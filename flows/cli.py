@@ -98,7 +98,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from lightbox.catalog.ingest import read_catalog
-    from lightbox.catalog.validate import validate_catalog
+    from lightbox.catalog.validate import local_file, validate_catalog
     from lightbox.errors import LightboxError
     from lightbox.specs import load_brand_spec
     from lightbox.specs.starter import brand_slug, starter_spec
@@ -123,7 +123,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         spec = load_brand_spec(str(path))
     except LightboxError as e:  # a bug of init's, not the user's: say so plainly
         return _fail(f"the written spec does not load ({e}); please report it", 1)
-    result = validate_catalog(frame, spec)
+    result = validate_catalog(frame, spec, exists=local_file)
     layout = frame.attrs.get("layout", "lightbox")
     _say(
         f"wrote {path}: {_n(len(starter.categories), 'category', 'categories')} -> {_n(len(starter.templates), 'template')} "
@@ -140,15 +140,18 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     """Catalog and spec checked as a run would check them, without rendering or a server."""
     from lightbox.errors import LightboxError
-    from lightbox.preflight import check_catalog, rejection
+    from lightbox.preflight import check_catalog, check_models, rejection
     from lightbox.specs import load_brand_spec
 
     try:
         spec = load_brand_spec(args.brand)
         _check_catalog_exists(args.catalog)
         result = check_catalog(args.catalog, spec, args.layout)
+        fallbacks = check_models(spec)
     except LightboxError as e:
         return _fail(str(e), 2)
+    for note in fallbacks:
+        _say(f"model: {note}\n")
     _say(f"{args.catalog} ({result.layout} layout) against {spec.name} v{spec.version}: {result.total} rows: "
                      f"{len(result.valid)} valid, {len(result.quarantined)} invalid, {len(result.skipped)} skipped, "
                      f"{len(result.warnings)} warnings\n")
@@ -271,7 +274,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     starting Prefect. Then the flow runs."""
     from lightbox.errors import LightboxError
     from lightbox.fetch import load_fetch_policy
-    from lightbox.preflight import check_catalog, new_run_id, rejection, unchanged_run, write_stopped_run
+    from lightbox.preflight import check_catalog, check_models, new_run_id, rejection, unchanged_run, write_stopped_run
     from lightbox.specs import load_brand_spec
     from lightbox.storage import Store
     from lightbox.webhooks import load_webhooks
@@ -318,6 +321,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             _print_summary(summary)
             _say(f"nothing to render: every output is unchanged (checked in {summary.wall_s:.1f} s; no flow run started)\n")
             return 0
+    try:
+        # a model that cannot load is one line and exit 2 here, before a server starts; in this process the
+        # flow's threads reuse what it loaded (Dask workers load their own: diffusion is left to them)
+        check_models(spec, diffusion=not cluster_setting)
+    except LightboxError as e:
+        _remove_if_left_empty(args.out, out_existed)
+        return _fail(str(e), 2)
 
     _prepare_env(args.verbose)
     from tqdm import tqdm

@@ -10,7 +10,7 @@ import time
 import uuid
 
 from lightbox.catalog.ingest import read_catalog, to_products
-from lightbox.catalog.validate import validate_catalog
+from lightbox.catalog.validate import local_file, validate_catalog
 from lightbox.fetch import FetchPolicy
 from lightbox.engines import build_engines, prepare_ai
 from lightbox.imaging.segmentation import prepare_segmentation
@@ -39,7 +39,7 @@ def run_plain(
                      cutout_fallback=prepare_segmentation(spec), fetch=(fetch_policy or FetchPolicy()).for_catalog(catalog))
     engines = build_engines(spec, ctx.ai_fallback)
     frame = read_catalog(catalog, layout=layout)
-    result = validate_catalog(frame, spec)
+    result = validate_catalog(frame, spec, exists=local_file)
     if result.invalid_share > spec.quality.max_invalid_share:
         raise ValidationThresholdError(f"{len(result.quarantined)} of {result.total} catalog rows are invalid")
     state = RunState.of(store)

@@ -20,7 +20,7 @@ from collections import Counter
 from datetime import datetime, timezone
 
 from lightbox.catalog.ingest import only_skus, read_catalog
-from lightbox.catalog.validate import ValidationResult, validate_catalog
+from lightbox.catalog.validate import ValidationResult, local_file, validate_catalog
 from lightbox.fetch import FetchPolicy
 from lightbox.records import QuarantinedRow
 from lightbox.report import RunSummary, summarise, write_summary
@@ -32,7 +32,20 @@ def check_catalog(catalog: str, spec: BrandSpec, layout: str | None = None, skus
     """Read and validate (only the rows of ``skus`` when given: a catalog-update event). Raises CatalogError
     when the catalog as a whole cannot be read."""
     frame = read_catalog(catalog, layout=None if layout == "auto" else layout)
-    return validate_catalog(only_skus(frame, skus), spec)
+    return validate_catalog(only_skus(frame, skus), spec, exists=local_file)
+
+
+def check_models(spec: BrandSpec, diffusion: bool = True) -> list[str]:
+    """Load the spec's segmentation models (and, with ``diffusion``, its AI pipelines) as the run does, so a model
+    that cannot load fails ``validate`` and ``run`` before any server starts (LightboxError naming the model and where
+    Lightbox looked). Returns what this run does without a model whose ``fallback`` allows it."""
+    from lightbox.engines import prepare_ai
+    from lightbox.imaging.segmentation import prepare_segmentation
+
+    notes = [prepare_segmentation(spec)]
+    if diffusion:
+        notes.append(prepare_ai(spec))
+    return [n for n in notes if n]
 
 
 def rejection(result: ValidationResult, spec: BrandSpec) -> str | None:

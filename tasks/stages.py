@@ -11,6 +11,7 @@ from prefect.concurrency.sync import concurrency
 from pydantic import BaseModel
 
 from lightbox.catalog.ingest import only_skus, read_catalog, to_products
+from lightbox.catalog.validate import local_file
 from lightbox.catalog.validate import validate_catalog as _validate
 from lightbox.cdn import CdnConfig, invalidate
 from lightbox.engines import build_engines, prepare_ai, uses_ai
@@ -122,7 +123,7 @@ def validate_catalog(catalog_ref: str, spec: BrandSpec, ctx: RunContext) -> Vali
     catalog is refused (the flow writes the report, then stops)."""
     store = Store(ctx.out_uri)
     frame = pd.read_parquet(io.BytesIO(store.read(store.key_of(catalog_ref))))
-    result = _validate(frame, spec)
+    result = _validate(frame, spec, exists=local_file)
     logger = get_run_logger()
     for q in result.quarantined:
         logger.warning("quarantined row %d (%s): %s", q.row, q.sku, q.reason)

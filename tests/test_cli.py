@@ -59,3 +59,25 @@ def test_full_run_prints_summary(tmp_path, capsys):
     assert (tmp_path / "out" / "acme-home" / "manifest.parquet").exists()
     assert main(["manifest", "nobody", "--out", str(tmp_path / "out")]) == 2
     assert "no run state" in capsys.readouterr().err
+
+
+def test_validate_and_run_check_photos_and_models_as_the_run_does(tmp_path):
+    """Issue 25, item 5: a local photo that does not exist and a segmentation model that cannot load are found by
+    ``validate`` (exit 2) and by ``run`` before any server starts (one line, exit 2, nothing written)."""
+    import yaml
+
+    catalog = make_catalog(tmp_path / "cat", n_good=3)
+    with open(catalog, "a") as f:
+        f.write("GHOST-1,Mug,kitchen,img/ghost.jpg,red,stoneware\n")
+    r = _cli("validate", str(catalog), "--brand", ACME)
+    assert r.returncode == 0, r.stderr  # 1 of 4 rows is under the spec's invalid share
+    assert f"invalid: 1 row: photo file not found: '{tmp_path / 'cat' / 'img' / 'ghost.jpg'}'" in r.stdout
+    spec = yaml.safe_load(open(ACME))
+    spec["cutout"]["model"] = {"path": str(tmp_path / "no-model.onnx")}
+    bad = tmp_path / "bad-model.yaml"
+    bad.write_text(yaml.safe_dump(spec))
+    message = f"cannot load segmentation model '{tmp_path / 'no-model.onnx'}': no such ONNX file {tmp_path / 'no-model.onnx'}"
+    for args in (["validate", str(catalog), "--brand", str(bad)], ["run", str(catalog), "--brand", str(bad), "--out", str(tmp_path / "out")]):
+        r = _cli(*args)
+        assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"lightbox: error: {message}"], r.stderr
+    assert not (tmp_path / "out").exists()

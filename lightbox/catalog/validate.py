@@ -5,11 +5,16 @@ Expectations). Every invalid row gets one line of reasons; the valid rest carrie
   spec knows; priority and hero flags that parse; a source image unless the product is a hero.
 - Great Expectations (:func:`quality_suite`): completeness of every attribute the category's templates
   use, attribute values in the spec's value sets, duplicate source images (a warning by default).
+- Local photo files (:func:`missing_local_images`, when the caller passes a file probe): a product whose
+  photo is a local path that does not exist is invalid (the run would fail it); a later photo missing is a
+  warning. Remote photos are fetched by the run and not probed here.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -241,13 +246,37 @@ class ValidationResult:
         return len(self.quarantined) / self.total if self.total else 0.0
 
 
-def validate_catalog(frame: pd.DataFrame, spec: BrandSpec) -> ValidationResult:
-    """Split the catalog into valid rows and quarantined rows (one line of reasons each)."""
+def local_file(uri: str) -> bool:
+    """The file probe the run uses: a local path (or ``file://``) exists as a file; other schemes are not probed."""
+    if "://" in uri and not uri.startswith("file://"):
+        return True
+    return os.path.isfile(uri.removeprefix("file://"))
+
+
+def missing_local_images(frame: pd.DataFrame, exists: Callable[[str], bool]) -> tuple[Reasons, Reasons]:
+    """(rows whose photo is missing, rows with a later photo missing): a photo the run would not find."""
+    missing: Reasons = {}
+    later: Reasons = {}
+    for idx, images in frame["images"].items():
+        for i, uri in enumerate(u for u in str(images).split("|") if u):
+            if not exists(uri):
+                _add(missing if i == 0 else later, idx, "image", f"photo file not found: {uri!r}" if i == 0
+                     else f"photo {i + 1} not found: {uri!r}")
+    return missing, later
+
+
+def validate_catalog(frame: pd.DataFrame, spec: BrandSpec, exists: Callable[[str], bool] | None = None) -> ValidationResult:
+    """Split the catalog into valid rows and quarantined rows (one line of reasons each). ``exists`` probes local
+    photo files (:func:`local_file` in a run; None leaves them to the run)."""
     reasons = structural_errors(frame, spec)
     structurally_ok = frame.loc[~frame.index.isin(list(reasons))]
     # hero rows are not rendered, so their templates' attributes are not required
     renderable = structurally_ok.loc[~structurally_ok["hero"].str.lower().isin(_TRUE)]
     dq, warn = quality_errors(renderable, spec)
+    if exists is not None:
+        missing, later = missing_local_images(renderable, exists)
+        dq = {**dq, **{i: dq.get(i, []) + rs for i, rs in missing.items()}}
+        warn = {**warn, **{i: warn.get(i, []) + rs for i, rs in later.items()}}
     for idx, rs in dq.items():
         for column, reason in rs:
             _add(reasons, idx, column, reason)

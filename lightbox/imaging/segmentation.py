@@ -187,7 +187,7 @@ class OnnxSegmenter(_Base):
         self.cfg, self.runtime = cfg, runtime
         path = model_file(cfg)
         if not Path(path).is_file():
-            raise SegmentationLoadError(f"cannot load segmentation model {cfg.path!r}: no such ONNX file ({where(path)})")
+            raise SegmentationLoadError(f"cannot load segmentation model {cfg.path!r}: no such ONNX file {os.path.abspath(path)}")
         providers = ["CPUExecutionProvider"]
         if runtime.device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")

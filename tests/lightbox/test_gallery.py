@@ -39,7 +39,7 @@ def browser(tmp_path):
 def served(tmp_path):
     """A catalog with two good products, one whose photo is missing (fails to render) and one thumbnail-sized
     photo (fails upscale-limit), run, and its output root served on 127.0.0.1."""
-    catalog = make_catalog(tmp_path / "cat", bad={"MISSING": None}, n_good=2)  # MISSING: its photo is not there
+    catalog = make_catalog(tmp_path / "cat", bad={"BROKEN": b"\xff\xd8\xff\xe0garbage" * 10}, n_good=2)  # BROKEN: its photo cannot be decoded
     add_thumbnail(catalog)
     out = tmp_path / "out"
     summary = run_plain(str(catalog), ACME, str(out))
@@ -73,7 +73,7 @@ def test_review_page_loads_filters_and_shows_images(browser, served):
     # every thumbnail decoded by the browser (naturalWidth > 0), not a broken image; render failures have none
     widths = browser.execute_script("return [...document.querySelectorAll('.card img')].map(i => i.naturalWidth)")
     assert len(widths) == 9 and all(w > 0 for w in widths)
-    assert all("MISSING" in c.text and "source image not found" in c.text and "failed to render" in c.text for c in by_state["failed"])
+    assert all("BROKEN" in c.text and "truncated or corrupt image data" in c.text and "failed to render" in c.text for c in by_state["failed"])
     review = by_state["review"]
     assert {c.get_attribute("data-channel") for c in review} == {"amazon_main", "shopify_square", "google_merchant"}
     assert all("THUMB-1" in c.text and "upscale-limit" in c.text for c in review)
@@ -82,7 +82,7 @@ def test_review_page_loads_filters_and_shows_images(browser, served):
     Select(browser.find_element(By.ID, "state")).select_by_value("review")
     assert len(visible()) == 3 and browser.find_element(By.ID, "count").text == "3"
     Select(browser.find_element(By.ID, "state")).select_by_value("failed")
-    assert {sku(c) for c in visible()} == {"MISSING"}
+    assert {sku(c) for c in visible()} == {"BROKEN"}
     Select(browser.find_element(By.ID, "state")).select_by_value("")
     Select(browser.find_element(By.ID, "channel")).select_by_value("amazon_main")
     assert {c.get_attribute("data-channel") for c in visible()} == {"amazon_main"} and len(visible()) == 4

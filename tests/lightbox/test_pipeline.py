@@ -75,7 +75,6 @@ BAD = {
     "ZERO": (b"", "zero-byte image file"),
     "CORRUPT": (b"\xff\xd8\xff\xe0garbage" * 10, "truncated or corrupt image data"),
     "TRUNC": (None, "truncated or corrupt image data"),
-    "MISSING": (None, "source image not found"),
     "ANIM": (None, "animated image with 2 frames"),
     "HTTP": (None, "scheme 'http' is not allowed by the fetch policy"),
     "BLANK": (to_bytes(Image.new("RGB", (400, 400), (236, 233, 228)), "PNG"), "no product found"),
@@ -93,6 +92,8 @@ def test_bad_images_fail_alone_and_every_other_product_publishes(tmp_path):
     bad["GRAY16"] = _gray16()
     catalog = make_catalog(tmp_path / "cat", bad)
     s = run_plain(str(catalog), ACME, str(tmp_path / "out"), chunk_size=4)
+    # a local photo that is not there is found when the catalog is validated: the row is invalid, not rendered
+    assert [(q.sku, q.reason) for q in s.quarantine] == [("MISSING", f"photo file not found: '{tmp_path / 'cat' / 'img' / 'MISSING.bin'}'")]
     failures = {(f["sku"], f["channel"]): f["reason"] for f in s.failures}
     for sku, (_, reason) in BAD.items():
         for ch in CHANNELS:
@@ -112,7 +113,7 @@ def test_every_bad_photo_class_in_one_chunk_fails_alone(tmp_path):
     and every good photo is published (a fully transparent PNG used to sink its whole chunk)."""
     good_jpeg = to_bytes(studio_photo(400, 500)[0], "JPEG")
     bad = {sku: data for sku, (data, _) in BAD.items()}
-    bad |= {"TRUNC": good_jpeg[: len(good_jpeg) // 2], "ANIM": _animated(), "MISSING": None, "HTTP": None,
+    bad |= {"TRUNC": good_jpeg[: len(good_jpeg) // 2], "ANIM": _animated(), "HTTP": None,
             "CLEAR": _clear_png(), "DOT": to_bytes(Image.new("RGB", (1, 1), (200, 30, 30)), "PNG")}
     catalog = make_catalog(tmp_path / "cat", bad, n_good=5)
     s = run_plain(str(catalog), ACME, str(tmp_path / "out"), chunk_size=100)

@@ -120,3 +120,18 @@ def test_a_row_with_two_problems_of_one_cause_counts_once(spec):
     assert len(result.quarantined) == 2
     assert reason_lines(result.quarantined) == [
         "2 rows: attribute '…' is empty, used by template 'default' - 'color' 2, 'material' 1"]
+
+
+def test_local_photo_files_are_probed_as_the_run_reads_them(spec, tmp_path):
+    """A missing first photo makes the row invalid, a missing later one a warning; remote photos are not probed
+    here (the run fetches them), and without a probe nothing is checked."""
+    from lightbox.catalog.validate import local_file
+
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    here, gone = str(tmp_path / "a.jpg"), str(tmp_path / "gone.jpg")
+    frame = _frame({"image": here}, {"image": gone}, {"image": f"{here}|{gone}"}, {"image": "https://cdn.example.com/x.jpg"})
+    result = validate_catalog(frame, spec, exists=local_file)
+    assert [(q.row, q.reason) for q in result.quarantined] == [(2, f"photo file not found: {gone!r}")]
+    assert [(w.row, w.reason) for w in result.warnings if "not found" in w.reason] == [(3, f"photo 2 not found: {gone!r}")]
+    assert validate_catalog(frame, spec).quarantined == []
+    assert local_file("file://" + here) and not local_file("file://" + gone) and local_file("s3://bucket/any.jpg")
