@@ -16,16 +16,19 @@ are parsed. Start it with ``lightbox api``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
 import posixpath
+import time
 import uuid
 from urllib.parse import unquote
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import httpx
 import pandas as pd
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -38,6 +41,7 @@ from lightbox.config import api_keys_file
 from lightbox.catalog.ingest import normalise
 from lightbox.catalog.validate import structural_errors
 from lightbox.errors import LightboxError
+from lightbox.fetch import load_fetch_policy, refusal
 from lightbox.report import job_key
 from lightbox.specs import load_brand_spec
 from lightbox.storage import Store, join_uri, parse_output_root
@@ -54,6 +58,9 @@ MAX_ATTRIBUTE_NAMES = 200    # distinct attribute names per job (columns of the 
 MAX_VALUE = 1000             # characters per attribute value
 MAX_IMAGES = 20              # images per product
 MAX_URI = 2048               # characters per URI
+RETRY_AFTER_S = 30           # what a client is told to wait while the scheduler (Prefect) is unreachable
+HEALTH_TTL_S = 5.0           # /healthz asks Prefect at most this often
+UNAVAILABLE = {"description": "the scheduler (Prefect) is unreachable or too slow: retry after the Retry-After header's seconds"}
 
 @dataclass
 class Settings:
@@ -69,6 +76,7 @@ class Settings:
     deployment: str = "catalog-run/on-demand"
     max_body: int = 1_000_000
     max_products: int = MAX_PRODUCTS
+    prefect_timeout_s: float = 30.0  # longest wait for Prefect to take a job; then 503 and Retry-After
 
     def __post_init__(self) -> None:
         """The output roots are the service's own (no request names one): a bad one stops it at start-up."""
@@ -88,6 +96,7 @@ class Settings:
             deployment=e("LIGHTBOX_API_DEPLOYMENT", "catalog-run/on-demand"),
             max_body=int(e("LIGHTBOX_API_MAX_BODY", "1000000")),
             max_products=min(MAX_PRODUCTS, int(e("LIGHTBOX_API_MAX_PRODUCTS", str(MAX_PRODUCTS)))),
+            prefect_timeout_s=float(e("LIGHTBOX_API_PREFECT_TIMEOUT_S", "30")),
         )
 
     @property
@@ -299,6 +308,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         return JSONResponse({"detail": detail}, status_code=422)
 
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    @app.exception_handler(httpx.TransportError)
+    @app.exception_handler(TimeoutError)
+    @app.exception_handler(PrefectHTTPStatusError)
+    async def _scheduler_down(request: Request, exc: Exception) -> JSONResponse:
+        """Prefect unreachable, too slow or failing (5xx): 503 with Retry-After and one line, never a 500."""
+        if isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code < 500:
+            raise exc
+        return _unavailable(scheduler_problem(exc))
+
+    health: dict[str, Any] = {"at": 0.0, "problem": None}
+
+    async def prefect_problem() -> str | None:
+        """Why Prefect is not usable now (asked at most every HEALTH_TTL_S), else None."""
+        if time.monotonic() - health["at"] > HEALTH_TTL_S:
+            from prefect.client.orchestration import get_client
+
+            try:
+                async with get_client() as client:
+                    err = await asyncio.wait_for(client.api_healthcheck(), timeout=5)
+            except Exception as e:  # noqa: BLE001 - any failure of the probe is the answer
+                err = e
+            health.update(at=time.monotonic(), problem=scheduler_problem(err) if err is not None else None)
+        return health["problem"]
+
     def brand_spec_path(brand: str, loc: list) -> str:
         path = Path(settings.brands_dir) / f"{brand}.yaml"
         if not path.is_file():
@@ -315,9 +350,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise _unprocessable(loc, f"catalog {uri!r} is outside the allowed locations ({shown})")
         return normal
 
+    # the fetch policy the runs apply (a bad $LIGHTBOX_FETCH_POLICY stops the service at start, naming the field)
+    policy = load_fetch_policy(os.environ.get("LIGHTBOX_FETCH_POLICY")).for_catalog("api", settings.local_prefixes)
+
     def check_images(products: list[ProductIn]) -> None:
-        """Photos of an API job follow the fetch policy of a remote catalog: https/s3, or file:// inside an
-        operator's LIGHTBOX_API_LOCAL_PREFIXES."""
+        """Photos of an API job are checked at submit against the fetch policy the run applies (its schemes -
+        https and s3 by default, no http -, its hosts, no literal private, loopback or metadata address), and
+        file:// only inside an operator's LIGHTBOX_API_LOCAL_PREFIXES: refused here, not hours later in the run."""
         roots = [os.path.realpath(p) for p in settings.local_prefixes]
         for i, product in enumerate(products):
             for j, ref in enumerate(product.images):
@@ -327,47 +366,69 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     real = normalise_uri(ref, loc).removeprefix("file://")
                     if not any(real == r or real.startswith(r.rstrip("/") + "/") for r in roots):
                         raise _unprocessable(loc, "local files are not allowed for API jobs (outside LIGHTBOX_API_LOCAL_PREFIXES)")
-                elif scheme not in ("https", "http", "s3"):
-                    raise _unprocessable(loc, f"scheme {scheme!r} is not allowed (https, s3)")
+                    continue
+                problem = refusal(ref, policy)
+                if problem:
+                    raise _unprocessable(loc, problem)
 
     @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict:
+    async def healthz() -> JSONResponse:
+        """200 when jobs can be taken; 503 "degraded" while Prefect is unreachable, so a load balancer stops
+        sending jobs here. ``/livez`` says only that the process answers."""
+        problem = await prefect_problem()
+        if problem:
+            return JSONResponse({"ok": False, "status": "degraded", "reason": problem}, status_code=503,
+                                headers={"Retry-After": str(RETRY_AFTER_S)})
+        return JSONResponse({"ok": True, "status": "ok"})
+
+    @app.get("/livez", include_in_schema=False)
+    def livez() -> dict:
         return {"ok": True}
 
     @app.post("/v1/jobs", status_code=202, response_model=JobAccepted,
               responses={409: {"model": Conflict, "description": "Idempotency-Key reused with a different body"},
-                         422: {"description": "invalid request, naming the field"}})
+                         422: {"description": "invalid request, naming the field"}, 503: UNAVAILABLE})
     async def submit_job(body: JobRequest, caller: CallerDep,
                          idempotency_key: str | None = Header(None, max_length=200)) -> JobAccepted:
         from prefect.deployments import run_deployment
 
         spec_path = brand_spec_path(body.brand, ["body", "brand"])
         fingerprint = body.fingerprint()
+        problem = await prefect_problem()  # nothing is written for a job Prefect cannot take now
+        if problem:
+            return _unavailable(problem)
+        written = None  # the product file this request created, removed again if no job takes it
         if body.products is not None:
             if len(body.products) > settings.max_products:
                 raise _unprocessable(["body", "products"], f"at most {settings.max_products} products per job")
             check_images(body.products)
             # pandas and pandera off the event loop: /healthz and other requests stay answered
-            catalog = await run_in_threadpool(_write_products, body.products, spec_path, settings, fingerprint)
+            catalog, created = await run_in_threadpool(_write_products, body.products, spec_path, settings, fingerprint)
+            written = catalog if created else None
         else:
             catalog = check_catalog(body.catalog or "", ["body", "catalog"])
         queue = QUEUES[body.priority]
         params = {"catalog": catalog, "brand": spec_path, "out": settings.out, "chunk_size": body.chunk_size,
                   "layout": body.layout, "skus": body.skus, "local_files": settings.local_prefixes}
-        run = await run_deployment(
-            settings.deployment, parameters=params, timeout=0, work_queue_name=queue, as_subflow=False,
-            tags=["lightbox", "api", f"priority:{body.priority}", f"brand:{body.brand}", f"key:{caller.name}",
-                  f"request:{fingerprint}"],
-            idempotency_key=f"{caller.name}:{idempotency_key}" if idempotency_key else None,
-        )
+        try:
+            run = await asyncio.wait_for(run_deployment(
+                settings.deployment, parameters=params, timeout=0, work_queue_name=queue, as_subflow=False,
+                tags=["lightbox", "api", f"priority:{body.priority}", f"brand:{body.brand}", f"key:{caller.name}",
+                      f"request:{fingerprint}"],
+                idempotency_key=f"{caller.name}:{idempotency_key}" if idempotency_key else None,
+            ), timeout=settings.prefect_timeout_s)
+        except BaseException:
+            _discard(written, settings)
+            raise
         if idempotency_key and f"request:{fingerprint}" not in (run.tags or []):
-            raise HTTPException(409, detail=Conflict(
+            _discard(written, settings)
+            return JSONResponse(Conflict(
                 detail=f"Idempotency-Key {idempotency_key!r} was used for job {run.id} with a different request body; "
-                       "use a new key for a new request", job_id=str(run.id)).model_dump())
+                       "use a new key for a new request", job_id=str(run.id)).model_dump(), status_code=409)
         return JobAccepted(job_id=str(run.id), status_url=f"/v1/jobs/{run.id}", state=run.state.type.value if run.state else "SCHEDULED",
                            work_queue=queue, catalog=catalog)
 
-    @app.post("/v1/jobs/{job_id}/cancel", status_code=202, response_model=JobStatus)
+    @app.post("/v1/jobs/{job_id}/cancel", status_code=202, response_model=JobStatus, responses={503: UNAVAILABLE})
     async def cancel_job(job_id: uuid.UUID, caller: CallerDep) -> JobStatus:
         from prefect.client.orchestration import get_client
         from prefect.states import Cancelling
@@ -380,7 +441,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             run = await _read_run(job_id, caller)
         return _status_of(run, settings)
 
-    @app.get("/v1/jobs/{job_id}", response_model=JobStatus)
+    @app.get("/v1/jobs/{job_id}", response_model=JobStatus, responses={503: UNAVAILABLE})
     async def job_status(job_id: uuid.UUID, caller: CallerDep) -> JobStatus:
         return _status_of(await _read_run(job_id, caller), settings)
 
@@ -460,9 +521,36 @@ def _status_of(run, settings: Settings) -> JobStatus:  # noqa: ANN001 - FlowRun
     return status
 
 
-def _write_products(products: list[ProductIn], spec_path: str, settings: Settings, fingerprint: str) -> str:
+def _unavailable(reason: str) -> JSONResponse:
+    return JSONResponse({"detail": reason}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
+def scheduler_problem(exc: BaseException) -> str:
+    """One line on why Prefect cannot take or answer a job (no traceback, no credentials in the URL)."""
+    from prefect.settings import PREFECT_API_URL
+
+    where = (PREFECT_API_URL.value() or "an ephemeral server").split("@")[-1]
+    if isinstance(exc, TimeoutError):
+        why = "did not answer in time"
+    elif isinstance(exc, httpx.TransportError):
+        why = f"is unreachable ({type(exc).__name__})"
+    else:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        why = f"answered {status}" if status else f"failed ({type(exc).__name__})"
+    return f"the scheduler (Prefect API at {where}) {why}; retry in {RETRY_AFTER_S} s"
+
+
+def _discard(catalog: str | None, settings: Settings) -> None:
+    """Remove a product file this request wrote when no job took it (409, Prefect down): no orphan in _incoming."""
+    if catalog:
+        store = Store(settings.incoming_uri)
+        store.delete(store.key_of(catalog))
+
+
+def _write_products(products: list[ProductIn], spec_path: str, settings: Settings, fingerprint: str) -> tuple[str, bool]:
     """Validate like ingest does (pandera, under the brand spec), then write JSON Lines for the run, named
-    by the request's fingerprint (a retried request writes the same file)."""
+    by the request's fingerprint (a retried request writes the same file). Returns (its URI, whether this
+    request created it)."""
     rows = [{"sku": p.sku, "title": p.title, "category": p.category, "images": "|".join(p.images),
              "priority": str(p.priority), "hero": "true" if p.hero else "false", **p.attributes} for p in products]
     frame = normalise(pd.DataFrame(rows, dtype=object).fillna(""), "api")
@@ -482,8 +570,9 @@ def _write_products(products: list[ProductIn], spec_path: str, settings: Setting
     key = f"{fingerprint}.jsonl"
     lines = [json.dumps({"sku": p.sku, "title": p.title, "category": p.category, "images": p.images,
                          "priority": p.priority, "hero": p.hero, "attributes": p.attributes}) for p in products]
+    created = not store.exists(key)
     store.write_atomic(key, ("\n".join(lines) + "\n").encode())
-    return store.uri(key)
+    return store.uri(key), created
 
 
 def _read_summary(out: str, flow_run_id: str) -> dict | None:

@@ -165,6 +165,28 @@ def _host_ok(host: str, policy: FetchPolicy) -> bool:
     )
 
 
+def refusal(uri: str, policy: FetchPolicy) -> str | None:
+    """Why the policy refuses ``uri`` before any lookup (its scheme, its host's allow/deny lists, a literal address
+    in a private, loopback or link-local range - a cloud metadata address), else None. The job API checks photos
+    with it at submit; a run still resolves names and checks every address (:meth:`SourceFetcher.read`)."""
+    scheme = urllib.parse.urlsplit(uri).scheme.lower() if "://" in uri else "file"
+    scheme = "s3" if scheme == "s3a" else scheme
+    if scheme not in policy.schemes:
+        return f"scheme {scheme!r} is not allowed by the fetch policy (allowed: {', '.join(policy.schemes)})"
+    if scheme not in ("http", "https"):
+        return None
+    host = urllib.parse.urlsplit(uri).hostname or ""
+    if not host:
+        return "no host in the URL"
+    if not _host_ok(host, policy):
+        return f"host {host!r} is not allowed by the fetch policy (allow_hosts/deny_hosts)"
+    try:
+        literal = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return None
+    return _address_problem(literal, policy)
+
+
 def _address_problem(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, policy: FetchPolicy) -> str | None:
     mapped = getattr(ip, "ipv4_mapped", None)
     ip = mapped or ip

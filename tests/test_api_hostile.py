@@ -88,6 +88,10 @@ def _detail(r: httpx.Response) -> str:
     ("file://{photos}/link.jpg", False),  # a symlink resolving outside the allowed folder
     ("file://{photos}/mug.jpg", True),
     ("ftp://example.com/mug.jpg", False),
+    ("http://cdn.example.com/mug.jpg", False),  # the run's fetch policy takes https and s3 only
+    ("https://169.254.169.254/latest/meta-data/iam", False),  # a cloud metadata address, refused at submit
+    ("https://[::1]/mug.jpg", False),
+    ("https://cdn.example.com/mug.jpg", True),
 ])
 def test_local_photos_only_inside_the_operators_prefixes(server, image, accepted):
     ref = image.format(photos=server["photos"])
@@ -179,8 +183,11 @@ def test_an_idempotency_key_reused_with_another_body_is_409(server):
     again = alice.post("/v1/jobs", json={"brand": "acme-home", "products": [PRODUCT]}, headers=key)
     assert first.status_code == again.status_code == 202 and first.json()["job_id"] == again.json()["job_id"]
     other = alice.post("/v1/jobs", json={"brand": "acme-home", "products": [{**PRODUCT, "sku": "OTHER-1"}]}, headers=key)
+    incoming = server["root"] / "out" / "_incoming"
+    before = sorted(incoming.iterdir())
     assert other.status_code == 409, other.text
-    assert other.json()["detail"]["job_id"] == first.json()["job_id"] and "different request body" in other.text
+    assert other.json()["job_id"] == first.json()["job_id"] and "different request body" in other.json()["detail"]
+    assert sorted(incoming.iterdir()) == before  # the refused request's product file is not left behind
     # keys are per tenant: bob's same Idempotency-Key is his own
     assert bob.post("/v1/jobs", json={"brand": "acme-home", "products": [{**PRODUCT, "sku": "OTHER-1"}]},
                     headers=key).status_code == 202
@@ -290,3 +297,34 @@ def test_a_job_with_a_local_photo_inside_the_prefix_is_allowed_to_read_it(tmp_pa
     assert SourceFetcher(policy).read(f"file://{photos}/mug.jpg")[:2] == b"\xff\xd8"
     with pytest.raises(ItemError, match="outside the folders"):
         SourceFetcher(policy).read(f"file://{photos}/../mug.jpg")
+
+
+def test_prefect_down_is_503_with_retry_after_and_healthz_degraded(tmp_path):
+    """Issue 25, items 7 and 16: with the scheduler unreachable, submit, status and cancel answer 503 with
+    Retry-After and one line (not 500), nothing is written to _incoming, /healthz says degraded, /livez answers."""
+    keys = tmp_path / "keys.json"
+    key = create_key(keys, "alice")
+    port, dead = _port(), _port()
+    env = {**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{dead}/api", "LIGHTBOX_API_KEYS_FILE": str(keys),
+           "LIGHTBOX_API_OUT": str(tmp_path / "out"), "LIGHTBOX_API_BRANDS_DIR": str(REPO / "brand_specs")}
+    log = open(tmp_path / "api.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "api", "--port", str(port)], cwd=REPO, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait("the job API", lambda: httpx.get(f"{base}/livez", timeout=2).status_code == 200, 60)
+        health = httpx.get(f"{base}/healthz", timeout=30)
+        assert health.status_code == 503 and health.json()["status"] == "degraded", health.text
+        assert f"127.0.0.1:{dead}" in health.json()["reason"]
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60) as c:
+            answers = [c.post("/v1/jobs", json={"brand": "acme-home", "products": [PRODUCT]}),
+                       c.get(f"/v1/jobs/{uuid.uuid4()}"), c.post(f"/v1/jobs/{uuid.uuid4()}/cancel")]
+        for r in answers:
+            assert r.status_code == 503 and r.headers["retry-after"] == "30", r.text
+            assert r.json()["detail"].startswith(f"the scheduler (Prefect API at http://127.0.0.1:{dead}/api) is unreachable")
+        assert not (tmp_path / "out" / "_incoming").exists() or not any((tmp_path / "out" / "_incoming").iterdir())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+    assert "Traceback" not in (tmp_path / "api.log").read_text()
