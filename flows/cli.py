@@ -443,16 +443,10 @@ def _print_summary(s) -> None:  # noqa: ANN001 - RunSummary
     if getattr(s, "storage_line", None) and s.storage_line():
         _say(s.storage_line() + "\n")
     _print_rows(s.quarantine, s.skipped_rows, s.warnings, s.quarantine_uri)
-    by_product: dict[tuple[str, str], list[str]] = {}  # (sku, cause) -> "channel: reason" of each failed output
-    for f in s.failures:
-        by_product.setdefault((f["sku"], "render" if f["stage"] == "generate" else "quality"), []).append(
-            f"{f['channel']}: {f['reason']}")
-    for (sku, cause), reasons in list(by_product.items())[:10]:
-        n = len(reasons)
-        first = reasons[0].split(": ", 1)[1] if len(set(r.split(": ", 1)[1] for r in reasons)) == 1 else reasons[0]
-        _say(f"failed {sku} ({n} output{'s' if n != 1 else ''}, {cause}): {first}\n")
-    if len(by_product) > 10:
-        _say(f"... {len(by_product) - 10} more failed products in the summary\n")
+    from lightbox.report import failure_lines
+
+    for line in failure_lines(s.failures):
+        _say(line + "\n")
     if s.unknown_skus:
         _say(f"unknown SKUs (not in the catalog): {', '.join(s.unknown_skus)}\n")
     if s.consistency and s.consistency.get("score") is not None:

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import logging
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -205,6 +206,42 @@ def failures_of(outputs: list[Output]) -> list[dict[str, Any]]:
             rows.append({"row": o.row, "sku": o.sku, "channel": o.name, "stage": "quality",
                          "reason": "; ".join(o.qc_reasons), "uri": o.uri})
     return rows
+
+
+_URL = re.compile(r"\b(https?|s3a?)://([^/\s:'\"]+)[^\s:'\"]*")
+
+
+def failure_lines(failures: list[dict[str, Any]], top: int = 10) -> list[str]:
+    """The run's failed products for a terminal, grouped by cause: products whose photos failed the same way on the
+    same host are one line naming the host and the products ("failed 15 products (45 outputs, render): source image
+    not fetched: https://img.example.com/...: cannot resolve ..."), not one repeated line each."""
+    per_product: dict[tuple[str, str], list[str]] = {}  # (sku, stage) -> reason of each failed output
+    for f in failures:
+        per_product.setdefault((f["sku"], "render" if f["stage"] == "generate" else "quality"), []).append(
+            f"{f['channel']}: {f['reason']}")
+    groups: dict[tuple[str, str], list[tuple[str, int]]] = {}  # (stage, cause) -> [(sku, outputs)]
+    for (sku, stage), reasons in per_product.items():
+        same = len({r.split(": ", 1)[1] for r in reasons}) == 1
+        cause = reasons[0].split(": ", 1)[1] if same else reasons[0]
+        groups.setdefault((stage, _URL.sub(r"\1://\2/...", cause) if same else cause), []).append((sku, len(reasons)))
+    lines = []
+    for (stage, cause), products in list(groups.items())[:top]:
+        n = sum(k for _, k in products)
+        outputs = f"{n} output{'s' if n != 1 else ''}, {stage}"
+        if len(products) == 1:
+            sku = products[0][0]
+            lines.append(f"failed {sku} ({outputs}): {_original(failures, sku, cause)}")
+        else:
+            skus = ", ".join(sku for sku, _ in products[:5]) + (f", ... ({len(products) - 5} more)" if len(products) > 5 else "")
+            lines.append(f"failed {len(products)} products ({outputs}): {cause} - {skus}")
+    if len(groups) > top:
+        lines.append(f"... {len(groups) - top} more causes of failure in the summary")
+    return lines
+
+
+def _original(failures: list[dict[str, Any]], sku: str, cause: str) -> str:
+    """A single product's reason as it was (its full URL), not the host-only form used to group."""
+    return next((f["reason"] for f in failures if f["sku"] == sku and _URL.sub(r"\1://\2/...", f["reason"]) == cause), cause)
 
 
 def summarise(

@@ -34,3 +34,30 @@ def test_the_report_holds_for_channels_with_zero_one_and_many_images(images):
         assert "amazon_main: 1.000 over 3 images" in text or "amazon_main: 0." in text
     if not images or set(images) == {"web_transparent"}:
         assert "catalog consistency: not enough images yet" in text
+
+
+def test_failures_on_one_unreachable_host_are_one_line_naming_the_host(tmp_path):
+    """Issue 25, item 6: photos on a host that does not resolve (``.invalid`` never does, RFC 6761) failed with one
+    repeated line per product; now one line names the host and the products, and other causes keep their own."""
+    import pandas as pd
+
+    from lightbox.fetch import FetchPolicy
+    from lightbox.pipeline import run_plain
+    from lightbox.report import failure_lines
+    from tests.conftest import ACME
+    from tests.images import studio_photo, to_bytes
+
+    (tmp_path / "good.jpg").write_bytes(to_bytes(studio_photo(800, 1000)[0], "JPEG"))
+    rows = [{"sku": "GOOD-1", "title": "Mug", "category": "kitchen", "image": str(tmp_path / "good.jpg"), "color": "red",
+             "material": "stoneware"}]
+    rows += [{**rows[0], "sku": f"FAR-{i}", "image": f"https://photos.lightbox-test.invalid/p{i}.jpg"} for i in range(7)]
+    pd.DataFrame(rows).to_csv(tmp_path / "catalog.csv", index=False)
+    policy = FetchPolicy(retries=0, cache_dir=str(tmp_path / "cache"))
+    s = run_plain(str(tmp_path / "catalog.csv"), ACME, str(tmp_path / "out"), fetch_policy=policy)
+    assert s.published == 3 and len(s.failures) == 21
+    (line,) = failure_lines(s.failures)
+    assert line.startswith("failed 7 products (21 outputs, render): source image not fetched: "
+                           "https://photos.lightbox-test.invalid/...: cannot resolve 'photos.lightbox-test.invalid'")
+    assert line.endswith(" - FAR-0, FAR-1, FAR-2, FAR-3, FAR-4, ... (2 more)")
+    single = [f for f in s.failures if f["sku"] == "FAR-3"]
+    assert failure_lines(single) == [f"failed FAR-3 (3 outputs, render): {single[0]['reason']}"]  # its own URL, in full
