@@ -210,11 +210,22 @@ class Store:
         return uri[len(prefix) :].lstrip("/")
 
     def _retrying(self, fn, key: str, action: str, budget_s: float | None = None):  # noqa: ANN001, ANN202
-        def counted(_: BaseException, wait_s: float) -> None:
-            self.outage_retries += 1
-            self.outage_waited_s += wait_s
+        """``fn`` with the outage budget. The time an operation that met failures took, from its first attempt to
+        its answer (or its last error), is counted as waited: the storage client's own retries and connection
+        timeouts inside each attempt are part of an outage, not only the backoff sleeps between attempts."""
+        failures = 0
 
-        return with_retries(fn, f"{self.uri(key)}: {action}", self.retry_s if budget_s is None else budget_s, on_retry=counted)
+        def counted(_: BaseException, wait_s: float) -> None:
+            nonlocal failures
+            failures += 1
+            self.outage_retries += 1
+
+        started = time.monotonic()
+        try:
+            return with_retries(fn, f"{self.uri(key)}: {action}", self.retry_s if budget_s is None else budget_s, on_retry=counted)
+        finally:
+            if failures:
+                self.outage_waited_s += time.monotonic() - started
 
     def _wrap(self, err: Exception, key: str, action: str) -> StorageError:
         kind = "permission denied" if isinstance(err, PermissionError) else str(err) or type(err).__name__

@@ -67,3 +67,24 @@ def test_missing_bucket_is_a_storage_error(s3_bucket):
 )
 def test_resolve_relative(ref, base, expected):
     assert resolve_relative(ref, base) == expected
+
+
+def test_an_outage_counts_the_time_it_took_not_only_the_backoff_sleeps(tmp_path, monkeypatch):
+    """Issue 25, item 14: a storage client that spends its time inside each failing attempt (its own retries, a
+    connection timeout) was reported as the backoff sleeps alone ("0.2 s of retries" for a 25 s refusal)."""
+    import time
+
+    store = Store(str(tmp_path / "out"))
+    real = store.fs.exists
+    failing = {"left": 2}
+
+    def slow_refusal(path):  # noqa: ANN001, ANN202 - fsspec's signature
+        if failing["left"]:
+            failing["left"] -= 1
+            time.sleep(1.0)  # the client's own connection attempts, before it gives up
+            raise ConnectionRefusedError(111, "Connection refused")
+        return real(path)
+
+    monkeypatch.setattr(store.fs, "exists", slow_refusal)
+    assert store.exists("nothing-here") is False
+    assert store.outage_retries == 2 and store.outage_waited_s >= 2.0  # the sleeps alone are at most 0.5 + 1.0 s
