@@ -15,8 +15,10 @@ from prefect.states import Failed, State
 
 from lightbox import progress
 from lightbox.engines import uses_ai
-from lightbox.errors import CatalogError
+from lightbox.errors import CatalogError, LightboxError
 from lightbox.lock import BrandLock, describe
+from lightbox.publish import live_before_failure
+from lightbox.state import RunState, StateError
 from lightbox.storage import Store, parse_output_root
 from lightbox.fetch import FetchPolicy, load_fetch_policy
 from lightbox.webhooks import Delivery, WebhookConfig, load_webhooks
@@ -142,7 +144,7 @@ def _run(catalog: str, spec: BrandSpec, brand: str, out: str, chunk_size: int, l
     published = publish_chunk.map(checked, spec=unmapped(spec), ctx=unmapped(ctx), chunk_index=indexes)
     notified = (notify_published.map(published, spec=unmapped(spec), ctx=unmapped(ctx), webhooks=unmapped(hooks),
                                      chunk_index=indexes) if hooks.subscribers else [])
-    outputs, chunk_errors = _collect(generated, checked, published, plan.chunks, spec)
+    outputs, chunk_errors = _collect(generated, checked, published, plan.chunks, spec, ctx)
     reviewed = operator_review(outputs, spec, ctx)  # only when the spec asks for it and something is flagged
     approved = [o for o, was in zip(reviewed, outputs, strict=True) if was.published == "review" and o.published == "written"]
     if approved and hooks.subscribers:
@@ -193,11 +195,12 @@ def _first_failure(stages: dict) -> str:  # noqa: ANN001 - stage name -> future
     return "did not complete"
 
 
-def _collect(generated, checked, published, chunks: list[Chunk], spec) -> tuple[list[Output], list[str]]:  # noqa: ANN001
+def _collect(generated, checked, published, chunks: list[Chunk], spec, ctx: RunContext) -> tuple[list[Output], list[str]]:  # noqa: ANN001
     """Wait for the publish futures, updating the progress artifact and any local listener.
 
     A chunk that still fails after its retries does not stop the others: its products become failed
-    outputs naming the error, and the run fails after the manifest and report are written.
+    outputs naming the error - except the outputs it made live before failing, which the run state recorded
+    and which count as published - and the run fails after the manifest and report are written.
     """
     total = sum(len(c.items) for c in chunks)
     artifact_id = create_progress_artifact(0.0, key=artifact_key("catalog-run", "progress"), description="products done")
@@ -215,11 +218,15 @@ def _collect(generated, checked, published, chunks: list[Chunk], spec) -> tuple[
             stages = {"generate": generated[i], "quality-check": checked[i], "publish": published[i]}
             reason = f"chunk {chunk.index}: {_first_failure(stages)}"
             errors.append(reason)
-            outputs.extend(
-                Output(sku=i.product.sku, row=i.product.row, category=i.product.category, channel=ch,
-                       status="failed", seed=i.seed, error=reason)  # one per channel (variants not expanded)
-                for i in chunk.items for ch in spec.channels
-            )
+            failed = [Output(sku=i.product.sku, row=i.product.row, category=i.product.category, channel=ch,
+                             status="failed", seed=i.seed, error=reason)  # one per channel (variants not expanded)
+                      for i in chunk.items for ch in spec.channels]
+            try:
+                entries = RunState.of(Store(ctx.out_uri)).entries(spec.name, skus={o.sku for o in failed})
+            except (StateError, LightboxError) as e:  # the state is what failed: the outputs stay failed, the report says why
+                get_run_logger().warning("chunk %d: what went live before it failed is unknown: %s", chunk.index, e)
+                entries = {}
+            outputs.extend(live_before_failure(failed, entries, ctx.run_id))
         done += len(chunk.items)
         update_progress_artifact(artifact_id, 100.0 * done / total if total else 100.0)
         progress.report(done, total)

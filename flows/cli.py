@@ -433,7 +433,9 @@ def _print_rows(invalid: list, skipped: list, warnings: list, quarantine_uri: st
 def _print_summary(s) -> None:  # noqa: ANN001 - RunSummary
     _say(
         f"{s.brand}: {s.ingested} rows, {s.invalid} quarantined, {s.skipped} skipped, {s.generated} generated, "
-        f"{s.unchanged} unchanged, {s.published} published in {s.wall_s:.1f} s ({s.images_per_s:.2f} images/s); "
+        f"{s.unchanged} unchanged, {s.published} published"
+        + (f" ({s.already_live} already live)" if getattr(s, "already_live", 0) else "")
+        + f" in {s.wall_s:.1f} s ({s.images_per_s:.2f} images/s); "
         f"failed: {s.render_failed} to render, {s.qc_failed} quality" + (f"; on a {s.runner}" if getattr(s, "runner", None) else "") + "\n"
         f"summary: {s.summary_uri}\nmanifest: {s.manifest_uri}\n"
     )

@@ -48,6 +48,23 @@ def publish_output(o: Output, store: Store, brand: str, run_id: str, entries: di
     return o.model_copy(update={"published": "written", "etag": _etag(store, final)}).charged(store.waited_since(mark))
 
 
+def live_before_failure(failed: list[Output], entries: dict[str, dict[str, Any]], run_id: str) -> list[Output]:
+    """The outputs of a chunk that failed after its retries, as the run state saw them: one this run made live
+    (and recorded) before the chunk failed is counted published with its entry's URI and checksum, not failed -
+    a report of "60 published, 12 failed" with 62 live does not add up."""
+    out = []
+    for o in failed:
+        e = entries.get(f"{o.sku}/{o.name}")
+        if e and e.get("run_id") == run_id:
+            o = o.model_copy(update={
+                "status": "rendered", "published": "written", "error": None, "uri": e.get("uri"), "sha256": e.get("sha256"),
+                "etag": e.get("etag"), "bytes": e.get("bytes") or 0, "fingerprint": e.get("fingerprint") or "",
+                "qc": e.get("qc") or "passed", "qc_reasons": e.get("qc_reasons") or [], "metrics": e.get("metrics") or {},
+                "alt_text": e.get("alt_text") or "", "width": e.get("width") or 0, "height": e.get("height") or 0})
+        out.append(o)
+    return out
+
+
 def _etag(store: Store, key: str) -> str | None:
     """The object's ETag now (object stores; None on local disk), recorded so later runs can vouch for it."""
     return None if store.local else (store.stamp(key) or (0, None))[1]

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from lightbox import safe_text
 from lightbox.layout import BrandLayout
 from lightbox.records import Output, QuarantinedRow
+from lightbox.state import recorded
 from lightbox.storage import Store
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ class RunSummary(BaseModel):
     passed: int
     failed: int = Field(description="render_failed + qc_failed")
     published: int
+    already_live: int = Field(0, description="of the published, outputs re-rendered to the bytes already live (an interrupted "
+                                             "attempt or a lost record had written them): counted, not written again")
     to_review: int
     wall_s: float
     images_per_s: float
@@ -258,7 +261,8 @@ def summarise(
     render_failed = sum(o.status == "failed" for o in outputs)
     qc_failed = sum(o.qc == "failed" for o in outputs)
     attempted = generated + render_failed
-    published = sum(o.published == "written" for o in outputs)
+    live = [o for o in outputs if recorded(o)]  # written, or re-rendered to the bytes already live: both are this run's
+    published = len(live)
     failed_share = round(qc_failed / generated, 4) if generated else 0.0
     return RunSummary(
         run_id=run_id, brand=brand, spec_version=spec_version, catalog=catalog, out=store.root_uri,
@@ -274,8 +278,8 @@ def summarise(
         consistency=consistency, consistency_previous=consistency_previous, review_uri=review_uri,
         manifest_uri=manifest_uri, engine=engine_note, summary_uri=store.uri(run_key(brand, run_id, "summary.json")),
         quarantine=quarantine, skipped_rows=skipped, warnings=warnings, failures=failures_of(outputs),
-        published_images=[{"sku": o.sku, "channel": o.name, "uri": o.uri, "sha256": o.sha256, "qc": o.qc}
-                          for o in outputs if o.published == "written"],
+        already_live=sum(o.published == "unchanged" for o in live),
+        published_images=[{"sku": o.sku, "channel": o.name, "uri": o.uri, "sha256": o.sha256, "qc": o.qc} for o in live],
         cutouts=cutout_summary(outputs),
         storage_retries=sum(o.storage_retries for o in outputs) + store.outage_retries,
         storage_waited_s=round(sum(o.storage_waited_s for o in outputs) + store.outage_waited_s, 1),

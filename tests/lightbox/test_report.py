@@ -61,3 +61,45 @@ def test_failures_on_one_unreachable_host_are_one_line_naming_the_host(tmp_path)
     assert line.endswith(" - FAR-0, FAR-1, FAR-2, FAR-3, FAR-4, ... (2 more)")
     single = [f for f in s.failures if f["sku"] == "FAR-3"]
     assert failure_lines(single) == [f"failed FAR-3 (3 outputs, render): {single[0]['reason']}"]  # its own URL, in full
+
+
+def test_counts_add_up_when_what_a_run_renders_is_already_live(tmp_path):
+    """Issue 25, item 14: outputs re-rendered to bytes already live (an interrupted attempt, a lost record) were in
+    "generated" but neither "published" nor "unchanged" (72 generated, 69 published, 0 unchanged)."""
+    import shutil
+
+    from lightbox.pipeline import run_plain
+    from tests.conftest import ACME
+    from tests.lightbox.test_pipeline import make_catalog
+
+    catalog = make_catalog(tmp_path / "cat", n_good=2)
+    first = run_plain(str(catalog), ACME, str(tmp_path / "out"))
+    assert first.generated == first.published == 6 and first.already_live == 0
+    # the live objects without their run state (as an interrupted attempt or a lost record leaves them)
+    shutil.copytree(tmp_path / "out", tmp_path / "moved", ignore=shutil.ignore_patterns("_lightbox", "manifest.*"))
+    again = run_plain(str(catalog), ACME, str(tmp_path / "moved"))
+    assert again.generated == again.published == again.already_live == 6 and again.unchanged == 0
+    assert len(again.published_images) == 6
+
+
+def test_a_failed_chunk_counts_what_it_made_live_before_failing(tmp_path):
+    """Issue 25, item 14: a chunk that failed after its retries was reported all failed while part of it was live and
+    recorded ("60 published, 12 failed" with 62 live)."""
+    from lightbox.publish import live_before_failure
+    from lightbox.records import Output
+    from lightbox.state import RunState
+    from lightbox.storage import Store
+
+    store = Store(str(tmp_path / "out"))
+    state = RunState.of(store)
+    state.ensure_brand(store, "acme-home")
+    made = [Output(sku="A", row=1, category="kitchen", channel=ch, status="rendered", published="written", qc="passed",
+                   uri=store.uri(f"acme-home/A/{ch}.jpg"), sha256="ab" * 32, bytes=1000, fingerprint="f") for ch in ("amazon_main", "shopify_square")]
+    state.record("acme-home", made, "run-2")
+    state.record("acme-home", [made[0].model_copy(update={"sku": "B"})], "run-1")  # an earlier run's, not this one's
+    failed = [Output(sku=s, row=1, category="kitchen", channel=ch, status="failed", error="chunk 0: publish failed")
+              for s in ("A", "B") for ch in ("amazon_main", "shopify_square", "google_merchant")]
+    got = live_before_failure(failed, state.entries("acme-home"), "run-2")
+    assert [(o.sku, o.channel, o.published, o.status) for o in got if o.published == "written"] == [
+        ("A", "amazon_main", "written", "rendered"), ("A", "shopify_square", "written", "rendered")]
+    assert sum(o.status == "failed" for o in got) == 4 and got[0].uri == made[0].uri and got[0].sha256 == "ab" * 32
