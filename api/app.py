@@ -319,19 +319,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise exc
         return _unavailable(scheduler_problem(exc))
 
-    health: dict[str, Any] = {"at": 0.0, "problem": None}
+    health: dict[str, Any] = {"at": None, "problem": None, "asking": None}
+
+    async def ask_prefect() -> None:
+        from prefect.client.orchestration import get_client
+
+        try:
+            async with get_client() as client:
+                err = await asyncio.wait_for(client.api_healthcheck(), timeout=5)
+        except Exception as e:  # noqa: BLE001 - any failure of the probe is the answer
+            err = e
+        health.update(at=time.monotonic(), problem=scheduler_problem(err) if err is not None else None)
 
     async def prefect_problem() -> str | None:
-        """Why Prefect is not usable now (asked at most every HEALTH_TTL_S), else None."""
-        if time.monotonic() - health["at"] > HEALTH_TTL_S:
-            from prefect.client.orchestration import get_client
-
-            try:
-                async with get_client() as client:
-                    err = await asyncio.wait_for(client.api_healthcheck(), timeout=5)
-            except Exception as e:  # noqa: BLE001 - any failure of the probe is the answer
-                err = e
-            health.update(at=time.monotonic(), problem=scheduler_problem(err) if err is not None else None)
+        """Why Prefect is not usable (None when it is). Asked once at the first call; after that the last answer is
+        given at once while a fresh one is asked in the background at most every HEALTH_TTL_S, so /healthz and a
+        submit never wait on the probe."""
+        if health["at"] is None:
+            await ask_prefect()
+        elif time.monotonic() - health["at"] > HEALTH_TTL_S and (health["asking"] is None or health["asking"].done()):
+            health["asking"] = asyncio.create_task(ask_prefect())
         return health["problem"]
 
     def brand_spec_path(brand: str, loc: list) -> str:

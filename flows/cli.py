@@ -84,8 +84,11 @@ def _parser() -> argparse.ArgumentParser:
     key.add_argument("--scope", action="append", choices=["jobs", "admin"], default=None,
                      help="jobs (default): submit, see and cancel its own jobs; admin: every key's jobs")
 
-    ops = sub.add_parser("ops", help="operations: create work pool, queues and limits; apply automations")
-    ops.add_argument("action", choices=["setup", "automations", "deploy"])
+    ops = sub.add_parser("ops", help="operations: create work pool, queues and limits; apply automations; run a worker")
+    ops.add_argument("action", choices=["setup", "automations", "deploy", "worker"],
+                     help="worker: `prefect worker start --pool POOL` that a SIGTERM stops, even started in the background "
+                          "of a script (where SIGINT is ignored, and Prefect's worker turns SIGTERM into SIGINT)")
+    ops.add_argument("--pool", default="lightbox-process", help="worker: the work pool (default: lightbox-process)")
     ops.add_argument("--dir", default="deployments", help="where the templates and automations live (default: deployments)")
     ops.add_argument("--notify-url", default=None,
                      help="setup: webhook URL (Slack, Teams, any JSON receiver) for the lightbox-ops notification block the "
@@ -217,6 +220,13 @@ def cmd_api_key(args: argparse.Namespace) -> int:
 
 
 def cmd_ops(args: argparse.Namespace) -> int:
+    if args.action == "worker":
+        import signal
+
+        # a job started with `&` by a non-interactive shell inherits SIGINT ignored; exec keeps an ignored signal
+        # ignored, and Prefect's worker stops on SIGTERM by sending itself SIGINT: it would never stop
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.execv(sys.executable, [sys.executable, "-m", "prefect", "worker", "start", "--pool", args.pool])
     from deployments.apply import apply_automations, deploy, setup
 
     _prepare_env(verbose=False)

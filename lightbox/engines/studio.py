@@ -8,7 +8,7 @@ from lightbox.imaging.compose import render
 
 class StudioEngine:
     name = "studio"
-    version = "1.0"
+    version = "1.1"  # 1.1: the contact shadow sits under the base, not the whole width (handles, spouts)
 
     def render(self, jobs: list[RenderJob]) -> list[Rendered]:
         out = []

@@ -167,8 +167,25 @@ _BACKGROUNDS: dict[tuple[str, int, int], Image.Image] = {}
 _BACKGROUND_LOCK = threading.Lock()
 
 
-def shadow_mask(look: Look, p: Placement) -> tuple[np.ndarray, tuple[int, int]] | None:
-    """Blurred ellipse under the product's base, 0..opacity, as (local mask, (x0, y0) on the canvas).
+BASE_ROWS = 0.04  # the product's base: its opaque columns in the bottom 4 % of its height (at least 2 rows)
+BASE_MIN = 0.35  # a base narrower than this share of the product (a stem, a foot) still casts this wide a shadow
+
+
+def base_span(cut: CutOut, solid: Placement) -> tuple[float, float] | None:
+    """The canvas x-range of what the product stands on: the columns of its bottom rows, not its whole width - a
+    mug's handle or a kettle's spout casts no contact shadow under itself. None when the bottom rows are empty."""
+    x0, y0, x1, y1 = cut.solid_bbox
+    k = max(2, round(BASE_ROWS * (y1 - y0)))
+    cols = np.flatnonzero((cut.rgba[max(y0, y1 - k) : y1, x0:x1, 3] >= 128).any(axis=0))
+    if cols.size == 0:
+        return None
+    scale = solid.width / max(x1 - x0, 1)
+    return solid.x + cols[0] * scale, solid.x + (cols[-1] + 1) * scale
+
+
+def shadow_mask(look: Look, p: Placement, base: tuple[float, float] | None = None) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """Blurred ellipse under the product's base (``base``: its canvas x-range, :func:`base_span`; the whole width
+    when None), 0..opacity, as (local mask, (x0, y0) on the canvas).
 
     The mask is kept off the outermost border strip, so a forced background stays pure at the edges.
     """
@@ -176,9 +193,11 @@ def shadow_mask(look: Look, p: Placement) -> tuple[np.ndarray, tuple[int, int]] 
     if not s.enabled or s.opacity == 0:
         return None
     ch = look.channel
-    ew, eh = s.width * p.width, max(2.0, s.height * p.width)
+    bx0, bx1 = base if base is not None else (p.x, p.x + p.width)
+    bw = max(bx1 - bx0, BASE_MIN * p.width)
+    ew, eh = s.width * bw, max(2.0, s.height * p.width)
     blur = s.blur * p.width
-    cx, cy = p.x + p.width / 2, p.y + p.height - eh * 0.25
+    cx, cy = (bx0 + bx1) / 2, p.y + p.height - eh * 0.25
     pad = int(3 * blur + 2)
     x0, y0 = int(cx - ew / 2) - pad, int(cy - eh / 2) - pad
     x1, y1 = int(cx + ew / 2) + pad, int(cy + eh / 2) + pad
@@ -221,7 +240,7 @@ def render(cut: CutOut, look: Look, background: np.ndarray | None = None) -> tup
         raise ValueError(f"background must be {ch.height}x{ch.width}x3 uint8, got {background.shape} {background.dtype}")
     else:
         canvas = Image.fromarray(background, "RGB")  # a copy: the scene passed in is not drawn on
-    shade = shadow_mask(look, solid)
+    shade = shadow_mask(look, solid, base_span(cut, solid))
     if shade is not None:
         mask, (sx, sy) = shade
         box = (sx, sy, sx + mask.shape[1], sy + mask.shape[0])

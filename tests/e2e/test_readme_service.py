@@ -37,10 +37,18 @@ def _entries(out) -> dict:  # noqa: ANN001 - a Path
     return RunState.of(Store(str(out))).entries("acme-home")
 
 
-def service_block() -> str:
+def service_block(marker: str = "service-block") -> str:
     text = (REPO / "README.md").read_text()
-    start = text.index("<!-- service-block -->\n```bash\n") + len("<!-- service-block -->\n```bash\n")
+    start = text.index(f"<!-- {marker} -->\n```bash\n") + len(f"<!-- {marker} -->\n```bash\n")
     return text[start:text.index("\n```", start)]
+
+
+def _alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _copy_repo(dest: Path) -> Path:
@@ -129,5 +137,14 @@ def test_readme_service_block_works_pasted_line_by_line(tmp_path):
             assert status["counts"]["published"] + status["counts"]["unchanged"] == 72, status
             manifest = {"entries": _entries(work / "out")}
             assert len(manifest["entries"]) == 72
+
+            # the README's stop section, pasted into another shell: the API, the worker and the server all end
+            stop = service_block("service-stop").replace("4200", str(server_port)).replace("8080", str(api_port))
+            subprocess.run(["bash"], input=stop, cwd=work, env=env, text=True, capture_output=True, timeout=60)
+            try:
+                _wait("the services to stop", lambda: not _alive(shell.pid), 60)
+            except AssertionError:
+                left = subprocess.run(["ps", "-o", "pid,args", "-g", str(shell.pid)], capture_output=True, text=True).stdout
+                raise AssertionError(f"still running after the README's stop section:\n{left}") from None
         finally:
             _stop(shell)

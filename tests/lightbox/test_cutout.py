@@ -511,12 +511,13 @@ def test_a_soft_edge_in_the_papers_hue_keeps_the_product(mask_set, name, made):
     """A light-grey jar, a shade darker than the paper in its hue, with soft edges (enlarged 2x), and the
     white plate saved again at JPEG quality 50: behind their edges they look like floor shadow. The reduced
     cut must not flood past the edge's wall into them (before the flood was held at walls: 366, 664 and
-    1807 product pixels lost; now 3, 9 and 0)."""
+    1807 product pixels lost; then 3, 9 and 0; the glass jar 15 since the paper-coloured rim is cleared: its
+    outermost ring looks like the paper itself, and a paper-coloured ring is what the rim step removes)."""
     im, truth = made(_case(mask_set, name))
     cut = cut_out(im, Cutout())
     assert cut.confident and "size, edge placed at full size" in cut.reason, cut.reason
     s = score(cut.rgba[..., 3], truth)
-    assert s["lost_px"] <= 12 and s["iou"] >= 0.99, s
+    assert s["lost_px"] <= 16 and s["iou"] >= 0.99, s
 
 
 def test_one_photo_that_breaks_a_step_fails_alone_in_its_chunk(mask_set):

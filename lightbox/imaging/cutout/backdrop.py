@@ -18,6 +18,7 @@ Tuning constants: :mod:`lightbox.imaging.cutout.settings`; the brand's own (thre
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,7 @@ from lightbox.imaging.cutout.settings import (
     WINDOW_BLOCK,
     WINDOW_MARGIN,
 )
+from lightbox.imaging.cutout.rim import clear_rim
 from lightbox.imaging.cutout.surface import BackdropTest, _surface_at, assess_backdrop, backdrop_blocks, backdrop_model
 
 log = logging.getLogger(__name__)
@@ -50,11 +52,17 @@ def cut_backdrop(rgb: np.ndarray, params: CutoutParams, test: BackdropTest | Non
     (:func:`_coarse_to_fine`); on a small one, or when the reduced cut is unsure, at full size."""
     test = test or assess_backdrop(rgb, params)
     f = _coarse_factor(*rgb.shape[:2])
-    if f > 1:
-        cut = _coarse_to_fine(rgb, params, test, f)
-        if cut is not None:
-            return cut
-    return _backdrop_full(rgb, params, test)
+    cut = _coarse_to_fine(rgb, params, test, f) if f > 1 else None
+    if cut is None:
+        cut = _backdrop_full(rgb, params, test)
+    rgba = cut.rgba if cut.rgba.flags.writeable else cut.rgba.copy()
+    cleared = clear_rim(rgba, test.coef, _threshold(params, max(test.noise, 0.5)))  # last step: no paper rim
+    cut.diagnostics["cutout_rim_cleared"] = cleared
+    if not cleared or not (rgba[..., 3] > 0).any():
+        return cut
+    solid = rgba[..., 3] >= 128
+    bbox = _bbox(rgba[..., 3] > 0)
+    return dataclasses.replace(cut, rgba=rgba, bbox=bbox, solid_bbox=_bbox(solid) if solid.any() else bbox, cache={})
 
 
 def _threshold(params: CutoutParams, sigma: float) -> float:
