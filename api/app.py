@@ -257,10 +257,10 @@ def normalise_uri(uri: str, loc: list) -> str:
 class BodyLimit:
     """ASGI middleware: 413 for a body over ``limit`` bytes, by Content-Length or while streaming."""
 
-    def __init__(self, app, limit: int):  # noqa: ANN001 - ASGI app
+    def __init__(self, app, limit: int):  # ASGI app
         self.app, self.limit = app, limit
 
-    async def __call__(self, scope, receive, send):  # noqa: ANN001, ANN204 - ASGI signature
+    async def __call__(self, scope, receive, send):  # ASGI signature
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         length = dict(scope.get("headers") or []).get(b"content-length")
@@ -281,7 +281,7 @@ class BodyLimit:
         body = b"".join(chunks)
         replayed = False
 
-        async def replay():  # noqa: ANN202
+        async def replay():
             nonlocal replayed
             if not replayed:
                 replayed = True
@@ -290,7 +290,7 @@ class BodyLimit:
 
         return await self.app(scope, replay, send)
 
-    async def _too_large(self, send) -> None:  # noqa: ANN001
+    async def _too_large(self, send) -> None:
         body = json.dumps({"detail": f"request body is over {self.limit} bytes"}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
@@ -327,7 +327,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             async with get_client() as client:
                 err = await asyncio.wait_for(client.api_healthcheck(), timeout=5)
-        except Exception as e:  # noqa: BLE001 - any failure of the probe is the answer
+        except Exception as e:  # any failure of the probe is the answer
             err = e
         health.update(at=time.monotonic(), problem=scheduler_problem(err) if err is not None else None)
 
@@ -489,7 +489,7 @@ def _caller(request: Request, authorization: str | None = Header(None), x_api_ke
 CallerDep = Annotated[Caller, Depends(_caller)]
 
 
-async def _read_run(job_id: uuid.UUID, caller: Caller):  # noqa: ANN202 - FlowRun
+async def _read_run(job_id: uuid.UUID, caller: Caller):  # FlowRun
     """The job's flow run when it is a Lightbox job of this key (any key's for admin); 404 otherwise, so a key
     cannot learn that another key's job exists."""
     from prefect.client.orchestration import get_client
@@ -506,7 +506,7 @@ async def _read_run(job_id: uuid.UUID, caller: Caller):  # noqa: ANN202 - FlowRu
     return run
 
 
-def _status_of(run, settings: Settings) -> JobStatus:  # noqa: ANN001 - FlowRun
+def _status_of(run, settings: Settings) -> JobStatus:  # FlowRun
     p = run.parameters or {}
     status = JobStatus(
         job_id=str(run.id), state=run.state.type.value if run.state else "UNKNOWN",

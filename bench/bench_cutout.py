@@ -100,7 +100,7 @@ def _model_cfg() -> SegmentationModel:
     return SegmentationModel(path=path, revision=os.environ.get("LIGHTBOX_SEGMENTATION_REVISION")) if path else Cutout().model
 
 
-def bare_call(seg, rgb: np.ndarray) -> np.ndarray:  # noqa: ANN001
+def bare_call(seg, rgb: np.ndarray) -> np.ndarray:
     """What rembg does: one inference, the mask resized to the photo, the alpha applied. Returns the alpha."""
     from PIL import Image
 

@@ -69,7 +69,7 @@ class Timers:
         if fn is None:  # an older tree without this stage (the bench also times earlier commits)
             return
 
-        def timed(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        def timed(*args, **kwargs):
             t = time.process_time()
             try:
                 result = fn(*args, **kwargs)
@@ -87,7 +87,7 @@ class Timers:
             setattr(module, name, fn)
 
 
-def studio_side(catalog: str, spec, chunk_size: int) -> tuple[int, dict[str, float], list, list]:  # noqa: ANN001
+def studio_side(catalog: str, spec, chunk_size: int) -> tuple[int, dict[str, float], list, list]:
     channels = spec_channels(spec)
     out = tempfile.mkdtemp(prefix="lightbox-floor-")
     store = Store(out)
@@ -117,7 +117,7 @@ def studio_side(catalog: str, spec, chunk_size: int) -> tuple[int, dict[str, flo
     return len(rendered), dict(timers.cpu), products, timers.cuts
 
 
-def floor_side(products: list, cuts: list, spec, catalog: str) -> tuple[int, dict[str, float]]:  # noqa: ANN001
+def floor_side(products: list, cuts: list, spec, catalog: str) -> tuple[int, dict[str, float]]:
     """The bare-Pillow pipeline over the products the studio side cut (same cuts, same placements)."""
     from lightbox.errors import ItemError
     from lightbox.fetch import SourceFetcher

@@ -177,7 +177,7 @@ def _run(catalog: str, spec: BrandSpec, brand: str, out: str, chunk_size: int, l
     return summary
 
 
-def _deliveries(notified) -> list[Delivery]:  # noqa: ANN001 - PrefectFutureList
+def _deliveries(notified) -> list[Delivery]:  # PrefectFutureList
     out: list[Delivery] = []
     for fut in notified:
         fut.wait()
@@ -186,7 +186,7 @@ def _deliveries(notified) -> list[Delivery]:  # noqa: ANN001 - PrefectFutureList
     return out
 
 
-def _first_failure(stages: dict) -> str:  # noqa: ANN001 - stage name -> future
+def _first_failure(stages: dict) -> str:  # stage name -> future
     """The earliest stage of a chunk that failed, and its error (later stages only say 'not ready')."""
     for name, fut in stages.items():
         if fut.state.is_failed():
@@ -195,7 +195,7 @@ def _first_failure(stages: dict) -> str:  # noqa: ANN001 - stage name -> future
     return "did not complete"
 
 
-def _collect(generated, checked, published, chunks: list[Chunk], spec, ctx: RunContext) -> tuple[list[Output], list[str]]:  # noqa: ANN001
+def _collect(generated, checked, published, chunks: list[Chunk], spec, ctx: RunContext) -> tuple[list[Output], list[str]]:
     """Wait for the publish futures, updating the progress artifact and any local listener.
 
     A chunk that still fails after its retries does not stop the others: its products become failed
@@ -214,7 +214,7 @@ def _collect(generated, checked, published, chunks: list[Chunk], spec, ctx: RunC
         chunk = chunks[i]
         try:
             outputs.extend(fut.result())
-        except Exception:  # noqa: BLE001 - recorded per product and re-raised after the report
+        except Exception:  # recorded per product and re-raised after the report
             stages = {"generate": generated[i], "quality-check": checked[i], "publish": published[i]}
             reason = f"chunk {chunk.index}: {_first_failure(stages)}"
             errors.append(reason)

@@ -234,7 +234,7 @@ def cmd_ops(args: argparse.Namespace) -> int:
     actions = {"setup": lambda: setup(args.dir, notify_url), "automations": lambda: apply_automations(args.dir), "deploy": deploy}
     try:
         lines = actions[args.action]()
-    except Exception as e:  # noqa: BLE001 - one line for the operator
+    except Exception as e:  # one line for the operator
         return _fail(root_cause(e), 1)
     for line in lines:
         _say(line + "\n")
@@ -360,7 +360,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             state = flow(catalog=args.catalog, brand=args.brand, out=args.out, chunk_size=args.chunk_size,
                          layout=None if args.layout == "auto" else args.layout, fetch_policy=args.fetch_policy,
                          skus=skus, webhooks=args.webhooks, return_state=True)
-    except Exception as e:  # noqa: BLE001 - the server or the engine broke: one line here, the traceback with -v
+    except Exception as e:  # the server or the engine broke: one line here, the traceback with -v
         logging.getLogger(__name__).debug("the run raised", exc_info=True)
         _remove_if_left_empty(args.out, out_existed)
         if "Failed to reach API" in str(e):
@@ -414,7 +414,7 @@ def _remove_if_left_empty(out: str, existed: bool) -> None:
             return
 
 
-def _latest_summary(out: str, brand: str):  # noqa: ANN202 - RunSummary | None
+def _latest_summary(out: str, brand: str):  # RunSummary | None
     import json
 
     from lightbox.layout import BrandLayout
@@ -440,7 +440,7 @@ def _print_rows(invalid: list, skipped: list, warnings: list, quarantine_uri: st
         _say(f"quarantine: {quarantine_uri}\n")
 
 
-def _print_summary(s) -> None:  # noqa: ANN001 - RunSummary
+def _print_summary(s) -> None:  # RunSummary
     _say(
         f"{s.brand}: {s.ingested} rows, {s.invalid} quarantined, {s.skipped} skipped, {s.generated} generated, "
         f"{s.unchanged} unchanged, {s.published} published"

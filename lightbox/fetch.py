@@ -231,7 +231,7 @@ class SourceFetcher:
     ``run_id`` scopes "revalidated already": within one run each URL costs at most one request.
     """
 
-    def __init__(self, policy: FetchPolicy | None = None, run_id: str = "", sleep=time.sleep):  # noqa: ANN001
+    def __init__(self, policy: FetchPolicy | None = None, run_id: str = "", sleep=time.sleep):
         self.policy = policy or FetchPolicy()
         self.run_id = run_id
         self.cache = self.policy.cache_path()

@@ -396,7 +396,7 @@ def source_reference(cut: CutOut, size: tuple[int, int]) -> np.ndarray | None:
     return cut.cache[key]
 
 
-def _stage(job, pending: _Pending, ch: ChannelPreset, fp: str, res, engine: Engine, render_ms: float,  # noqa: ANN001
+def _stage(job, pending: _Pending, ch: ChannelPreset, fp: str, res, engine: Engine, render_ms: float,
            spec: BrandSpec, ctx: RunContext, store: Store) -> Output:
     product = job.product
     base = dict(sku=product.sku, row=product.row, category=product.category, channel=ch.name, variant=job.variant,

@@ -167,7 +167,7 @@ class BrandLock:
                 if not self.renew():
                     log.error("brand %s: lost the lock (lease taken by a later run)", self.brand)
                     return
-            except Exception as e:  # noqa: BLE001 - a storage hiccup: try again at the next beat, the TTL has room
+            except Exception as e:  # a storage hiccup: try again at the next beat, the TTL has room
                 log.warning("brand %s: could not renew the lock lease: %s", self.brand, e)
 
     @contextmanager

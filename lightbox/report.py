@@ -305,7 +305,7 @@ def cutout_summary(outputs: list[Output]) -> dict[str, Any]:
     return {"counts": counts, "products": per_sku}
 
 
-def engine_note(spec, ai_fallback: str | None) -> str:  # noqa: ANN001 - BrandSpec
+def engine_note(spec, ai_fallback: str | None) -> str:  # BrandSpec
     """One line for the report: which engines rendered this run, and any fallback."""
     from lightbox.engines import uses_ai
 

@@ -100,7 +100,7 @@ def with_retries(fn: Callable[[], T], what: str, budget_s: float | None = None, 
             started = now if started is None else started
             if now - started >= budget:
                 raise
-            wait = max(min(random.uniform(0, delay), budget - (now - started)), 0.05)  # noqa: S311 - jitter, not security
+            wait = max(min(random.uniform(0, delay), budget - (now - started)), 0.05)  # jitter, not security
             if on_retry:
                 on_retry(exc, wait)
             log.warning("%s: transient failure (%s); retrying for up to %.0f s more", what, type(exc).__name__,

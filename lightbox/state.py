@@ -168,14 +168,14 @@ def _engine(url: str) -> Engine:
         engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args={"timeout": 60, "check_same_thread": False})
 
         @sa.event.listens_for(engine, "connect")
-        def _connect(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API connection
+        def _connect(dbapi_conn, _record) -> None:  # DB-API connection
             dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
             dbapi_conn.execute("PRAGMA journal_mode=WAL")
             dbapi_conn.execute("PRAGMA synchronous=NORMAL")
             dbapi_conn.execute("PRAGMA busy_timeout=60000")
 
         @sa.event.listens_for(engine, "begin")
-        def _begin(conn) -> None:  # noqa: ANN001 - Connection
+        def _begin(conn) -> None:  # Connection
             conn.exec_driver_sql("BEGIN IMMEDIATE")  # writers queue at BEGIN: no deadlocked lock upgrades
         return _create_tables(engine, url)
     with _engines_lock:

@@ -209,7 +209,7 @@ class Store:
             raise ValueError(f"{uri} is not under {prefix}")
         return uri[len(prefix) :].lstrip("/")
 
-    def _retrying(self, fn, key: str, action: str, budget_s: float | None = None):  # noqa: ANN001, ANN202
+    def _retrying(self, fn, key: str, action: str, budget_s: float | None = None):
         """``fn`` with the outage budget. The time an operation that met failures took, from its first attempt to
         its answer (or its last error), is counted as waited: the storage client's own retries and connection
         timeouts inside each attempt are part of an outage, not only the backoff sleeps between attempts."""
@@ -306,7 +306,7 @@ class Store:
                 continue
         return removed
 
-    def _place(self, path: str, data: bytes, put) -> None:  # noqa: ANN001 - os.replace or os.link
+    def _place(self, path: str, data: bytes, put) -> None:  # os.replace or os.link
         """Write ``data`` to a temporary file (synced), then ``put(tmp, path)``; the temporary never stays."""
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = self._tmp_path()

@@ -10,10 +10,10 @@ from lightbox.retry import is_transient
 RETRY_DELAYS = [2, 10, 30]
 
 
-def retry_transient(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's retry_condition_fn signature
+def retry_transient(task, task_run, state) -> bool:  # Prefect's retry_condition_fn signature
     try:
         state.result()
-    except BaseException as exc:  # noqa: BLE001 - we only classify it
+    except BaseException as exc:  # we only classify it
         return is_transient(exc)
     return False
 

@@ -35,7 +35,7 @@ class Seen:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def handle_error(self, request, client_address) -> None:  # noqa: ANN001
+    def handle_error(self, request, client_address) -> None:
         import sys
 
         if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
@@ -53,7 +53,7 @@ class _Serving:
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def __enter__(self):  # noqa: ANN204
+    def __enter__(self):
         self.thread.start()
         return self
 
@@ -80,7 +80,7 @@ class ImageServer(_Serving):
             def log_message(self, *args) -> None:  # keep pytest output clean
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:  # http.server's naming
                 seen = Seen(self.path, {k.lower(): v for k, v in self.headers.items()}, 0, 0)
                 with server._lock:
                     server.seen.append(seen)  # recorded before answering: a client may act on the answer at once
@@ -197,7 +197,7 @@ class WebhookReceiver(_Serving):
             def log_message(self, *args) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 receiver.posts.append(({k.lower(): v for k, v in self.headers.items()}, body))
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
@@ -219,7 +219,7 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/hook"
 
 
-def make_tls_files(directory, names: tuple[str, ...] = ("localhost", "127.0.0.1")) -> tuple[str, str, str]:  # noqa: ANN001
+def make_tls_files(directory, names: tuple[str, ...] = ("localhost", "127.0.0.1")) -> tuple[str, str, str]:
     """A throwaway CA and a server certificate for ``names`` (host names or IPs) signed by it:
     (ca.pem, server.pem, server.key) in ``directory``. Nothing leaves the test's folder."""
     import datetime as dt

@@ -48,7 +48,7 @@ def test_no_5xx_and_responses_match_the_schema(api_schema):
 
         @given(case=operation.as_strategy())
         @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-        def run(case):  # noqa: ANN001
+        def run(case):
             calls.append(case.call_and_validate(headers=headers, checks=[not_a_server_error, response_schema_conformance,
                                                             content_type_conformance]).status_code)
 

@@ -203,7 +203,7 @@ def quality_errors(frame: pd.DataFrame, spec: BrandSpec) -> tuple[Reasons, Reaso
     ctx = gx.get_context(mode="ephemeral")
     try:
         ctx.variables.progress_bars = {"globally": False, "metric_calculations": False}
-    except Exception:  # noqa: BLE001 - cosmetic only: older/newer GX may not expose this setting
+    except Exception:  # cosmetic only: older/newer GX may not expose this setting
         log.debug("could not disable Great Expectations progress bars")
     batch = (
         ctx.data_sources.add_pandas("catalog")

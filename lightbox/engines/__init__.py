@@ -23,11 +23,11 @@ class Engine(Protocol):
 __all__ = ["Engine", "RenderJob", "Rendered"]
 
 
-def uses_ai(spec) -> bool:  # noqa: ANN001 - BrandSpec (kept import-light)
+def uses_ai(spec) -> bool:  # BrandSpec (kept import-light)
     return spec.diffusion is not None and any((spec.templates[t].engine or spec.engine) == "diffusers" for t in spec.template_names())
 
 
-def build_engines(spec, ai_fallback: str | None) -> dict[str, Engine]:  # noqa: ANN001
+def build_engines(spec, ai_fallback: str | None) -> dict[str, Engine]:
     """The engines a run needs: studio always; diffusers when the spec uses it and it did not fall back."""
     from lightbox.engines.studio import StudioEngine
 
@@ -39,7 +39,7 @@ def build_engines(spec, ai_fallback: str | None) -> dict[str, Engine]:  # noqa: 
     return engines
 
 
-def prepare_ai(spec) -> str | None:  # noqa: ANN001
+def prepare_ai(spec) -> str | None:
     """Load the AI engine's pipelines up front (so a bad model fails the run at start, naming the model
     and where it looked). Returns None when ready, or the reason AI looks fall back to the studio
     engine this run, per the spec's ``diffusion.fallback``; raises when the fallback is 'fail'."""

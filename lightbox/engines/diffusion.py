@@ -67,7 +67,7 @@ def load_pipeline(model: str, revision: str | None, kind: str, device: str, dtyp
             local_files_only=os.path.isdir(model) or os.environ.get("HF_HUB_OFFLINE") == "1",
             safety_checker=None, requires_safety_checker=False,
         )
-    except Exception as e:  # noqa: BLE001 - any loader failure becomes one actionable message
+    except Exception as e:  # any loader failure becomes one actionable message
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelLoadError(f"cannot load diffusion model {model!r}@{revision or 'default'} ({kind}) from {where}: {first}") from e
     if scheduler:
@@ -79,7 +79,7 @@ def load_pipeline(model: str, revision: str | None, kind: str, device: str, dtyp
         try:
             pipe.load_lora_weights(lora_path)
             pipe.fuse_lora(lora_scale=lora_scale)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             raise ModelLoadError(f"cannot load LoRA weights from {lora_path}: {e}") from e
     if attention_slicing:
         pipe.enable_attention_slicing()

@@ -121,7 +121,7 @@ class _Base:
             part = rgbs[i : i + size]
             try:
                 raw = self._run(self._prepare(part))
-            except Exception as e:  # noqa: BLE001 - OOM is told apart from the rest just below
+            except Exception as e:  # OOM is told apart from the rest just below
                 if is_oom(e) and size > 1:
                     size = max(1, size // 2)
                     log.warning("segmentation out of memory; batch size now %d", size)
@@ -153,7 +153,7 @@ class TransformersSegmenter(_Base):
                 cfg.path, revision=cfg.revision, trust_remote_code=True,
                 local_files_only=local or os.environ.get("HF_HUB_OFFLINE") == "1",
             )
-        except Exception as e:  # noqa: BLE001 - any loader failure becomes one actionable message
+        except Exception as e:  # any loader failure becomes one actionable message
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise SegmentationLoadError(f"cannot load segmentation model {cfg.path!r}@{cfg.revision or 'local'} from {where(cfg.path)}: {first}") from e
         self.dtype = getattr(torch, runtime.dtype)
@@ -193,7 +193,7 @@ class OnnxSegmenter(_Base):
             providers.insert(0, "CUDAExecutionProvider")
         try:
             self.session = ort.InferenceSession(path, providers=providers)
-        except Exception as e:  # noqa: BLE001 - any loader failure becomes one actionable message
+        except Exception as e:  # any loader failure becomes one actionable message
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise SegmentationLoadError(f"cannot load segmentation model {cfg.path!r} ({where(path)}): {first}") from e
         inp = self.session.get_inputs()[0]

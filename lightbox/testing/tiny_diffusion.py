@@ -30,7 +30,7 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(bs, [chr(c) for c in cs], strict=True))
 
 
-def tiny_tokenizer(directory: Path, max_length: int = 77):  # noqa: ANN201 - CLIPTokenizer
+def tiny_tokenizer(directory: Path, max_length: int = 77):  # CLIPTokenizer
     from transformers import CLIPTokenizer
 
     directory.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.e2e
 WEBHOOK_IN_README = "https://hooks.example.com/lightbox-ops"
 
 
-def _entries(out) -> dict:  # noqa: ANN001 - a Path
+def _entries(out) -> dict:  # a Path
     """What the run state records for the brand under an output root."""
     from lightbox.state import RunState
     from lightbox.storage import Store

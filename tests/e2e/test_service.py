@@ -46,7 +46,7 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def _wait(what: str, check, timeout: float, every: float = 0.5):  # noqa: ANN001
+def _wait(what: str, check, timeout: float, every: float = 0.5):
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:

@@ -15,7 +15,7 @@ from tests.lightbox.test_pipeline import make_catalog
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
 
 
-def _entries(out) -> dict:  # noqa: ANN001 - a Path
+def _entries(out) -> dict:  # a Path
     """What the run state records for the brand under an output root."""
     from lightbox.state import RunState
     from lightbox.storage import Store

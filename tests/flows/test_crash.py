@@ -22,7 +22,7 @@ from tests.lightbox.test_pipeline import make_catalog
 TTL_S = 8
 
 
-def _entries(out) -> dict:  # noqa: ANN001 - a Path
+def _entries(out) -> dict:  # a Path
     """What the run state records for the brand under an output root."""
     from lightbox.state import RunState
     from lightbox.storage import Store

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
 SECRET = "whsec-test-0123456789"
 
 
-def _entries(out) -> dict:  # noqa: ANN001 - a Path
+def _entries(out) -> dict:  # a Path
     """What the run state records for the brand under an output root."""
     from lightbox.state import RunState
     from lightbox.storage import Store

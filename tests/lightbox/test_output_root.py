@@ -153,7 +153,7 @@ COMMANDS = {
 @pytest.mark.parametrize("value", BAD)
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_cli_refuses_a_bad_out_before_the_command_starts(command, value, tmp_path, monkeypatch, capsys):
-    def started(_args):  # noqa: ANN001, ANN202
+    def started(_args):
         raise AssertionError(f"lightbox {command} started with --out {value!r}")
 
     monkeypatch.setattr(cli, f"cmd_{command}", started)

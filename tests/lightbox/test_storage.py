@@ -78,7 +78,7 @@ def test_an_outage_counts_the_time_it_took_not_only_the_backoff_sleeps(tmp_path,
     real = store.fs.exists
     failing = {"left": 2}
 
-    def slow_refusal(path):  # noqa: ANN001, ANN202 - fsspec's signature
+    def slow_refusal(path):  # fsspec's signature
         if failing["left"]:
             failing["left"] -= 1
             time.sleep(1.0)  # the client's own connection attempts, before it gives up
