@@ -4,11 +4,11 @@ flow test needs it), a real S3 endpoint on loopback (moto in server mode), and i
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 from pathlib import Path
 
 import pytest
+from tests.helpers import free_port
 
 _HOME = tempfile.mkdtemp(prefix="lightbox-prefect-home-")
 os.environ.setdefault("PREFECT_HOME", _HOME)
@@ -32,18 +32,12 @@ def prefect_harness():
         yield
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def s3_server():
     """moto's S3 in server mode on 127.0.0.1: s3fs talks to it over real HTTP, as to AWS."""
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"

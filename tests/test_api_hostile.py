@@ -24,7 +24,8 @@ import pytest
 
 from api.keys import create_key
 from tests.conftest import REPO
-from tests.e2e.test_service import _port, _wait
+from tests.e2e.test_service import _wait
+from tests.helpers import free_port
 from tests.images import studio_photo, to_bytes
 from tests.test_api import PRODUCT, deployment  # noqa: F401 - the module's Prefect deployment fixture, reused
 
@@ -54,7 +55,7 @@ def server(deployment, tmp_path_factory):  # noqa: F811 - the imported fixture
         async with get_client() as client:
             return f"catalog-run/{(await client.read_deployment(deployment)).name}"
 
-    port = _port()
+    port = free_port()
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "LIGHTBOX_API_KEYS_FILE": str(keys),
            "LIGHTBOX_API_OUT": str(root / "out"), "LIGHTBOX_API_BRANDS_DIR": str(REPO / "brand_specs"),
            "LIGHTBOX_API_DEPLOYMENT": asyncio.run(name()), "LIGHTBOX_API_CATALOG_PREFIXES": str(feeds),
@@ -304,7 +305,7 @@ def test_prefect_down_is_503_with_retry_after_and_healthz_degraded(tmp_path):
     Retry-After and one line (not 500), nothing is written to _incoming, /healthz says degraded, /livez answers."""
     keys = tmp_path / "keys.json"
     key = create_key(keys, "alice")
-    port, dead = _port(), _port()
+    port, dead = free_port(), free_port()
     env = {**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{dead}/api", "LIGHTBOX_API_KEYS_FILE": str(keys),
            "LIGHTBOX_API_OUT": str(tmp_path / "out"), "LIGHTBOX_API_BRANDS_DIR": str(REPO / "brand_specs")}
     log = open(tmp_path / "api.log", "w")

@@ -26,7 +26,7 @@ from tests import exports
 from tests.conftest import ACME, REPO
 from tests.http_server import ImageServer
 from tests.images import studio_photo, to_bytes
-from tests.lightbox.test_pipeline import add_thumbnail, make_catalog
+from tests.helpers import add_thumbnail, make_catalog
 
 SAMPLES = {
     # writer, SKUs with an image (published), SKUs without one (quarantined)

@@ -22,7 +22,8 @@ import httpx
 import pytest
 
 from tests.conftest import REPO
-from tests.e2e.test_service import _port, _wait
+from tests.e2e.test_service import _wait
+from tests.helpers import free_port
 from tests.http_server import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
@@ -83,7 +84,7 @@ def test_readme_service_block_works_pasted_line_by_line(tmp_path):
     work = _copy_repo(tmp_path / "lightbox")
     home = tmp_path / "home"
     home.mkdir()
-    server_port, api_port = _port(), _port()
+    server_port, api_port = free_port(), free_port()
     block = service_block()
     assert WEBHOOK_IN_README in block and "4200" in block and "8080" in block
     env = {

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,16 +33,11 @@ from lightbox.webhooks import SIGNATURE_HEADER, verify
 from tests.conftest import ACME, REPO, fresh_database
 from tests.http_server import WebhookReceiver
 from tests.images import studio_photo, to_bytes
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.e2e
 N_PRODUCTS = 200
 SECRET = "whsec-e2e-0123456789"
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(what: str, check, timeout: float, every: float = 0.5):
@@ -128,7 +122,7 @@ def test_service_end_to_end(tmp_path, postgres):
     """On PostgreSQL when the machine has it (production's database; SQLite's writer lock made the server's
     automations miss events under a full test run), else on SQLite."""
     procs = Processes(tmp_path)
-    server_port, api_port = _port(), _port()
+    server_port, api_port = free_port(), free_port()
     api_url = f"http://127.0.0.1:{server_port}/api"
     out = tmp_path / "out"
     catalog = _catalog(tmp_path / "feeds")

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import ACME, REPO
 from tests.e2e.test_service import _wait
-from tests.lightbox.test_pipeline import make_catalog
+from tests.helpers import free_port, make_catalog
 
 
 @pytest.fixture
@@ -82,16 +82,10 @@ def test_a_worker_killed_mid_run_costs_only_its_chunk(tmp_path, env):
         assert live[str(Path(e["uri"]).relative_to(out))] == e["sha256"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def scheduler(env, tmp_path):
     """A `dask scheduler` with one plain worker and one declaring GPU=1 (as a GPU node would)."""
-    port = _free_port()
+    port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
     procs = [subprocess.Popen([*dask, "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], cwd=REPO, env=env,

@@ -14,7 +14,7 @@ from lightbox.webhooks import SIGNATURE_HEADER, verify
 from tests.conftest import ACME
 from tests.http_server import WebhookReceiver, closed_port_url
 from tests.images import studio_photo, to_bytes
-from tests.lightbox.test_pipeline import add_thumbnail, make_catalog
+from tests.helpers import add_thumbnail, make_catalog
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
 SECRET = "whsec-test-0123456789"

@@ -27,7 +27,7 @@ from lightbox.specs.models import Diffusion
 from lightbox.storage import Store
 from tests.conftest import REPO
 from tests.images import studio_photo
-from tests.lightbox.test_pipeline import make_catalog
+from tests.helpers import make_catalog
 
 CPU = Runtime(device="cpu", dtype="float32")
 

@@ -10,7 +10,7 @@ import pytest
 
 from lightbox.pipeline import run_plain
 from tests.conftest import ACME
-from tests.lightbox.test_pipeline import add_thumbnail, make_catalog
+from tests.helpers import add_thumbnail, make_catalog
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver")

@@ -18,7 +18,7 @@ from lightbox.publish import sweep_stale
 from lightbox.state import RunState
 from lightbox.storage import TMP_DIR, Store
 from tests.conftest import ACME
-from tests.lightbox.test_pipeline import make_catalog
+from tests.helpers import make_catalog
 
 
 class FlakyProxy:

@@ -19,6 +19,7 @@ from flows import cli
 from lightbox.errors import LightboxError, OutputRootError, StorageError
 from lightbox.storage import Store, parse_output_root
 from tests.conftest import ACME, EXAMPLE_CATALOG, REPO
+from tests.helpers import free_port
 
 FORMS = "an output root is a local path, file://PATH or s3://BUCKET[/PREFIX]"
 
@@ -234,14 +235,6 @@ def test_deploy_refuses_a_bad_lightbox_out(monkeypatch):
         apply.deploy()
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("case", ["no credentials", "endpoint down"])
 def test_an_s3_root_that_cannot_be_written_is_one_line_and_exit_2(case, tmp_path):
     """``--out s3://bucket/x`` with no credentials (a 71-line NoCredentialsError traceback before), or with an
@@ -251,7 +244,7 @@ def test_an_s3_root_that_cannot_be_written_is_one_line_and_exit_2(case, tmp_path
             "AWS_EC2_METADATA_DISABLED": "true"}
     if case == "endpoint down":  # a closed loopback port: nothing listens there
         env |= {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                "LIGHTBOX_S3_ENDPOINT_URL": f"http://127.0.0.1:{_free_port()}"}
+                "LIGHTBOX_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
     work = tmp_path / "work"
     work.mkdir()
     r = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(EXAMPLE_CATALOG), "--brand", ACME, "--out", "s3://bucket/x"],

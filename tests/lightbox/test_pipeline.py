@@ -16,41 +16,10 @@ from lightbox.pipeline import run_plain
 from lightbox.specs import load_channel_presets
 from lightbox.storage import Store
 from tests.conftest import ACME, REPO, TRAILHEAD
+from tests.helpers import make_catalog
 from tests.images import studio_photo, to_bytes
 
 CHANNELS = ("amazon_main", "shopify_square", "google_merchant")
-
-
-def make_catalog(root: Path, bad: dict[str, bytes] | None = None, n_good: int = 3) -> Path:
-    """A small catalog: n good studio photos plus the given bad image files (sku -> bytes)."""
-    img = root / "img"
-    img.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i in range(n_good):
-        im, _ = studio_photo(800, 1000, seed=i)
-        (img / f"good-{i}.jpg").write_bytes(to_bytes(im, "JPEG", quality=92))
-        rows.append((f"GOOD-{i}", f"img/good-{i}.jpg"))
-    for sku, data in (bad or {}).items():
-        if sku == "HTTP":
-            rows.append((sku, "http://images.example.com/p.jpg"))
-            continue
-        if data is not None:
-            (img / f"{sku}.bin").write_bytes(data)
-        rows.append((sku, f"img/{sku}.bin"))
-    frame = pd.DataFrame(
-        [{"sku": s, "title": "Mug", "category": "kitchen", "image": p, "color": "red", "material": "stoneware"} for s, p in rows]
-    )
-    path = root / "catalog.csv"
-    frame.to_csv(path, index=False)
-    return path
-
-
-def add_thumbnail(catalog: Path, sku: str = "THUMB-1") -> None:
-    """Append a product whose photo is a 120x160 thumbnail: it renders, then fails the upscale limit."""
-    small, _ = studio_photo(120, 160, seed=3, box=(30, 32, 90, 128))
-    (catalog.parent / "img" / "thumb.jpg").write_bytes(to_bytes(small, "JPEG"))
-    with catalog.open("a") as f:
-        f.write(f"{sku},Mug,kitchen,img/thumb.jpg,red,stoneware\n")
 
 
 def _cmyk() -> bytes:

@@ -70,7 +70,7 @@ def test_counts_add_up_when_what_a_run_renders_is_already_live(tmp_path):
 
     from lightbox.pipeline import run_plain
     from tests.conftest import ACME
-    from tests.lightbox.test_pipeline import make_catalog
+    from tests.helpers import make_catalog
 
     catalog = make_catalog(tmp_path / "cat", n_good=2)
     first = run_plain(str(catalog), ACME, str(tmp_path / "out"))
