@@ -311,7 +311,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from prefect.exceptions import PrefectHTTPStatusError
 
     @app.exception_handler(httpx.TransportError)
-    @app.exception_handler(TimeoutError)
     @app.exception_handler(PrefectHTTPStatusError)
     async def _scheduler_down(request: Request, exc: Exception) -> JSONResponse:
         """Prefect unreachable, too slow or failing (5xx): 503 with Retry-After and one line, never a 500."""
@@ -424,6 +423,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                       f"request:{fingerprint}"],
                 idempotency_key=f"{caller.name}:{idempotency_key}" if idempotency_key else None,
             ), timeout=settings.prefect_timeout_s)
+        except TimeoutError as e:  # Prefect took no job in time (a busy SQLite server): the client retries
+            _discard(written, settings)
+            return _unavailable(scheduler_problem(e))
         except BaseException:
             _discard(written, settings)
             raise
