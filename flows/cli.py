@@ -86,8 +86,10 @@ def _parser() -> argparse.ArgumentParser:
 
     ops = sub.add_parser("ops", help="operations: create work pool, queues and limits; apply automations; run a worker")
     ops.add_argument("action", choices=["setup", "automations", "deploy", "worker"],
-                     help="worker: `prefect worker start --pool POOL` that a SIGTERM stops, even started in the background "
-                          "of a script (where SIGINT is ignored, and Prefect's worker turns SIGTERM into SIGINT)")
+                     help="setup: work pools, queues, concurrency limits, the lightbox-ops notification block and the "
+                          "automations; automations: apply the automations only; deploy: the deployments of prefect.yaml, "
+                          "with their ids; worker: `prefect worker start --pool POOL` that a SIGTERM stops, even started in "
+                          "the background of a script (where SIGINT is ignored, and Prefect's worker turns SIGTERM into SIGINT)")
     ops.add_argument("--pool", default="lightbox-process", help="worker: the work pool (default: lightbox-process)")
     ops.add_argument("--dir", default="deployments", help="where the templates and automations live (default: deployments)")
     ops.add_argument("--notify-url", default=None,
@@ -155,14 +157,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return _fail(str(e), 2)
     for note in fallbacks:
         _say(f"model: {note}\n")
+    heroes = _heroes(result)  # the run skips them (traditional photography): counted as it counts them
     _say(f"{args.catalog} ({result.layout} layout) against {spec.name} v{spec.version}: {result.total} rows: "
-                     f"{len(result.valid)} valid, {len(result.quarantined)} invalid, {len(result.skipped)} skipped, "
-                     f"{len(result.warnings)} warnings\n")
-    _print_rows(result.quarantined, result.skipped, result.warnings)
+                     f"{len(result.valid) - len(heroes)} valid, {len(result.quarantined)} invalid, "
+                     f"{len(result.skipped) + len(heroes)} skipped, {len(result.warnings)} warnings\n")
+    _print_rows(result.quarantined, result.skipped + heroes, result.warnings)
     refused = rejection(result, spec)
     if refused:
         return _fail(refused, 2)
     return 0
+
+
+def _heroes(result) -> list:  # ValidationResult -> [QuarantinedRow]
+    """The valid rows a run skips as hero products, with the run's reason."""
+    from lightbox.catalog.ingest import to_products
+    from lightbox.plan import HERO_REASON
+    from lightbox.records import QuarantinedRow
+
+    return [QuarantinedRow(row=p.row, sku=p.sku, reason=HERO_REASON) for p in to_products(result.valid) if p.hero]
 
 
 def _n(n: int, one: str, many: str | None = None) -> str:
