@@ -9,6 +9,7 @@ new body silently returned the first job, formula cells in quarantine.csv, raw H
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
@@ -55,23 +56,30 @@ def server(deployment, tmp_path_factory):  # noqa: F811 - the imported fixture
         async with get_client() as client:
             return f"catalog-run/{(await client.read_deployment(deployment)).name}"
 
-    port = free_port()
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "LIGHTBOX_API_KEYS_FILE": str(keys),
+    env = {"PREFECT_API_URL": PREFECT_API_URL.value(), "LIGHTBOX_API_KEYS_FILE": str(keys),
            "LIGHTBOX_API_OUT": str(root / "out"), "LIGHTBOX_API_BRANDS_DIR": str(REPO / "brand_specs"),
            "LIGHTBOX_API_DEPLOYMENT": asyncio.run(name()), "LIGHTBOX_API_CATALOG_PREFIXES": str(feeds),
            "LIGHTBOX_API_LOCAL_PREFIXES": str(photos)}
-    env.pop("LIGHTBOX_API_MAX_BODY", None)
-    log = open(root / "api.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "api", "--port", str(port)], cwd=REPO, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait("the job API", lambda: httpx.get(f"{base}/healthz", timeout=2).status_code == 200, 60)
+    with _api_process(env, root / "api.log", ready="/healthz") as base:
         yield {"base": base, "keys": tenants, "root": root, "photos": photos, "feeds": feeds}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
+
+
+@contextlib.contextmanager
+def _api_process(env: dict[str, str], log_path, ready: str):  # log_path: a Path; yields the base URL
+    """``lightbox api`` on a free loopback port with ``env`` over the test's environment, until ``ready`` answers 200."""
+    port = free_port()
+    full = {**os.environ, **env}
+    full.pop("LIGHTBOX_API_MAX_BODY", None)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "api", "--port", str(port)], cwd=REPO, env=full,
+                                stdout=log, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            _wait("the job API", lambda: httpx.get(f"{base}{ready}", timeout=2).status_code == 200, 60)
+            yield base
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
 
 
 def _client(server, who: str = "alice") -> httpx.Client:
@@ -305,15 +313,10 @@ def test_prefect_down_is_503_with_retry_after_and_healthz_degraded(tmp_path):
     Retry-After and one line (not 500), nothing is written to _incoming, /healthz says degraded, /livez answers."""
     keys = tmp_path / "keys.json"
     key = create_key(keys, "alice")
-    port, dead = free_port(), free_port()
-    env = {**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{dead}/api", "LIGHTBOX_API_KEYS_FILE": str(keys),
+    dead = free_port()
+    env = {"PREFECT_API_URL": f"http://127.0.0.1:{dead}/api", "LIGHTBOX_API_KEYS_FILE": str(keys),
            "LIGHTBOX_API_OUT": str(tmp_path / "out"), "LIGHTBOX_API_BRANDS_DIR": str(REPO / "brand_specs")}
-    log = open(tmp_path / "api.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "api", "--port", str(port)], cwd=REPO, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait("the job API", lambda: httpx.get(f"{base}/livez", timeout=2).status_code == 200, 60)
+    with _api_process(env, tmp_path / "api.log", ready="/livez") as base:
         health = httpx.get(f"{base}/healthz", timeout=30)
         assert health.status_code == 503 and health.json()["status"] == "degraded", health.text
         assert f"127.0.0.1:{dead}" in health.json()["reason"]
@@ -324,8 +327,4 @@ def test_prefect_down_is_503_with_retry_after_and_healthz_degraded(tmp_path):
             assert r.status_code == 503 and r.headers["retry-after"] == "30", r.text
             assert r.json()["detail"].startswith(f"the scheduler (Prefect API at http://127.0.0.1:{dead}/api) is unreachable")
         assert not (tmp_path / "out" / "_incoming").exists() or not any((tmp_path / "out" / "_incoming").iterdir())
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
     assert "Traceback" not in (tmp_path / "api.log").read_text()
