@@ -321,11 +321,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     health: dict[str, Any] = {"at": None, "problem": None, "asking": None}
 
     async def ask_prefect() -> None:
-        from prefect.client.orchestration import get_client
+        """GET the server's /health with one long-lived HTTP client: building a Prefect client per probe held the
+        event loop for ~120 ms (a /healthz answer waited that long)."""
+        from prefect.settings import PREFECT_API_URL
 
+        url = PREFECT_API_URL.value()
+        if not url:  # an ephemeral server: nothing to ask; a submit still answers 503 if it cannot reach one
+            health.update(at=time.monotonic(), problem=None)
+            return
+        if health.get("http") is None:
+            health["http"] = httpx.AsyncClient(timeout=5)
         try:
-            async with get_client() as client:
-                err = await asyncio.wait_for(client.api_healthcheck(), timeout=5)
+            r = await health["http"].get(url.rstrip("/") + "/health")
+            err: BaseException | None = None if r.status_code == 200 else httpx.HTTPStatusError(
+                f"answered {r.status_code}", request=r.request, response=r)
         except Exception as e:  # any failure of the probe is the answer
             err = e
         health.update(at=time.monotonic(), problem=scheduler_problem(err) if err is not None else None)
@@ -407,7 +416,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if body.products is not None:
             if len(body.products) > settings.max_products:
                 raise _unprocessable(["body", "products"], f"at most {settings.max_products} products per job")
-            check_images(body.products)
+            await run_in_threadpool(check_images, body.products)  # 2,500 URLs parsed: off the event loop too
             # pandas and pandera off the event loop: /healthz and other requests stay answered
             catalog, created = await run_in_threadpool(_write_products, body.products, spec_path, settings, fingerprint)
             written = catalog if created else None
