@@ -16,6 +16,7 @@ from prefect.states import Failed, State
 from lightbox import progress
 from lightbox.engines import uses_ai
 from lightbox.errors import CatalogError, LightboxError
+from lightbox.generate import failed_item
 from lightbox.lock import BrandLock, describe
 from lightbox.publish import live_before_failure
 from lightbox.state import RunState, StateError
@@ -24,7 +25,7 @@ from lightbox.fetch import FetchPolicy, load_fetch_policy
 from lightbox.webhooks import Delivery, WebhookConfig, load_webhooks
 from lightbox.records import Chunk, Output, RunContext
 from lightbox.report import RunSummary
-from lightbox.specs import BrandSpec
+from lightbox.specs import BrandSpec, spec_channels
 from flows import cluster
 from flows.review import operator_review
 from tasks.report import artifact_key, report_run, report_stopped
@@ -40,6 +41,7 @@ from tasks.stages import (
     prepare_engine,
     publish_chunk,
     quality_check_chunk,
+    retire_photos,
     sweep_stale,
     validate_catalog,
 )
@@ -151,6 +153,7 @@ def _run(catalog: str, spec: BrandSpec, brand: str, out: str, chunk_size: int, l
         notified = [*notified, notify_published.submit(approved, spec, ctx, hooks, chunk_index=-1)]
     outputs = reviewed
     lock.ensure_held()  # a run whose lease ran out (it hung) must not write the export over the next run's
+    retired = retire_photos(plan.retire, spec, ctx) if plan.retire else ([], [])  # photos the catalog dropped
     manifest_uri = export_manifest(approved, spec, ctx, skus)
     cdn = invalidate_cdn(outputs, spec, ctx, return_state=True)
     # 7. Report
@@ -159,7 +162,7 @@ def _run(catalog: str, spec: BrandSpec, brand: str, out: str, chunk_size: int, l
         warnings=validated.warnings, skipped=validated.skipped + plan.skipped, products=plan.products,
         wall_s=time.perf_counter() - started, manifest_uri=manifest_uri, skus=skus, unknown_skus=plan.unknown_skus,
         deliveries=_deliveries(notified), webhooks=hooks,
-        cdn_invalidation=cdn.result() if cdn.is_completed() else f"failed: {cdn.message}", runner=ran_on,
+        cdn_invalidation=cdn.result() if cdn.is_completed() else f"failed: {cdn.message}", runner=ran_on, retired=retired,
     )
     if chunk_errors:
         return Failed(message=f"{len(chunk_errors)} of {len(plan.chunks)} chunks failed after retries; first: {chunk_errors[0]}")
@@ -218,9 +221,7 @@ def _collect(generated, checked, published, chunks: list[Chunk], spec, ctx: RunC
             stages = {"generate": generated[i], "quality-check": checked[i], "publish": published[i]}
             reason = f"chunk {chunk.index}: {_first_failure(stages)}"
             errors.append(reason)
-            failed = [Output(sku=i.product.sku, row=i.product.row, category=i.product.category, channel=ch,
-                             status="failed", seed=i.seed, error=reason)  # one per channel (variants not expanded)
-                      for i in chunk.items for ch in spec.channels]
+            failed = [o for item in chunk.items for o in failed_item(item, spec, spec_channels(spec), ctx, reason)]
             try:
                 entries = RunState.of(Store(ctx.out_uri)).entries(spec.name, skus={o.sku for o in failed})
             except (StateError, LightboxError) as e:  # the state is what failed: the outputs stay failed, the report says why

@@ -72,6 +72,18 @@ def _parser() -> argparse.ArgumentParser:
     man.add_argument("--export", action="store_true",
                      help="write <brand>/manifest.parquet and manifest.jsonl of every live entry instead of listing")
 
+    exp = sub.add_parser("export", help="write a platform's import file of the published images (Shopify / WooCommerce "
+                         "CSV, Google Merchant supplemental feed)",
+                         description="Each product's live gallery of one channel, main image first, as public URLs: the "
+                         "URL the output root is served at (--base-url, else $LIGHTBOX_PUBLIC_BASE_URL) + each image's key.")
+    exp.add_argument("brand", help="brand name, e.g. acme-home")
+    exp.add_argument("--out", default="out", help="output root the brand publishes to (default: out)")
+    exp.add_argument("--format", required=True, choices=["shopify", "woocommerce", "google-merchant"])
+    exp.add_argument("--channel", default=None, help="whose images (default: shopify_square for shopify, google_merchant "
+                     "for google-merchant, else the brand's only channel)")
+    exp.add_argument("--base-url", default=None, help="public URL of the output root, e.g. https://cdn.example.com/media")
+    exp.add_argument("--to", default=None, help="write the file here (default: standard output)")
+
     api = sub.add_parser("api", help="serve the job API (FastAPI; settings from LIGHTBOX_API_* variables)")
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8080)
@@ -471,6 +483,12 @@ def _print_summary(s) -> None:  # RunSummary
 
     for line in failure_lines(s.failures):
         _say(line + "\n")
+    retired = getattr(s, "retired", None) or []
+    if retired:
+        _say(f"retired: {len(retired)} images of photos the catalog no longer has "
+             f"({', '.join(sorted({r['sku'] for r in retired})[:5])}{', ...' if len({r['sku'] for r in retired}) > 5 else ''})\n")
+    for line in getattr(s, "retire_failures", None) or []:
+        _say(f"not retired: {line}\n")
     if s.unknown_skus:
         _say(f"unknown SKUs (not in the catalog): {', '.join(s.unknown_skus)}\n")
     if s.consistency and s.consistency.get("score") is not None:
@@ -509,6 +527,41 @@ def cmd_manifest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """The platform's import file on stdout (or --to FILE); what was left out and the counts on stderr."""
+    from pathlib import Path
+
+    from lightbox.catalog.export import default_channel, export
+    from lightbox.errors import LightboxError
+    from lightbox.state import RunState, StateError, state_exists
+    from lightbox.storage import Store
+
+    try:
+        store = Store(args.out)
+        state = RunState.of(store) if state_exists(store) else None
+        if state is None or not state.knows(args.brand):
+            return _fail(f"brand {args.brand!r}: no run state under {store.uri('')}; a run of the brand creates it", 2)
+        entries = list(state.entries(args.brand).values())
+        channels = sorted({e["channel"] for e in entries})
+        channel = args.channel or default_channel(args.format, channels)
+        if channel not in channels:
+            return _fail(f"--channel: no live {channel!r} images for {args.brand} (live: {', '.join(channels) or 'none'})", 2)
+        made = export(entries, args.format, channel, store.key_of, args.base_url)
+    except StateError as e:
+        return _fail(str(e), 1)
+    except LightboxError as e:
+        return _fail(str(e), 2)
+    for line in made.left_out:
+        sys.stderr.write(f"left out: {line}\n")
+    if args.to:
+        Path(args.to).write_text(made.text, encoding="utf-8")
+    else:
+        sys.stdout.write(made.text)
+    sys.stderr.write(f"{args.format}: {made.products} products, {made.images} {channel} images"
+                     + (f" -> {args.to}" if args.to else "") + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     verbose = getattr(args, "verbose", False)
@@ -516,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     else:  # the terminal gets the outcome lines; logs go to the Prefect API and with -v here
         logging.getLogger().addHandler(logging.NullHandler())
-    if getattr(args, "out", None) is not None:  # run, unlock, manifest: refused before anything is read or written
+    if getattr(args, "out", None) is not None:  # run, unlock, manifest, export: refused before anything is read or written
         from lightbox.errors import OutputRootError
         from lightbox.storage import parse_output_root
 
@@ -524,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out = parse_output_root(args.out, "--out")
         except OutputRootError as e:
             return _fail(str(e), 2)
-    commands = {"run": cmd_run, "init": cmd_init, "validate": cmd_validate, "unlock": cmd_unlock, "manifest": cmd_manifest, "api": cmd_api, "api-key": cmd_api_key, "ops": cmd_ops}
+    commands = {"run": cmd_run, "init": cmd_init, "validate": cmd_validate, "unlock": cmd_unlock, "manifest": cmd_manifest, "export": cmd_export, "api": cmd_api, "api-key": cmd_api_key, "ops": cmd_ops}
     return commands[args.command](args)
 
 

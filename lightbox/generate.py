@@ -1,8 +1,10 @@
-"""Generate stage: render every (channel, variant) of every product in a chunk into the run's staging area.
+"""Generate stage: render every (photo, channel, variant) of every product in a chunk into the run's staging area.
 
-Per product: read the source once, fingerprint each output (product fields used, source content
+A work item is one photo of a product (its position: 1 = the main image); it renders for every channel whose
+gallery takes that many photos. Per photo: read the source once, fingerprint each output (product fields used, source content
 hash, effective look, engine, variant, seed), skip outputs whose fingerprint matches the run state and
-whose object still exists, cut the product out once, and hand the rest to the engines as jobs - the
+whose object still exists, cut the product out once (a photo shared by several products - variants - is cut
+once per chunk), and hand the rest to the engines as jobs - the
 studio engine for plain backgrounds, the diffusers engine (batched across the chunk) for AI looks.
 Then encode (AI outputs get the IPTC label) and stage. A product that cannot be rendered (missing,
 corrupt, refused image; a template attribute it lacks) becomes failed outputs with a one-line reason;
@@ -29,27 +31,22 @@ from lightbox.imaging.cutout import CutOut, cut_out_many, erode_cross
 from lightbox.imaging.decode import decode_image
 from lightbox.imaging.segmentation import segmenter_for
 from lightbox.quality.checks import decode_output, fidelity, measure
-from lightbox.layout import BrandLayout
+from lightbox.layout import BrandLayout, output_name
 from lightbox.state import live_matches
 from lightbox.retry import is_transient
-from lightbox.records import Chunk, Output, Product, RunContext, WorkItem, seed_for
+from lightbox.records import Chunk, Output, Product, RunContext, WorkItem, role_of, seed_for
 from lightbox.specs.models import BrandSpec, ChannelPreset, Look, resolve_look, template_fields
 from lightbox.storage import Store
 
 log = logging.getLogger(__name__)
 
 
-def output_name(channel: str, variant: int) -> str:
-    """``shopify_square`` for the first variant, ``shopify_square-v2`` for the second, ..."""
-    return channel if variant == 0 else f"{channel}-v{variant + 1}"
+def output_key(spec: BrandSpec, sku: str, channel: ChannelPreset, variant: int = 0, photo: int = 1) -> str:
+    return BrandLayout(spec.name).live(sku, output_name(channel.name, variant, photo), channel.extension)
 
 
-def output_key(spec: BrandSpec, sku: str, channel: ChannelPreset, variant: int = 0) -> str:
-    return BrandLayout(spec.name).live(sku, output_name(channel.name, variant), channel.extension)
-
-
-def staging_key(spec: BrandSpec, run_id: str, sku: str, channel: ChannelPreset, variant: int = 0) -> str:
-    return BrandLayout(spec.name).staged(run_id, sku, output_name(channel.name, variant), channel.extension)
+def staging_key(spec: BrandSpec, run_id: str, sku: str, channel: ChannelPreset, variant: int = 0, photo: int = 1) -> str:
+    return BrandLayout(spec.name).staged(run_id, sku, output_name(channel.name, variant, photo), channel.extension)
 
 
 def engine_id(look: Look, engines: dict[str, Engine]) -> str:
@@ -57,8 +54,10 @@ def engine_id(look: Look, engines: dict[str, Engine]) -> str:
     return f"{e.name}/{e.version}"
 
 
-def fingerprint(product: Product, source_sha256: str, look: Look, spec: BrandSpec, engine: str, variant: int = 0, seed: int = 0) -> str:
-    """Everything an output depends on; equal fingerprints mean byte-identical outputs."""
+def fingerprint(product: Product, source_sha256: str, look: Look, spec: BrandSpec, engine: str, variant: int = 0, seed: int = 0,
+                photo: int = 1) -> str:
+    """Everything an output depends on; equal fingerprints mean byte-identical outputs (and the same gallery
+    position and role: a photo moved to another position is rendered and gated again)."""
     used = sorted(spec.fields_used(product.category) | {"category"})
     payload = {
         "fields": {name: product.field(name) for name in used},
@@ -68,6 +67,8 @@ def fingerprint(product: Product, source_sha256: str, look: Look, spec: BrandSpe
     }
     if look.generation is not None:  # seeds and variants only change AI outputs
         payload |= {"variant": variant, "seed": seed}
+    if photo != 1:  # main images keep the fingerprints they had before galleries
+        payload |= {"photo": photo, "role": role_of(photo)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -93,6 +94,9 @@ class _Pending:
     timings: dict[str, float]
     prompts: dict[str, str] = field(default_factory=dict)  # channel -> filled prompt (AI looks)
     image: Image.Image | None = None  # decoded source, until it is cut out
+    source_sha: str = ""
+    cut_index: int = -1  # which of the chunk's distinct photos this one's cut is
+    shared_cut: bool = False  # the cut was made for another product's identical photo
     todo: list[tuple[ChannelPreset, int, str]] = field(default_factory=list)  # channel, variant, fingerprint
 
 
@@ -107,20 +111,26 @@ def _variants(look: Look) -> int:
     return look.generation.diffusion.variants if look.generation is not None else 1
 
 
+def photo_channels(spec: BrandSpec, channels: list[ChannelPreset], photo: int) -> list[ChannelPreset]:
+    """The channels whose gallery takes the product's ``photo``-th photo."""
+    return [ch for ch in channels if spec.gallery_size(ch) >= photo]
+
+
 def prepare_item(
     item: WorkItem, spec: BrandSpec, channels: list[ChannelPreset], ctx: RunContext, store: Store, engines: dict[str, Engine],
     sources: SourceFetcher,
 ) -> tuple[list[Output], _Pending | None]:
     """Read, fingerprint, skip what is unchanged, decode and cut out once. No rendering yet."""
     product = item.product
+    channels = photo_channels(spec, channels, item.photo)
     looks = {ch.name: effective_look(spec, product.category, ch, ctx) for ch in channels}
 
     def failed(reason: str) -> list[Output]:
-        return _failed_outputs(product, spec, channels, looks, reason)
+        return _failed_outputs(product, spec, channels, looks, reason, item.photo)
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    data, problem = _read_source(product, sources)
+    data, problem = _read_source(product, sources, item.photo)
     if problem:
         return failed(problem), None
     if data is not None:
@@ -133,7 +143,8 @@ def prepare_item(
     except ItemError as e:
         return failed(str(e)), None
 
-    pending = _Pending(item=item, looks=looks, cut=None, alt_text=alt_text, failed=failed, timings=timings, prompts=prompts)
+    pending = _Pending(item=item, looks=looks, cut=None, alt_text=alt_text, failed=failed, timings=timings, prompts=prompts,
+                       source_sha=source_sha)
     outputs = _sort_unchanged(item, spec, channels, looks, engines, store, source_sha, alt_text, pending.todo)
     if not pending.todo:
         return outputs, None
@@ -148,11 +159,11 @@ def prepare_item(
     return outputs, pending
 
 
-def _read_source(product: Product, sources: SourceFetcher) -> tuple[bytes | None, str | None]:
-    """The product's first photo (None when it has none), or the one-line reason it cannot be read."""
-    if not product.images:
+def _read_source(product: Product, sources: SourceFetcher, photo: int = 1) -> tuple[bytes | None, str | None]:
+    """The product's ``photo``-th photo (None when it has none), or the one-line reason it cannot be read."""
+    if len(product.images) < photo:
         return None, None
-    source = product.images[0]
+    source = product.images[photo - 1]
     try:
         return sources.read(source), None
     except FileNotFoundError:
@@ -175,11 +186,12 @@ def _sort_unchanged(item: WorkItem, spec: BrandSpec, channels: list[ChannelPrese
         look = looks[ch.name]
         for v in range(_variants(look)):
             seed = seed_for(product.sku, v, spec.version)
-            fp = fingerprint(product, source_sha, look, spec, engine_id(look, engines), v, seed)
-            key = output_key(spec, product.sku, ch, v)
-            if item.previous.get(output_name(ch.name, v)) == fp and live_matches(store, key, item.recorded.get(output_name(ch.name, v))):
-                outputs.append(Output(sku=product.sku, row=product.row, category=product.category, channel=ch.name, variant=v,
-                                      status="unchanged", fingerprint=fp, uri=store.uri(key), seed=seed, engine=look.engine,
+            fp = fingerprint(product, source_sha, look, spec, engine_id(look, engines), v, seed, item.photo)
+            key = output_key(spec, product.sku, ch, v, item.photo)
+            name = output_name(ch.name, v, item.photo)
+            if item.previous.get(name) == fp and live_matches(store, key, item.recorded.get(name)):
+                outputs.append(Output(**_identity(product, ch.name, v, item.photo), status="unchanged", fingerprint=fp,
+                                      uri=store.uri(key), seed=seed, engine=look.engine,
                                       alt_text=alt_text, ai_generated=look.generation is not None))
             else:
                 todo.append((ch, v, fp))
@@ -193,8 +205,9 @@ def all_unchanged(items: list[WorkItem], spec: BrandSpec, channels: list[Channel
     outputs: list[Output] = []
     for item in items:
         product = item.product
-        looks = {ch.name: effective_look(spec, product.category, ch, ctx) for ch in channels}
-        data, problem = _read_source(product, sources)
+        photo_chs = photo_channels(spec, channels, item.photo)
+        looks = {ch.name: effective_look(spec, product.category, ch, ctx) for ch in photo_chs}
+        data, problem = _read_source(product, sources, item.photo)
         if problem:
             return None
         try:
@@ -203,7 +216,7 @@ def all_unchanged(items: list[WorkItem], spec: BrandSpec, channels: list[Channel
             return None
         todo: list[tuple[ChannelPreset, int, str]] = []
         source_sha = hashlib.sha256(data).hexdigest() if data is not None else "no-photo"
-        outputs += _sort_unchanged(item, spec, channels, looks, engines, store, source_sha, alt_text, todo)
+        outputs += _sort_unchanged(item, spec, photo_chs, looks, engines, store, source_sha, alt_text, todo)
         if todo:
             return None
     return outputs
@@ -216,19 +229,31 @@ def _failed_todo(pending: _Pending, reason: str) -> list[Output]:
 
 
 def cut_chunk(pendings: list[_Pending], spec: BrandSpec, ctx: RunContext) -> list[Output]:
-    """Cut out every pending product that has a photo, the model's photos batched; returns the failed
-    outputs of products whose photo was refused (and drops those from further work)."""
+    """Cut out every pending photo, the model's photos batched; a photo several products share (the same
+    bytes, cut with the same settings) is cut once and its cut handed to each. Returns the failed outputs
+    of photos that were refused (and drops those from further work)."""
     with_image = [p for p in pendings if p.image is not None]
     if not with_image:
         return []
+    first: dict[tuple[str, str], int] = {}  # (source sha256, cut-out settings) -> index of the photo cut
+    unique: list[_Pending] = []
+    for p in with_image:
+        params = spec.cutout_for(p.item.product.category)
+        key = (p.source_sha, json.dumps(params.identity(), sort_keys=True))
+        if key not in first:
+            first[key] = len(unique)
+            unique.append(p)
+        p.cut_index = first[key]
     t = time.perf_counter()
-    params = [spec.cutout_for(p.item.product.category) for p in with_image]
-    results = cut_out_many([p.image for p in with_image], params, segmenter_for(ctx.cutout_fallback))
-    per_ms = (time.perf_counter() - t) * 1000 / len(with_image)
+    params = [spec.cutout_for(p.item.product.category) for p in unique]
+    results = cut_out_many([p.image for p in unique], params, segmenter_for(ctx.cutout_fallback))
+    per_ms = (time.perf_counter() - t) * 1000 / len(unique)
     refused: list[Output] = []
-    for p, res in zip(with_image, results, strict=True):
+    for p in with_image:
+        res = results[p.cut_index]
+        p.shared_cut = unique[p.cut_index] is not p
         p.image = None  # pixels go with the cut from here on
-        p.timings["cutout_ms"] = per_ms
+        p.timings["cutout_ms"] = 0.0 if p.shared_cut else per_ms
         if isinstance(res, ItemError):
             refused.extend(_failed_todo(p, f"cut-out refused: {res}"))
             p.todo = []
@@ -244,7 +269,8 @@ def generate_chunk(
     outputs: list[Output] = []
     jobs: list[tuple[RenderJob, _Pending, ChannelPreset, str]] = []
     sources = sources or SourceFetcher(ctx.fetch, run_id=ctx.run_id)
-    sources.prefetch([item.product.images[0] for item in chunk.items if item.product.images])
+    sources.prefetch(list(dict.fromkeys(item.product.images[item.photo - 1] for item in chunk.items
+                                        if len(item.product.images) >= item.photo)))
     pendings: list[_Pending] = []
     for item in chunk.items:
         try:
@@ -252,7 +278,7 @@ def generate_chunk(
         except Exception as e:  # one product's unexpected error fails that product alone (transient ones are retried)
             if is_transient(e):
                 raise
-            done, pending = _failed_item(item, spec, channels, ctx, _one_line("reading the photo", e)), None
+            done, pending = failed_item(item, spec, channels, ctx, _one_line("reading the photo", e)), None
         outputs.extend(done)
         if pending is not None:
             pendings.append(pending)
@@ -291,18 +317,28 @@ def _one_line(what: str, e: BaseException) -> str:
     return f"{what} failed: {first_line(e)}"
 
 
-def _failed_outputs(product: Product, spec: BrandSpec, channels: list[ChannelPreset], looks: dict[str, Look], reason: str) -> list[Output]:
-    """Every output of ``product`` (each channel, each variant), failed with ``reason``."""
+def _identity(product: Product, channel: str, variant: int, photo: int) -> dict:
+    """What names an output and the product page it belongs to."""
+    source = product.images[photo - 1] if len(product.images) >= photo else ""
+    return dict(sku=product.sku, row=product.row, category=product.category, channel=channel, variant=variant, photo=photo,
+                source=source, title=product.title, handle=product.attributes.get("handle", ""))
+
+
+def _failed_outputs(product: Product, spec: BrandSpec, channels: list[ChannelPreset], looks: dict[str, Look], reason: str,
+                    photo: int = 1) -> list[Output]:
+    """Every output of the product's ``photo`` (each channel, each variant), failed with ``reason``."""
     return [
-        Output(sku=product.sku, row=product.row, category=product.category, channel=ch.name, variant=v, status="failed",
-               seed=seed_for(product.sku, v, spec.version), engine=looks[ch.name].engine, error=reason)
+        Output(**_identity(product, ch.name, v, photo), status="failed", seed=seed_for(product.sku, v, spec.version),
+               engine=looks[ch.name].engine, error=reason)
         for ch in channels for v in range(_variants(looks[ch.name]))
     ]
 
 
-def _failed_item(item: WorkItem, spec: BrandSpec, channels: list[ChannelPreset], ctx: RunContext, reason: str) -> list[Output]:
+def failed_item(item: WorkItem, spec: BrandSpec, channels: list[ChannelPreset], ctx: RunContext, reason: str) -> list[Output]:
+    """Every output of one work item (one photo of a product), failed with ``reason``."""
+    channels = photo_channels(spec, channels, item.photo)
     looks = {ch.name: effective_look(spec, item.product.category, ch, ctx) for ch in channels}
-    return _failed_outputs(item.product, spec, channels, looks, reason)
+    return _failed_outputs(item.product, spec, channels, looks, reason, item.photo)
 
 
 def render_isolated(engine: Engine, jobs: list[RenderJob]) -> list[Rendered]:
@@ -398,9 +434,9 @@ def source_reference(cut: CutOut, size: tuple[int, int]) -> np.ndarray | None:
 
 def _stage(job, pending: _Pending, ch: ChannelPreset, fp: str, res, engine: Engine, render_ms: float,
            spec: BrandSpec, ctx: RunContext, store: Store) -> Output:
-    product = job.product
-    base = dict(sku=product.sku, row=product.row, category=product.category, channel=ch.name, variant=job.variant,
-                seed=job.seed, engine=engine.name, engine_version=engine.version, alt_text=pending.alt_text)
+    product, photo = job.product, pending.item.photo
+    base = dict(**_identity(product, ch.name, job.variant, photo), seed=job.seed, engine=engine.name,
+                engine_version=engine.version, alt_text=pending.alt_text)
     if res.error or res.image is None:
         return Output(**base, status="failed", fingerprint=fp, error=res.error or "engine returned no image")
     ai = res.generation is not None
@@ -413,6 +449,8 @@ def _stage(job, pending: _Pending, ch: ChannelPreset, fp: str, res, engine: Engi
         decoded = decode_output(blob)  # once: the cut's fidelity and every quality metric are measured on it
         if job.cut is not None:
             metrics.update(construction_metrics(job.cut, job.look, decoded))
+            if pending.shared_cut:
+                metrics["cutout_shared"] = True  # the cut of another product's identical photo, made once
         box = metrics.get("product_box")
         metrics.update(measure(blob, job.look, product_box=tuple(box) if box else None, image=decoded))
     except Exception as e:  # one output that cannot be encoded or measured fails alone, never unmeasured
@@ -422,14 +460,14 @@ def _stage(job, pending: _Pending, ch: ChannelPreset, fp: str, res, engine: Engi
     sha = hashlib.sha256(blob).hexdigest()
     metrics["measured_sha256"] = sha  # the gate checks the staged bytes against it and keeps these metrics
     measure_ms = (time.perf_counter() - t) * 1000
-    skey = staging_key(spec, ctx.run_id, product.sku, ch, job.variant)
+    skey = staging_key(spec, ctx.run_id, product.sku, ch, job.variant, photo)
     mark = store.tally()
     store.write_atomic(skey, blob)
     timings = {**{k: round(v, 1) for k, v in pending.timings.items()}, "render_ms": round(render_ms, 1), "encode_ms": round(enc_ms, 1),
                "measure_ms": round(measure_ms, 1)}
     return Output(
         **base, status="rendered", fingerprint=fp, staged_uri=store.uri(skey),
-        uri=store.uri(output_key(spec, product.sku, ch, job.variant)), sha256=sha,
+        uri=store.uri(output_key(spec, product.sku, ch, job.variant, photo)), sha256=sha,
         bytes=len(blob), width=res.image.width, height=res.image.height, timings_ms=timings,
         ai_generated=ai, generation=res.generation, metrics=metrics, **store.waited_since(mark),
     )

@@ -2,7 +2,9 @@
 
 ```
 <root>/_lightbox/state.sqlite                  the run state (default; lightbox/state.py)
-<root>/<brand>/<SKU>/<output>.<ext>            live images
+<root>/<brand>/<SKU>/<output>.<ext>            live images; <output> is spelled by output_name():
+                                               <channel>[-<photo>][-v<variant>], e.g. amazon_main.jpg
+                                               (the main photo), amazon_main-2.jpg (the second photo)
 <root>/<brand>/manifest.parquet, .jsonl        exports of the run state
 <root>/<brand>/manifest.json                   a v1 manifest (imported on first use, then kept aside as
 <root>/<brand>/_lightbox/manifest.v1.json       this)
@@ -24,6 +26,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 STATE_DIR = "_lightbox"  # under the root: the default run state; under a brand: files kept aside
+
+
+def output_name(channel: str, variant: int = 0, photo: int = 1) -> str:
+    """An output's name within its SKU folder: ``shopify_square`` for the main photo's first variant,
+    ``shopify_square-2`` for the product's second photo, ``shopify_square-v2`` for the main photo's second
+    variant (AI looks), ``shopify_square-2-v2`` for both. Channel names are identifiers (no ``-``)."""
+    name = channel if photo == 1 else f"{channel}-{photo}"
+    return name if variant == 0 else f"{name}-v{variant + 1}"
 
 
 @dataclass(frozen=True)

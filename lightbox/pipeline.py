@@ -18,10 +18,10 @@ from lightbox.layout import BrandLayout
 from lightbox.errors import ValidationThresholdError
 from lightbox.generate import generate_chunk
 from lightbox.plan import plan_run
-from lightbox.publish import publish_chunk
+from lightbox.publish import publish_chunk, retire
 from lightbox.quality import check_chunk
 from lightbox.records import RunContext
-from lightbox.report import RunSummary, catalog_checks, engine_note, summarise, write_summary
+from lightbox.report import RunSummary, catalog_checks, engine_note, retired_rows, summarise, write_summary
 from lightbox.specs import load_brand_spec, spec_channels
 from lightbox.state import RunState
 from lightbox.storage import Store
@@ -50,6 +50,7 @@ def run_plain(
         generated = generate_chunk(chunk, spec, channels, ctx, store, engines)
         checked = check_chunk(generated, spec, channels, store)
         outputs.extend(publish_chunk(checked, store, state, spec.name, ctx.run_id))
+    retired, retire_failures = retire(plan.retire, store, state, spec.name, ctx.run_id)
     manifest_uri = state.export(store, spec.name)
     cons, previous, review_uri = catalog_checks(store, spec.name, ctx.run_id, outputs)
     summary = summarise(
@@ -59,7 +60,7 @@ def run_plain(
         manifest_uri=manifest_uri, engine_note=engine_note(spec, ctx.ai_fallback),
         consistency=cons, consistency_previous=previous, review_uri=review_uri,
         max_failed_share=spec.quality.max_failed_share,
-    )
+    ).model_copy(update={"retired": retired_rows(retired), "retire_failures": retire_failures})
     write_summary(store, summary)
     store.delete_prefix(BrandLayout(spec.name).staging(ctx.run_id))
     return summary

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lightbox.records import Chunk, Product, QuarantinedRow, Recorded, WorkItem, seed_for
+from lightbox.specs.loader import spec_channels
 from lightbox.specs.models import BrandSpec
 
 log = logging.getLogger(__name__)
@@ -22,10 +23,62 @@ class Plan:
     chunks: list[Chunk]
     skipped: list[QuarantinedRow]
     unknown_skus: list[str] = field(default_factory=list)
+    retire: list[str] = field(default_factory=list)  # run-state names (sku/output) of photos the catalog dropped
 
     @property
     def products(self) -> int:
+        return len({item.product.sku for c in self.chunks for item in c.items})
+
+    @property
+    def photos(self) -> int:
         return sum(len(c.items) for c in self.chunks)
+
+
+def photos_of(product: Product, spec: BrandSpec) -> int:
+    """How many of the product's photos are rendered: all of them, up to the largest gallery of the spec's
+    channels (each channel takes its own share, :meth:`BrandSpec.gallery_size`); 1 for a product with none
+    (rendered from its data alone, or failed with the reason)."""
+    most = max(spec.gallery_size(ch) for ch in spec_channels(spec))
+    return max(1, min(len(product.images), most))
+
+
+def retired(products: list[Product], spec: BrandSpec, manifest: dict[str, dict[str, Any]]) -> list[str]:
+    """The run-state names of the live photos of ``products`` that the catalog no longer has: a photo
+    position past the product's photos now (a photo removed, or a gallery cap lowered). Entries of products
+    not in ``products`` and of channels the spec no longer lists are left alone."""
+    caps = {ch.name: spec.gallery_size(ch) for ch in spec_channels(spec)}
+    wanted = {p.sku: len(p.images) for p in products}
+    out = []
+    for key, entry in manifest.items():
+        sku, photo, channel = entry.get("sku"), int(entry.get("photo") or 1), entry.get("channel")
+        if photo == 1 or sku not in wanted or channel not in caps:
+            continue
+        if photo > min(wanted[sku], caps[channel]):
+            out.append(key)
+    return sorted(out)
+
+
+def _shared_groups(products: list[Product]) -> list[list[Product]]:
+    """``products`` in order, those that share a photo (variants of one product) gathered into one group at the
+    place of its first member, so one chunk fetches and cuts a shared photo once (up to a chunk's size)."""
+    parent = list(range(len(products)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[str, int] = {}
+    for i, p in enumerate(products):
+        for ref in p.images:
+            j = first.setdefault(ref, i)
+            if j != i:
+                parent[find(i)] = find(j)
+    groups: dict[int, list[Product]] = {}
+    for i, p in enumerate(products):
+        groups.setdefault(find(i), []).append(p)
+    return list(groups.values())  # dicts keep insertion order: the group of the earliest product first
 
 
 def plan_run(
@@ -33,8 +86,9 @@ def plan_run(
     only: list[str] | None = None, known: set[str] | None = None, max_chunks: int = MAX_CHUNKS,
 ) -> Plan:
     """Hero products are skipped; the rest go highest priority first, then by SKU, in chunks of
-    ``chunk_size`` - larger when that would make more than ``max_chunks`` chunks (a big catalog gets bigger
-    chunks, not thousands of task runs).
+    ``chunk_size`` products - larger when that would make more than ``max_chunks`` chunks (a big catalog gets
+    bigger chunks, not thousands of task runs). Each product becomes one work item per photo rendered
+    (:func:`photos_of`); a product's photos, and products sharing a photo, stay in one chunk.
 
     ``only``: limit the run to these SKUs (a catalog-update event). SKUs in ``only`` that are neither
     products nor in ``known`` (quarantined or skipped rows) are returned as ``unknown_skus``.
@@ -56,12 +110,30 @@ def plan_run(
             previous.setdefault(sku, {})[name] = entry["fingerprint"]
             if (rec := Recorded.of(entry)) is not None:
                 recorded.setdefault(sku, {})[name] = rec
-    items = [WorkItem(product=p, seed=seed_for(p.sku, 0, spec.version), previous=previous.get(p.sku, {}),
-                      recorded=recorded.get(p.sku, {})) for p in todo]
-    if len(items) > chunk_size * max_chunks:
+    if len(todo) > chunk_size * max_chunks:
         wanted = chunk_size
-        chunk_size = -(-len(items) // max_chunks)
-        log.info("%d products: chunks of %d instead of %d, to stay within %d chunks", len(items), chunk_size, wanted, max_chunks)
-    chunks = [Chunk(index=i // chunk_size, items=items[i : i + chunk_size]) for i in range(0, len(items), chunk_size)]
-    log.info("planned %d products in %d chunks of <= %d; %d heroes skipped", len(items), len(chunks), chunk_size, len(skipped))
-    return Plan(chunks=chunks, skipped=skipped, unknown_skus=unknown)
+        chunk_size = -(-len(todo) // max_chunks)
+        log.info("%d products: chunks of %d instead of %d, to stay within %d chunks", len(todo), chunk_size, wanted, max_chunks)
+    chunks: list[Chunk] = []
+    current: list[Product] = []
+    for group in _shared_groups(todo):
+        # a group larger than a chunk (a placeholder photo many rows share) is split: chunks keep their size
+        for part in (group[i:i + chunk_size] for i in range(0, len(group), chunk_size)):
+            if current and len(current) + len(part) > chunk_size:
+                chunks.append(_chunk(len(chunks), current, spec, previous, recorded))
+                current = []
+            current.extend(part)
+    if current:
+        chunks.append(_chunk(len(chunks), current, spec, previous, recorded))
+    plan = Plan(chunks=chunks, skipped=skipped, unknown_skus=unknown, retire=retired(todo, spec, manifest))
+    log.info("planned %d products (%d photos) in %d chunks of <= %d; %d heroes skipped; %d photos to retire", plan.products,
+             plan.photos, len(chunks), chunk_size, len(skipped), len(plan.retire))
+    return plan
+
+
+def _chunk(index: int, products: list[Product], spec: BrandSpec, previous: dict[str, dict[str, str]],
+           recorded: dict[str, dict[str, Recorded]]) -> Chunk:
+    return Chunk(index=index, items=[
+        WorkItem(product=p, photo=k, seed=seed_for(p.sku, 0, spec.version), previous=previous.get(p.sku, {}),
+                 recorded=recorded.get(p.sku, {}))
+        for p in products for k in range(1, photos_of(p, spec) + 1)])

@@ -142,6 +142,8 @@ def unchanged_run(catalog: str, brand_uri: str, spec: BrandSpec, store: Store, c
     known = {q.sku for q in checked.quarantined + checked.skipped}
     plan = plan_run(to_products(checked.valid), spec, state.entries(spec.name, skus), chunk_size, only=skus, known=known)
     ctx = RunContext(run_id=new_run_id(), brand_uri=brand_uri, out_uri=store.root_uri, fetch=policy.for_catalog(catalog))
+    if plan.retire:  # photos to take down: the flow run does it, under the brand lock
+        return None
     items = [item for chunk in plan.chunks for item in chunk.items]
     outputs = all_unchanged(items, spec, spec_channels(spec), ctx, store, build_engines(spec, None), SourceFetcher(ctx.fetch, ctx.run_id))
     if outputs is None:

@@ -107,6 +107,34 @@ def publish_chunk(outputs: list[Output], store: Store, state: RunState, brand: s
     return done
 
 
+def retire(names: list[str], store: Store, state: RunState, brand: str, run_id: str,
+           lock_generation: int | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """Take the live photos ``names`` (run-state names, ``sku/output``) out of the live set: each object is
+    deleted, and only once it is gone is its run-state row removed (a crash in between leaves the row,
+    and the next run retires it again; never a live object the manifest does not list). Fenced by the lock
+    like a publish. Returns (the entries retired, one line per photo that could not be retired)."""
+    entries = state.entries(brand, {n.split("/", 1)[0] for n in names})
+    gone: list[str] = []
+    problems: list[str] = []
+    for name in names:
+        entry = entries.get(name)
+        if entry is None:
+            continue
+        if lock_generation is not None and superseded(store, brand, lock_generation):
+            raise LockLost(f"brand {brand}: run {run_id} lost the brand lock; stopped before retiring {name}")
+        key = store.key_of(entry["uri"]) if entry.get("uri") else None
+        if key is not None:
+            store.delete(key)
+            if store.exists(key):
+                problems.append(f"{name}: could not delete {entry['uri']}; it stays live and listed")
+                continue
+        gone.append(name)
+    retired = state.remove(brand, gone)
+    if retired:
+        log.info("%s: retired %d photos the catalog no longer has", brand, len(retired))
+    return retired, problems
+
+
 def leftovers(store: Store, brand: str) -> bool:
     """Whether earlier runs of the brand left staging behind for :func:`sweep_stale`."""
     return any("/staging/" in k for k in store.list(BrandLayout(brand).runs))

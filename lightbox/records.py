@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from lightbox.fetch import FetchPolicy
+from lightbox.layout import output_name
 
 
 class _Record(BaseModel):
@@ -59,11 +60,20 @@ class Recorded(_Record):
         return cls(bytes=int(entry["bytes"]), sha256=entry["sha256"], etag=entry.get("etag"))
 
 
+Role = Literal["main", "additional"]
+
+
+def role_of(photo: int) -> Role:
+    """A photo's role on a product page: the first is the main image, the rest are additional."""
+    return "main" if photo == 1 else "additional"
+
+
 class WorkItem(_Record):
-    """One product to render, with what the planner knows of its previous outputs."""
+    """One photo of a product to render, with what the planner knows of its previous outputs."""
 
     product: Product
     seed: int
+    photo: int = Field(1, ge=1, description="the photo's position among the product's images (1 = main)")
     previous: dict[str, str] = Field(default_factory=dict, description="channel -> fingerprint in the run state")
     recorded: dict[str, Recorded] = Field(
         default_factory=dict, description="output name -> what the run state records of its live object")
@@ -91,13 +101,17 @@ QCStatus = Literal["passed", "failed", "warned", "not_run"]
 
 
 class Output(_Record):
-    """One (product, channel) result as it moves through generate -> quality -> publish."""
+    """One (product, photo, channel, variant) result as it moves through generate -> quality -> publish."""
 
     sku: str
     row: int
     category: str
     channel: str
     variant: int = 0
+    photo: int = Field(1, ge=1, description="the source photo's position among the product's images (1 = main)")
+    source: str = Field("", description="the source photo's reference as the catalog gives it")
+    title: str = ""
+    handle: str = Field("", description="the product's handle in its shop (Shopify), when the catalog gives one")
     status: Status
     fingerprint: str = ""
     staged_uri: str | None = None
@@ -131,8 +145,13 @@ class Output(_Record):
 
     @property
     def name(self) -> str:
-        """Output name: the channel, with ``-vN`` for variants after the first."""
-        return self.channel if self.variant == 0 else f"{self.channel}-v{self.variant + 1}"
+        """Output name (:func:`lightbox.layout.output_name`): the channel, ``-N`` for photos after the main
+        one, ``-vN`` for variants after the first."""
+        return output_name(self.channel, self.variant, self.photo)
+
+    @property
+    def role(self) -> Role:
+        return role_of(self.photo)
 
 
 def seed_for(sku: str, variant: int, spec_version: int) -> int:

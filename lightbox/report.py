@@ -72,6 +72,9 @@ class RunSummary(BaseModel):
     storage_retries: int = Field(0, description="transient storage failures (an outage) waited out during the run")
     storage_waited_s: float = Field(0.0, description="seconds spent waiting them out")
     storage_waited_outputs: int = Field(0, description="outputs whose storage work waited")
+    retired: list[dict[str, Any]] = Field(default_factory=list, description="live photos taken down because the catalog "
+                                          "no longer has them (sku, channel, photo, uri)")
+    retire_failures: list[str] = Field(default_factory=list, description="photos to retire that could not be deleted (still live)")
 
     def storage_line(self) -> str | None:
         """'storage: ...' when the run waited out transient storage failures, else None."""
@@ -247,6 +250,11 @@ def _original(failures: list[dict[str, Any]], sku: str, cause: str) -> str:
     return next((f["reason"] for f in failures if f["sku"] == sku and _URL.sub(r"\1://\2/...", f["reason"]) == cause), cause)
 
 
+def retired_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What a summary lists of each retired photo."""
+    return [{"sku": e.get("sku"), "channel": e.get("channel"), "photo": e.get("photo") or 1, "uri": e.get("uri")} for e in entries]
+
+
 def summarise(
     *, run_id: str, brand: str, spec_version: int, catalog: str, store: Store, ingested: int,
     quarantine: list[QuarantinedRow], warnings: list[QuarantinedRow], skipped: list[QuarantinedRow],
@@ -288,17 +296,19 @@ def summarise(
 
 
 def cutout_summary(outputs: list[Output]) -> dict[str, Any]:
-    """Per product cut this run: which method cut it and why, or why it was refused; counts per outcome."""
+    """Per photo cut this run (keyed by SKU for the main photo, ``SKU#N`` for its N-th): which method cut it
+    and why, or why it was refused; counts per outcome."""
     per_sku: dict[str, dict[str, str]] = {}
     for o in outputs:
-        if o.sku in per_sku:
+        key = o.sku if o.photo == 1 else f"{o.sku}#{o.photo}"
+        if key in per_sku:
             continue
         if "cutout_method" in o.metrics:
             unsure = o.metrics.get("cutout_confident") is False
-            per_sku[o.sku] = {"method": o.metrics["cutout_method"] + (" unsure (its outputs to review)" if unsure else ""),
-                              "reason": o.metrics.get("cutout_reason", "")}
+            per_sku[key] = {"method": o.metrics["cutout_method"] + (" unsure (its outputs to review)" if unsure else ""),
+                            "reason": o.metrics.get("cutout_reason", "")}
         elif o.status == "failed" and (o.error or "").startswith("cut-out refused"):
-            per_sku[o.sku] = {"method": "refused", "reason": o.error or ""}
+            per_sku[key] = {"method": "refused", "reason": o.error or ""}
     counts: dict[str, int] = {}
     for v in per_sku.values():
         counts[v["method"]] = counts.get(v["method"], 0) + 1

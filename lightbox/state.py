@@ -223,6 +223,11 @@ def entry_for(o: Output, run_id: str, now: str) -> dict[str, Any]:
         "channel": o.channel,
         "category": o.category,
         "variant": o.variant,
+        "photo": o.photo,
+        "role": o.role,
+        "source": o.source,
+        "title": o.title,
+        "handle": o.handle,
         "uri": o.uri,
         "sha256": o.sha256,
         "etag": o.etag,
@@ -417,7 +422,29 @@ class RunState:
                     for c in rows[0] if c not in pk}
             conn.execute(stmt.on_conflict_do_update(index_elements=list(pk), set_=cols))
 
-    def _update_stats(self, conn: Connection, brand: str, old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]) -> None:
+    def remove(self, brand: str, names: Iterable[str]) -> list[dict[str, Any]]:
+        """Delete the rows ``names`` (``sku/output-name``) with their share of the catalog checks, in one
+        transaction; returns the entries removed (names not in the table are skipped)."""
+        wanted = sorted(set(names))
+        if not wanted:
+            return []
+        try:
+            with self._begin() as conn:
+                old: dict[str, dict[str, Any]] = {}
+                for i in range(0, len(wanted), 500):
+                    part = wanted[i:i + 500]
+                    q = sa.select(entries_t.c.name, entries_t.c.doc).where(self._key(entries_t, brand), entries_t.c.name.in_(part))
+                    old.update((n, json.loads(d)) for n, d in conn.execute(q))
+                    conn.execute(entries_t.delete().where(self._key(entries_t, brand), entries_t.c.name.in_(part)))
+                self._update_stats(conn, brand, old, {}, gone=old)
+                self._forget_pairs(conn, brand, old, list(old))
+        except sa.exc.SQLAlchemyError as e:
+            raise StateError(f"run state {self.describe()}: could not remove {len(wanted)} entries of {brand} "
+                             f"({type(e).__name__})") from e
+        return [{"key": n, **d} for n, d in sorted(old.items())]
+
+    def _update_stats(self, conn: Connection, brand: str, old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]],
+                      gone: dict[str, dict[str, Any]] | None = None) -> None:
         delta: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
 
         def add(doc: dict[str, Any], sign: int) -> None:
@@ -434,6 +461,8 @@ class RunState:
             if name in old:
                 add(old[name], -1)
             add(doc, +1)
+        for doc in (gone or {}).values():
+            add(doc, -1)
         cols = ["images", *[f"{f}_{p}" for f in STAT_FIELDS for p in ("n", "s", "ss")]]
         rows = [{"root": self.root, "brand": brand, "channel": ch, "category": cat,
                  **{c: (int(d.get(c, 0)) if c == "images" or c.endswith("_n") else d.get(c, 0.0)) for c in cols}}
@@ -448,15 +477,7 @@ class RunState:
         changed = [n for n, d in new.items() if phash_of(old.get(n)) != phash_of(d) or old.get(n, {}).get("channel") != d["channel"]]
         if not changed:
             return
-        for n in changed:  # the old bands and pairs of a changed image go
-            if (h := phash_of(old.get(n))) is not None:
-                scope = _id(self.root, brand, old[n]["channel"])
-                conn.execute(bands_t.delete().where(bands_t.c.scope == scope, bands_t.c.key.in_(_bands(h)),
-                                                    bands_t.c.eid == _id(self.root, brand, n)))
-        for i in range(0, len(changed), 500):
-            part = changed[i:i + 500]
-            conn.execute(pairs_t.delete().where(self._key(pairs_t, brand), pairs_t.c.a_name.in_(part)))
-            conn.execute(pairs_t.delete().where(self._key(pairs_t, brand), pairs_t.c.b_name.in_(part)))
+        self._forget_pairs(conn, brand, old, changed)
         band_rows: list[dict[str, Any]] = []
         pair_rows: list[dict[str, Any]] = []
         batch: dict[tuple[int, int], list[str]] = defaultdict(list)  # this commit's bands (not in the table yet)
@@ -495,6 +516,19 @@ class RunState:
             conn.execute(bands_t.insert(), band_rows[i:i + 5000])
         if pair_rows:
             conn.execute(pairs_t.insert(), pair_rows)
+
+    def _forget_pairs(self, conn: Connection, brand: str, old: dict[str, dict[str, Any]], names: list[str]) -> None:
+        """Drop the phash bands and near-duplicate pairs of the images ``names`` as ``old`` recorded them."""
+        for n in names:
+            h = ((old.get(n) or {}).get("metrics") or {}).get("phash")
+            if _bits(h) is not None:
+                scope = _id(self.root, brand, old[n]["channel"])
+                conn.execute(bands_t.delete().where(bands_t.c.scope == scope, bands_t.c.key.in_(_bands(h)),
+                                                    bands_t.c.eid == _id(self.root, brand, n)))
+        for i in range(0, len(names), 500):
+            part = names[i:i + 500]
+            conn.execute(pairs_t.delete().where(self._key(pairs_t, brand), pairs_t.c.a_name.in_(part)))
+            conn.execute(pairs_t.delete().where(self._key(pairs_t, brand), pairs_t.c.b_name.in_(part)))
 
     # -- catalog checks ---------------------------------------------------------------------------
     def consistency(self, brand: str) -> dict[str, Any]:

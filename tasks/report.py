@@ -58,7 +58,7 @@ def report_run(
     quarantined: list[QuarantinedRow], warnings: list[QuarantinedRow], skipped: list[QuarantinedRow],
     products: int, wall_s: float, manifest_uri: str, skus: list[str] | None = None, unknown_skus: list[str] | None = None,
     deliveries: list[Delivery] | None = None, webhooks: WebhookConfig | None = None, cdn_invalidation: str | None = None,
-    runner: str | None = None,
+    runner: str | None = None, retired: tuple[list[dict], list[str]] = ([], []),
 ) -> RunSummary:
     store = Store(ctx.out_uri)
     cons, previous, review_uri = catalog_checks(store, spec.name, ctx.run_id, outputs)
@@ -72,6 +72,7 @@ def report_run(
     summary = summary.model_copy(update={
         "flow_run_id": str(flow_run.get_id()) if flow_run.get_id() else None, "skus_requested": skus,
         "unknown_skus": unknown_skus or [], "cdn_invalidation": cdn_invalidation, "runner": runner,
+        "retired": retired[0], "retire_failures": retired[1],
     })
     deliveries = list(deliveries or [])
     if webhooks and webhooks.subscribers:  # the run's end, told before the report is written so failures are in it

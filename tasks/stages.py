@@ -24,9 +24,10 @@ from lightbox.plan import plan_run as _plan_run
 from lightbox.publish import approve_output
 from lightbox.publish import sweep_stale as _sweep_stale
 from lightbox.publish import publish_chunk as _publish_chunk
+from lightbox.publish import retire as _retire
 from lightbox.quality import check_chunk
 from lightbox.records import Chunk, Output, QuarantinedRow, RunContext
-from lightbox.report import run_key
+from lightbox.report import retired_rows, run_key
 from lightbox.specs import BrandSpec, load_brand_spec, spec_channels
 from lightbox.state import RunState
 from lightbox.storage import Store
@@ -184,6 +185,17 @@ def publish_chunk(outputs: list[Output], spec: BrandSpec, ctx: RunContext, chunk
     return _publish_chunk(outputs, store, RunState.of(store), spec.name, ctx.run_id, lock_generation=ctx.lock_generation)
 
 
+@task(name="retire", **RETRIES)
+def retire_photos(names: list[str], spec: BrandSpec, ctx: RunContext) -> tuple[list[dict], list[str]]:
+    """Take down the live photos the catalog no longer has (deleted, then their run-state rows removed)."""
+    store = Store(ctx.out_uri)
+    retired, problems = _retire(names, store, RunState.of(store), spec.name, ctx.run_id, lock_generation=ctx.lock_generation)
+    logger = get_run_logger()
+    for line in problems:
+        logger.warning("retire: %s", line)
+    return retired_rows(retired), problems
+
+
 @task(name="export-manifest", **RETRIES)
 def export_manifest(approved: list[Output], spec: BrandSpec, ctx: RunContext, skus: list[str] | None = None) -> str:
     """Record operator-approved outputs (published after their chunk), then the consumers' export: the whole
@@ -228,7 +240,7 @@ def approve_reviewed(outputs: list[Output], approved: list[str], spec: BrandSpec
     store = Store(ctx.out_uri)
     channels = {ch.name: ch for ch in spec_channels(spec)}
     wanted = set(approved)
-    done = [approve_output(o, store, output_key(spec, o.sku, channels[o.channel], o.variant)) if o.sku in wanted else o
+    done = [approve_output(o, store, output_key(spec, o.sku, channels[o.channel], o.variant, o.photo)) if o.sku in wanted else o
             for o in outputs]
     get_run_logger().info("operator approved %d flagged outputs of %d SKUs", sum(o.sku in wanted and o.published == "written"
                                                                                for o in done), len(wanted))

@@ -328,9 +328,10 @@ def _hist_mean(histogram: list[int]) -> float:
 _OPAQUE = [0] * 255 + [255]  # alpha 255 -> mask 255, anything else -> 0
 
 
-def evaluate(metrics: dict[str, Any], look: Look, ai_generated: bool = False) -> tuple[str, list[str], list[str]]:
+def evaluate(metrics: dict[str, Any], look: Look, ai_generated: bool = False, role: str = "main") -> tuple[str, list[str], list[str]]:
     """('passed' | 'warned' | 'failed', reasons, ids of failed rules). A rule that applies to this
-    output but whose metric nobody measured fails: a gate that cannot see does not pass."""
+    output but whose metric nobody measured fails: a gate that cannot see does not pass. ``role``: a rule
+    for main images only (``role: main``) warns on an additional photo."""
     reasons: list[str] = []
     failed_ids: list[str] = []
     worst = "passed"
@@ -344,9 +345,10 @@ def evaluate(metrics: dict[str, Any], look: Look, ai_generated: bool = False) ->
             worst = "failed"
             continue
         if not rule.check(metrics[rule.metric]):
-            reasons.append(f"[{rule.severity}] {rule.describe(metrics[rule.metric], metrics)}")
+            severity = rule.severity_for(role)
+            reasons.append(f"[{severity}] {rule.describe(metrics[rule.metric], metrics)}")
             failed_ids.append(rule.id)
-            if rule.severity == "fail":
+            if severity == "fail":
                 worst = "failed"
             elif worst == "passed":
                 worst = "warned"
@@ -363,7 +365,7 @@ def check_output(output: Output, data: bytes, look: Look) -> Output:
         box = output.metrics.get("product_box")
         measured = measure(data, look, product_box=tuple(box) if box else None)  # type: ignore[arg-type]
     metrics = {**output.metrics, **measured}  # measured values win over recorded ones
-    status, reasons, _ = evaluate(metrics, look, output.ai_generated)
+    status, reasons, _ = evaluate(metrics, look, output.ai_generated, output.role)
     if output.sha256 and output.sha256 != sha:
         status, reasons = "failed", [*reasons, "[fail] integrity: staged bytes differ from what generate wrote"]
     return output.model_copy(update={"qc": status, "qc_reasons": reasons, "metrics": metrics})

@@ -225,6 +225,22 @@ class ReviewPause(_Model):
     timeout_s: int = Field(3600, ge=1, le=7 * 24 * 3600, description="after this, flagged outputs stay unpublished")
 
 
+class Gallery(_Model):
+    """How many of a product's photos are rendered per channel (its main image and additional photos)."""
+
+    max: int | None = Field(None, ge=1, le=250, description="at most this many photos of a product per channel, the "
+                            "main image included (1: the main image only); default: as many as each channel takes")
+    channels: dict[str, int] = Field(default_factory=dict, description="channel -> its own cap (overrides max)")
+
+    @field_validator("channels")
+    @classmethod
+    def _caps(cls, v: dict[str, int]) -> dict[str, int]:
+        for name, n in v.items():
+            if not isinstance(n, int) or not 1 <= n <= 250:
+                raise ValueError(f"{name}: must be a whole number from 1 to 250, got {n!r}")
+        return v
+
+
 class QualityPolicy(_Model):
     max_invalid_share: float = Field(0.2, ge=0.0, le=1.0, description="fail the run above this share of invalid rows")
     max_failed_share: float = Field(0.2, ge=0.0, le=1.0, description="alarm above this share of failed outputs")
@@ -244,6 +260,7 @@ class BrandSpec(_Model):
     shadow: Shadow = Shadow()
     framing: Framing = Framing()
     cutout: Cutout = Cutout()
+    gallery: Gallery = Gallery()
     templates: dict[str, Template] = Field(default_factory=lambda: {"default": Template()})
     categories: dict[str, str] = Field(description="catalog category -> template name")
     fallback_template: str | None = Field(
@@ -275,6 +292,8 @@ class BrandSpec(_Model):
                              f"(templates: {', '.join(sorted(self.templates))})")
         if len(set(self.channels)) != len(self.channels):
             raise ValueError(f"channels: listed twice: {self.channels!r}")
+        if extra := sorted(set(self.gallery.channels) - set(self.channels)):
+            raise ValueError(f"gallery.channels: {', '.join(map(repr, extra))} not in channels ({', '.join(self.channels)})")
         uses_ai = self.engine == "diffusers" or any(t.engine == "diffusers" for t in self.templates.values())
         if uses_ai and self.diffusion is None:
             raise ValueError("engine 'diffusers' needs a 'diffusion' section (model, steps, ...)")
@@ -282,6 +301,11 @@ class BrandSpec(_Model):
             if (tpl.engine or self.engine) == "diffusers" and not tpl.prompt:
                 raise ValueError(f"templates.{name}: engine 'diffusers' needs a prompt")
         return self
+
+    def gallery_size(self, channel: "ChannelPreset") -> int:
+        """How many photos of a product ``channel`` gets: the brand's cap for it, never more than it takes."""
+        cap = self.gallery.channels.get(channel.name, self.gallery.max)
+        return channel.gallery if cap is None else min(cap, channel.gallery)
 
     def engine_for(self, category: str) -> str:
         return self.template_for(category).engine or self.engine
@@ -334,6 +358,13 @@ class Rule(_Model):
     when: Literal["any", "studio", "ai", "cut"] = Field(
         "any", description="which outputs the rule applies to (cut: outputs made from a cut-out photo)")
     source: str = Field(description="where the number comes from (a marketplace's page, or 'house: ...')")
+    role: Literal["any", "main"] = Field(
+        "any", description="main: the rule holds at its severity for a product's main image only and is a warning "
+        "on its additional photos (Amazon: pure white and 85 % fill for the main image, preferred for the rest)")
+
+    def severity_for(self, role: str) -> str:
+        """The rule's severity on an output of this role (``main`` or ``additional``)."""
+        return self.severity if self.role == "any" or role == "main" else "warn"
 
     def applies(self, ai_generated: bool, from_photo: bool = True) -> bool:
         if self.when == "cut":
@@ -417,6 +448,8 @@ class ChannelPreset(_Model):
     shadow: bool = True
     rule_packs: list[str] = Field(default_factory=list, description="packs from lightbox/presets/rules/")
     rules: list[Rule] = Field(default_factory=list, description="the channel's own extra rules")
+    gallery: int = Field(10, ge=1, le=250, description="the most photos of one product the channel takes, its main image "
+                         "included (Amazon: a main image and 8 more)")
 
     @field_validator("background", mode="before")
     @classmethod
@@ -472,7 +505,7 @@ class Look(_Model):
     def digest(self) -> str:
         """Hash of what decides the pixels: batch size, device or memory options do not count."""
         doc = self.model_dump(mode="json")
-        for key in ("rules", "rule_packs", "title"):  # rules judge pixels, they do not make them
+        for key in ("rules", "rule_packs", "title", "gallery"):  # rules judge pixels, they do not make them
             doc["channel"].pop(key, None)
         if self.generation is not None:
             doc["generation"]["diffusion"] = self.generation.diffusion.identity()

@@ -45,6 +45,18 @@ class Note:
 
 
 @dataclass
+class Listing:
+    """A product's published gallery, for a platform's import file: its photos' public URLs in order
+    (the main image first) with their alt texts."""
+
+    sku: str
+    title: str
+    handle: str
+    images: list[tuple[str, str]]  # (public URL, alt text)
+    main_source: str = ""  # the catalog's reference of the main photo (variants sharing it share a gallery)
+
+
+@dataclass
 class Record:
     """A product in the normalised layout, before it becomes a frame row."""
 

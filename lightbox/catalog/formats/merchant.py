@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 
 import pandas as pd
 
-from lightbox.catalog.formats import Adapted, Note, Record, category_leaf, cell, looks_scientific, text_warnings
+from lightbox.catalog.formats import Adapted, Listing, Note, Record, category_leaf, cell, looks_scientific, text_warnings
 from lightbox.errors import CatalogError
 
 G_NS = "http://base.google.com/ns/1.0"
@@ -76,3 +76,17 @@ def adapt_merchant(raw: pd.DataFrame, uri: str) -> Adapted:
                               images=list(dict.fromkeys(images)), attributes=attrs))
     return Adapted("google-merchant", records, notes,
                    {"sku": "id", "title": "title", "category": "product_type", "images": "image_link"})
+
+
+def export_tsv(listings: list[Listing]) -> str:
+    """A Google Merchant Center supplemental feed (TSV): ``id``, ``image_link`` (the main image) and
+    ``additional_image_link`` (the rest, comma-separated; Merchant Center takes up to 10). Add it to the
+    primary feed as a supplemental source: only the image attributes change."""
+    lines = ["id\timage_link\tadditional_image_link"]
+    for item in listings:
+        urls = [url for url, _ in item.images]
+        for value, bad in ((item.sku, "\t\r\n"), *((u, "\t\r\n,") for u in urls)):
+            if any(c in value for c in bad):  # public URLs are percent-encoded: never met in practice
+                raise ValueError(f"{item.sku}: {value!r} cannot be written to a TSV feed")
+        lines.append(f"{item.sku}\t{urls[0]}\t{','.join(urls[1:11])}")
+    return "\n".join(lines) + "\n"

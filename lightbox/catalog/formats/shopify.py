@@ -21,11 +21,13 @@ Mapping (documented in docs/formats.md):
 
 from __future__ import annotations
 
-import pandas as pd
-
+import csv
+import io
 import re
 
-from lightbox.catalog.formats import Adapted, Note, Record, attr_name, category_leaf, cell, looks_scientific, text_warnings
+import pandas as pd
+
+from lightbox.catalog.formats import Adapted, Listing, Note, Record, attr_name, category_leaf, cell, looks_scientific, text_warnings
 
 # canonical field -> (classic header, 2024+ header)
 HEADERS = {
@@ -159,3 +161,36 @@ def adapt_shopify(raw: pd.DataFrame, uri: str) -> Adapted:
     columns = {"sku": c["sku"] or "Variant SKU", "title": c["title"] or "Title",
                "category": c["type"] or "Type", "images": c["image_src"] or "Image Src"}
     return Adapted("shopify", records, notes, columns)
+
+
+EXPORT_COLUMNS = ["Handle", "Title", "Variant SKU", "Image Src", "Image Position", "Image Alt Text", "Variant Image"]
+
+
+def export_csv(listings: list[Listing]) -> str:
+    """A Shopify product CSV (classic header) that sets each product's images: import it with "Overwrite
+    products with matching handles". Listings with the same handle are one product's variants: the product's
+    images are the first variant's gallery; a variant whose main photo differs gets it as its Variant Image.
+    Columns not in the file keep their values in the shop."""
+    by_handle: dict[str, list[Listing]] = {}
+    for item in listings:
+        by_handle.setdefault(item.handle or item.sku.lower(), []).append(item)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, EXPORT_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for handle, variants in by_handle.items():
+        first = variants[0]
+        rows = [{"Handle": handle, "Image Src": url, "Image Position": str(k), "Image Alt Text": alt}
+                for k, (url, alt) in enumerate(first.images, start=1)]
+        rows[0]["Title"] = first.title
+        gallery = {url for url, _ in first.images}
+        for i, v in enumerate(variants):
+            own = v.images[0][0] if v.main_source != first.main_source else ""
+            if own and own not in gallery:  # a variant's own photo is also one of the product's images
+                rows.append({"Handle": handle, "Image Src": own, "Image Position": str(len(rows) + 1),
+                             "Image Alt Text": v.images[0][1]})
+            if i < len(rows):
+                rows[i] |= {"Variant SKU": v.sku, "Variant Image": own}
+            else:
+                rows.append({"Handle": handle, "Variant SKU": v.sku, "Variant Image": own})
+        w.writerows(rows)
+    return buf.getvalue()

@@ -22,11 +22,13 @@ leaf of the first category (``Home > Kitchen, Sale`` -> ``kitchen``), the full p
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 
 import pandas as pd
 
-from lightbox.catalog.formats import Adapted, Note, Record, attr_name, category_leaf, cell, looks_scientific, text_warnings
+from lightbox.catalog.formats import Adapted, Listing, Note, Record, attr_name, category_leaf, cell, looks_scientific, text_warnings
 
 GTIN_COLUMNS = ("GTIN, UPC, EAN, or ISBN", "GTIN, UPC, EAN or ISBN", "EAN", "Barcode")
 
@@ -145,3 +147,15 @@ def adapt_woocommerce(raw: pd.DataFrame, uri: str) -> Adapted:
 
 def _types(r: dict) -> set[str]:
     return {t.strip().lower() for t in cell(r, "Type").split(",") if t.strip()}
+
+
+def export_csv(listings: list[Listing]) -> str:
+    """A WooCommerce product CSV that sets each product's gallery (``Images``: the featured image first,
+    comma-separated): import it with "Update existing products", matched by SKU. Only SKU and Images are
+    written, so names, categories and types in the shop stay as they are (WooCommerce's CSV has no alt texts)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["SKU", "Images"])
+    for item in listings:
+        w.writerow([item.sku, ", ".join(url for url, _ in item.images)])
+    return buf.getvalue()
