@@ -48,3 +48,31 @@ def add_thumbnail(catalog: Path, sku: str = "THUMB-1") -> None:
     (catalog.parent / "img" / "thumb.jpg").write_bytes(to_bytes(small, "JPEG"))
     with catalog.open("a") as f:
         f.write(f"{sku},Mug,kitchen,img/thumb.jpg,red,stoneware\n")
+
+
+EXAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "examples" / "acme-home" / "images"
+# three products with three photos each (the example's photos); the two mugs are variants of one product and
+# share every photo, so each of those is fetched and cut once
+GALLERY = {
+    "GAL-MUG-TEAL": ("Mug", ["acm-mug-001.jpg", "acm-mug-002.jpg", "acm-cup-013.png"]),
+    "GAL-MUG-RED": ("Mug", ["acm-mug-001.jpg", "acm-mug-002.jpg", "acm-cup-013.png"]),
+    "GAL-JAR": ("Jar", ["acm-jar-005.jpg", "acm-jar-024.jpg", "acm-box-022.jpg"]),
+}
+
+
+def make_gallery_catalog(root: Path, drop: dict[str, str] | None = None) -> Path:
+    """A Lightbox-layout catalog of :data:`GALLERY` (images joined by ``|``, the main photo first), photos
+    copied under ``root/img``; ``drop``: SKU -> a photo file left out of that product's list."""
+    img = root / "img"
+    img.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for sku, (title, files) in GALLERY.items():
+        for f in files:
+            if not (img / f).exists():
+                (img / f).write_bytes((EXAMPLE_IMAGES / f).read_bytes())
+        kept = [f for f in files if f != (drop or {}).get(sku)]
+        rows.append({"sku": sku, "title": title, "category": "kitchen", "images": "|".join(f"img/{f}" for f in kept),
+                     "color": "teal", "material": "stoneware"})
+    path = root / "catalog.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path

@@ -169,7 +169,8 @@ EXPORT_COLUMNS = ["Handle", "Title", "Variant SKU", "Image Src", "Image Position
 def export_csv(listings: list[Listing]) -> str:
     """A Shopify product CSV (classic header) that sets each product's images: import it with "Overwrite
     products with matching handles". Listings with the same handle are one product's variants: the product's
-    images are the first variant's gallery; a variant whose main photo differs gets it as its Variant Image.
+    images are the first variant's gallery; a variant whose main photo differs gets it as its Variant Image
+    (Shopify adds a variant image to the product's media itself).
     Columns not in the file keep their values in the shop."""
     by_handle: dict[str, list[Listing]] = {}
     for item in listings:
@@ -182,12 +183,8 @@ def export_csv(listings: list[Listing]) -> str:
         rows = [{"Handle": handle, "Image Src": url, "Image Position": str(k), "Image Alt Text": alt}
                 for k, (url, alt) in enumerate(first.images, start=1)]
         rows[0]["Title"] = first.title
-        gallery = {url for url, _ in first.images}
         for i, v in enumerate(variants):
-            own = v.images[0][0] if v.main_source != first.main_source else ""
-            if own and own not in gallery:  # a variant's own photo is also one of the product's images
-                rows.append({"Handle": handle, "Image Src": own, "Image Position": str(len(rows) + 1),
-                             "Image Alt Text": v.images[0][1]})
+            own = v.images[0][0] if v.main_source != first.main_source else ""  # Shopify adds it to the product's media
             if i < len(rows):
                 rows[i] |= {"Variant SKU": v.sku, "Variant Image": own}
             else:

@@ -1,0 +1,187 @@
+"""Every photo of a product: rendered per channel with its position and role, a photo shared by variants cut
+once, a rerun that writes nothing, a removed photo retired, gallery caps, role-scoped marketplace rules, and
+the platforms' import files read back through Lightbox's own readers."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+import lightbox.generate as generate
+from lightbox.catalog.export import ExportError, export
+from lightbox.catalog.formats import Listing
+from lightbox.catalog.formats.shopify import export_csv as shopify_csv
+from lightbox.catalog.ingest import read_catalog, to_products
+from lightbox.catalog.validate import local_file, validate_catalog
+from lightbox.engines import build_engines
+from lightbox.fetch import FetchPolicy
+from lightbox.pipeline import run_plain
+from lightbox.plan import plan_run
+from lightbox.quality.checks import evaluate
+from lightbox.records import RunContext
+from lightbox.specs import load_brand_spec, spec_channels
+from lightbox.specs.models import resolve_look
+from lightbox.state import RunState
+from lightbox.storage import Store
+from tests.conftest import ACME
+from tests.helpers import GALLERY, make_gallery_catalog
+
+CHANNELS = ["amazon_main", "google_merchant", "shopify_square"]
+BASE = "https://cdn.example.com/media"
+
+
+def _entries(out) -> dict[str, dict]:
+    return RunState.of(Store(str(out))).entries("acme-home")
+
+
+def test_every_photo_published_per_channel_then_a_rerun_writes_nothing_and_a_removed_photo_is_retired(tmp_path):
+    catalog = make_gallery_catalog(tmp_path / "c1")
+    out = tmp_path / "out"
+    first = run_plain(str(catalog), ACME, str(out))
+    assert (first.products, first.generated, first.published, first.failed) == (3, 27, 27, 0)
+    entries = _entries(out)
+    for sku, (title, files) in GALLERY.items():
+        for ch in CHANNELS:
+            for k, f in enumerate(files, start=1):
+                name = ch if k == 1 else f"{ch}-{k}"
+                assert (out / "acme-home" / sku / f"{name}.jpg").is_file()
+                e = entries[f"{sku}/{name}"]
+                assert (e["photo"], e["role"], e["title"]) == (k, "main" if k == 1 else "additional", title)
+                assert e["source"].endswith(f"img/{f}") and e["qc"] in ("passed", "warned")
+
+    again = run_plain(str(catalog), ACME, str(out))
+    assert (again.generated, again.published, again.unchanged, again.retired) == (0, 0, 27, [])
+
+    # the jar's second photo leaves the catalog: its third moves up to position 2 (rendered again), position 3 is retired
+    jar = out / "acme-home" / "GAL-JAR"
+    kept = {p.name: p.stat().st_mtime_ns for p in (out / "acme-home").glob("GAL-MUG-*/*.jpg")}
+    third = {ch: (jar / f"{ch}-3.jpg").read_bytes() for ch in CHANNELS}
+    dropped = run_plain(str(make_gallery_catalog(tmp_path / "c2", drop={"GAL-JAR": "acm-jar-024.jpg"})), ACME, str(out))
+    assert dropped.generated == 3 and dropped.published == 3 and dropped.unchanged == 21
+    assert sorted((r["sku"], r["channel"], r["photo"]) for r in dropped.retired) == [("GAL-JAR", ch, 3) for ch in CHANNELS]
+    assert not list(jar.glob("*-3.jpg"))
+    assert {ch: (jar / f"{ch}-2.jpg").read_bytes() for ch in CHANNELS} == third  # the same photo, now second
+    entries = _entries(out)
+    assert not [n for n in entries if n.startswith("GAL-JAR/") and n.endswith("-3")]
+    assert {n for n in entries if n.startswith("GAL-JAR/")} == {f"GAL-JAR/{c}{s}" for c in CHANNELS for s in ("", "-2")}
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "acme-home").glob("GAL-MUG-*/*.jpg")} == kept
+    manifest = [line for line in (out / "acme-home" / "manifest.jsonl").read_text().splitlines() if '"GAL-JAR"' in line]
+    assert len(manifest) == 6
+
+
+def test_a_photo_shared_by_variants_is_fetched_and_cut_once(tmp_path, monkeypatch):
+    catalog = make_gallery_catalog(tmp_path)
+    spec = load_brand_spec(ACME)
+    products = to_products(validate_catalog(read_catalog(str(catalog)), spec, exists=local_file).valid)
+    plan = plan_run(products, spec, {}, chunk_size=2)
+    assert [sorted({i.product.sku for i in c.items}) for c in plan.chunks] == [["GAL-JAR"], ["GAL-MUG-RED", "GAL-MUG-TEAL"]]
+    assert [[i.photo for i in c.items] for c in plan.chunks] == [[1, 2, 3], [1, 2, 3, 1, 2, 3]]
+    cut = []
+
+    def counted(images, params, segmenter):
+        cut.append(len(images))
+        return real(images, params, segmenter)
+
+    real = generate.cut_out_many
+    monkeypatch.setattr(generate, "cut_out_many", counted)
+    ctx = RunContext(run_id="r1", brand_uri=ACME, out_uri=str(tmp_path / "out"), fetch=FetchPolicy().for_catalog(str(catalog)))
+    store = Store(ctx.out_uri)
+    outputs = generate.generate_chunk(plan.chunks[1], spec, spec_channels(spec), ctx, store, build_engines(spec, None))
+    assert cut == [3]  # six photos in the chunk, three distinct
+    assert len(outputs) == 18 and all(o.status == "rendered" for o in outputs)
+    shared = {(o.sku, o.photo) for o in outputs if o.metrics.get("cutout_shared")}
+    assert shared == {("GAL-MUG-TEAL", k) for k in (1, 2, 3)}
+    by = {(o.sku, o.channel, o.photo): o for o in outputs}
+    for ch in CHANNELS:  # the same photo and look: the same bytes under each variant's own key
+        for k in (1, 2, 3):
+            assert by[("GAL-MUG-RED", ch, k)].sha256 == by[("GAL-MUG-TEAL", ch, k)].sha256
+
+
+def test_gallery_caps_per_brand_and_channel_and_lowering_one_retires(tmp_path):
+    text = open(ACME).read()
+    capped = tmp_path / "capped.yaml"
+    capped.write_text(text + "\ngallery: {max: 2, channels: {amazon_main: 1}}\n")
+    catalog = make_gallery_catalog(tmp_path / "c")
+    out = tmp_path / "out"
+    s = run_plain(str(catalog), str(capped), str(out))
+    names = {n.split("/", 1)[1] for n in _entries(out) if n.startswith("GAL-JAR/")}
+    assert names == {"amazon_main", "google_merchant", "google_merchant-2", "shopify_square", "shopify_square-2"}
+    assert s.published == 15
+
+    lower = tmp_path / "lower.yaml"
+    lower.write_text(text + "\ngallery: {max: 1}\n")
+    s = run_plain(str(catalog), str(lower), str(out))
+    assert s.generated == 0 and len(s.retired) == 6  # the second photos of google_merchant and shopify_square
+    assert {n.split("/", 1)[1] for n in _entries(out) if n.startswith("GAL-JAR/")} == set(CHANNELS)
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text + "\ngallery: {channels: {etsy_listing: 3}}\n")
+    with pytest.raises(Exception, match="gallery.channels: 'etsy_listing' not in channels"):
+        load_brand_spec(str(bad))
+
+
+def test_a_main_image_rule_warns_on_an_additional_photo():
+    spec = load_brand_spec(ACME)
+    amazon = next(ch for ch in spec_channels(spec) if ch.name == "amazon_main")
+    look = resolve_look(spec, "kitchen", amazon)
+    rules = [r for r in amazon.rules if r.id in ("amazon-fill", "amazon-pure-white", "amazon-max-size")]
+    look = look.model_copy(update={"channel": amazon.model_copy(update={"rules": rules})})
+    metrics = {"fill_longest": 0.6, "border_purity": 0.97, "longest_side": 2000}
+    main = evaluate(metrics, look, role="main")
+    extra = evaluate(metrics, look, role="additional")
+    assert main[0] == "failed" and all(r.startswith("[fail]") for r in main[1])
+    assert extra[0] == "warned" and sorted(extra[2]) == ["amazon-fill", "amazon-pure-white"]
+    assert all(r.startswith("[warn]") for r in extra[1])
+    assert evaluate({**metrics, "longest_side": 20000}, look, role="additional")[0] == "failed"  # other rules hold
+
+
+def _read_back(path, layout: str) -> dict[str, list[str]]:
+    frame = read_catalog(str(path), layout=layout)
+    return {r["sku"]: r["images"].split("|") for r in frame.to_dict("records")}
+
+
+def test_export_files_read_back_to_the_same_products_and_images(tmp_path):
+    out = tmp_path / "out"
+    run_plain(str(make_gallery_catalog(tmp_path / "c")), ACME, str(out))
+    store = Store(str(out))
+    entries = list(_entries(out).values())
+    for fmt, channel, ext in (("shopify", "shopify_square", "csv"), ("woocommerce", "amazon_main", "csv"),
+                              ("google-merchant", "google_merchant", "tsv")):
+        made = export(entries, fmt, channel, store.key_of, BASE)
+        path = tmp_path / f"{fmt}.{ext}"
+        path.write_text(made.text)
+        expected = {sku: [f"{BASE}/acme-home/{sku}/{channel}{'' if k == 1 else f'-{k}'}.jpg" for k in range(1, len(files) + 1)]
+                    for sku, (_, files) in GALLERY.items()}
+        assert _read_back(path, fmt) == expected, fmt
+        assert (made.products, made.images, made.left_out) == (3, 9, [])
+    shop = list(csv.DictReader(io.StringIO(export(entries, "shopify", "shopify_square", store.key_of, BASE).text)))
+    assert [r["Image Alt Text"] for r in shop if r["Handle"] == "gal-jar"] == ["Jar in teal"] * 3
+    with pytest.raises(ExportError, match="not a public URL: give --base-url"):
+        export(entries, "shopify", "shopify_square", store.key_of, None)
+
+
+def test_a_product_without_a_live_main_image_is_left_out_and_positions_close_up():
+    def entry(sku, photo, ch="shopify_square"):
+        name = ch if photo == 1 else f"{ch}-{photo}"
+        return {"sku": sku, "channel": ch, "photo": photo, "variant": 0, "uri": f"/r/b/{sku}/{name}.jpg", "title": sku,
+                "alt_text": f"{sku} {photo}"}
+
+    entries = [entry("A", 1), entry("A", 2), entry("A", 4), entry("B", 2), entry("B", 3)]
+    made = export(entries, "woocommerce", "shopify_square", lambda uri: uri.removeprefix("/r/"), BASE)
+    assert made.text.splitlines()[1:] == [f"A,\"{BASE}/b/A/shopify_square.jpg, {BASE}/b/A/shopify_square-2.jpg, "
+                                          f"{BASE}/b/A/shopify_square-4.jpg\""]
+    assert made.left_out and made.left_out[0].startswith("B: its main image is not live")
+
+
+def test_shopify_variants_share_their_product_gallery_and_a_variant_photo_stays_its_own(tmp_path):
+    gallery = [(f"{BASE}/m/1.jpg", "front"), (f"{BASE}/m/2.jpg", "side")]
+    rows = [Listing(sku="MUG-RED", title="Mug", handle="mug", images=gallery, main_source="front.jpg"),
+            Listing(sku="MUG-BLU", title="Mug", handle="mug", images=[(f"{BASE}/b/1.jpg", "front")] + gallery[1:],
+                    main_source="front.jpg"),
+            Listing(sku="MUG-GRN", title="Mug", handle="mug", images=[(f"{BASE}/g/1.jpg", "green")], main_source="green.jpg")]
+    path = tmp_path / "shopify.csv"
+    path.write_text(shopify_csv(rows))
+    assert _read_back(path, "shopify") == {"MUG-RED": [u for u, _ in gallery], "MUG-BLU": [u for u, _ in gallery],
+                                           "MUG-GRN": [f"{BASE}/g/1.jpg"]}
