@@ -475,7 +475,7 @@ def _print_summary(s) -> None:  # RunSummary
     )
     counts = (getattr(s, "cutouts", None) or {}).get("counts")
     if counts:
-        _say("cut-out, products: " + ", ".join(f"{n} {method}" for method, n in counts.items()) + "\n")
+        _say("cut-out, photos: " + ", ".join(f"{n} {method}" for method, n in counts.items()) + "\n")
     if getattr(s, "storage_line", None) and s.storage_line():
         _say(s.storage_line() + "\n")
     _print_rows(s.quarantine, s.skipped_rows, s.warnings, s.quarantine_uri)

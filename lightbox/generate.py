@@ -100,9 +100,12 @@ class _Pending:
     todo: list[tuple[ChannelPreset, int, str]] = field(default_factory=list)  # channel, variant, fingerprint
 
 
-def effective_look(spec: BrandSpec, category: str, channel: ChannelPreset, ctx: RunContext) -> Look:
+def effective_look(spec: BrandSpec, category: str, channel: ChannelPreset, ctx: RunContext, photo: int = 1) -> Look:
+    """The look one photo renders with: the resolved look, with studio in place of an AI scene when the AI
+    engine falls back this run, or for an additional photo unless the spec asks for scenes on every photo
+    (``gallery.ai: all``)."""
     look = resolve_look(spec, category, channel)
-    if look.generation is not None and ctx.ai_fallback:
+    if look.generation is not None and (ctx.ai_fallback or (photo > 1 and spec.gallery.ai == "main")):
         return look.model_copy(update={"engine": "studio", "generation": None})
     return look
 
@@ -123,7 +126,7 @@ def prepare_item(
     """Read, fingerprint, skip what is unchanged, decode and cut out once. No rendering yet."""
     product = item.product
     channels = photo_channels(spec, channels, item.photo)
-    looks = {ch.name: effective_look(spec, product.category, ch, ctx) for ch in channels}
+    looks = {ch.name: effective_look(spec, product.category, ch, ctx, item.photo) for ch in channels}
 
     def failed(reason: str) -> list[Output]:
         return _failed_outputs(product, spec, channels, looks, reason, item.photo)
@@ -206,7 +209,7 @@ def all_unchanged(items: list[WorkItem], spec: BrandSpec, channels: list[Channel
     for item in items:
         product = item.product
         photo_chs = photo_channels(spec, channels, item.photo)
-        looks = {ch.name: effective_look(spec, product.category, ch, ctx) for ch in photo_chs}
+        looks = {ch.name: effective_look(spec, product.category, ch, ctx, item.photo) for ch in photo_chs}
         data, problem = _read_source(product, sources, item.photo)
         if problem:
             return None
@@ -337,7 +340,7 @@ def _failed_outputs(product: Product, spec: BrandSpec, channels: list[ChannelPre
 def failed_item(item: WorkItem, spec: BrandSpec, channels: list[ChannelPreset], ctx: RunContext, reason: str) -> list[Output]:
     """Every output of one work item (one photo of a product), failed with ``reason``."""
     channels = photo_channels(spec, channels, item.photo)
-    looks = {ch.name: effective_look(spec, item.product.category, ch, ctx) for ch in channels}
+    looks = {ch.name: effective_look(spec, item.product.category, ch, ctx, item.photo) for ch in channels}
     return _failed_outputs(item.product, spec, channels, looks, reason, item.photo)
 
 

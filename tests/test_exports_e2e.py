@@ -11,6 +11,7 @@ import json
 import pytest
 
 from flows.cli import main
+from lightbox.catalog.ingest import read_catalog
 from tests import exports
 from tests.conftest import ACME
 from tests.http_server import ImageServer
@@ -68,6 +69,22 @@ def test_export_runs_end_to_end_over_http(case, tmp_path, image_server, capsys):
     assert main(args) == 0, capsys.readouterr().err
     published = {p.parent.name for p in (out / "acme-home").glob("*/amazon_main.jpg")}
     assert published == skus
+    # every photo of each product's gallery, in order, on every channel (the mug's variants share two photos,
+    # the vase and the teapot have a second one)
+    galleries = {r["sku"]: r["images"].split("|") for r in read_catalog(str(catalog)).to_dict("records") if r["sku"] in skus}
+    assert any(len(g) > 1 for g in galleries.values())
+    for sku, images in galleries.items():
+        for ch in ("amazon_main", "shopify_square", "google_merchant"):
+            names = sorted(p.name for p in (out / "acme-home" / sku).glob(f"{ch}*.jpg"))
+            assert names == sorted([f"{ch}.jpg"] + [f"{ch}-{k}.jpg" for k in range(2, len(images) + 1)]), (sku, ch)
+    # delivered back: the platform's own import file of what went live reads back to the same products and galleries
+    layout = {"shopify-classic": "shopify", "shopify-2024": "shopify", "woocommerce": "woocommerce"}.get(case, "google-merchant")
+    to = tmp_path / "import-file"
+    assert main(["export", "acme-home", "--out", str(out), "--format", layout, "--channel", "shopify_square",
+                 "--base-url", "https://cdn.example.com/shop", "--to", str(to)]) == 0
+    back = {r["sku"]: r["images"].split("|") for r in read_catalog(str(to), layout=layout).to_dict("records")}
+    assert {sku: len(g) for sku, g in back.items()} == {sku: len(g) for sku, g in galleries.items()}
+    assert all(u.startswith(f"https://cdn.example.com/shop/acme-home/{sku}/shopify_square") for sku, g in back.items() for u in g)
     summary = json.loads((out / "acme-home" / "latest-run.json").read_text())
     run_dir = out / "acme-home" / "_runs" / summary["run_id"]
     with open(run_dir / "quarantine.csv") as f:

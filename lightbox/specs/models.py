@@ -231,6 +231,8 @@ class Gallery(_Model):
     max: int | None = Field(None, ge=1, le=250, description="at most this many photos of a product per channel, the "
                             "main image included (1: the main image only); default: as many as each channel takes")
     channels: dict[str, int] = Field(default_factory=dict, description="channel -> its own cap (overrides max)")
+    ai: Literal["main", "all"] = Field("main", description="which photos get an AI scene where the look has one: the main "
+                                      "image only (default; additional photos are studio renders), or all of them")
 
     @field_validator("channels")
     @classmethod

@@ -253,3 +253,23 @@ def test_real_weights_keep_the_product_and_make_a_scene(tmp_path):
     assert hashlib.sha256(buf.getvalue()).hexdigest()
     assert json.dumps(res.generation)
     assert isinstance(Image.open(io.BytesIO(buf.getvalue())), Image.Image)
+
+
+def test_additional_photos_are_studio_renders_unless_the_spec_asks_for_scenes_on_all(ai_spec_path, tmp_path):
+    catalog = make_catalog(tmp_path / "cat", n_good=2)
+    text = catalog.read_text().replace("img/good-0.jpg", "img/good-0.jpg|img/good-1.jpg")
+    catalog.write_text(text.replace("GOOD-1,", "GOOD-1X,"))  # GOOD-0: two photos; GOOD-1X: one
+    out = tmp_path / "out"
+    s = run_plain(str(catalog), str(ai_spec_path), str(out))
+    entries = RunState.of(Store(str(out))).entries("acme-home")
+    assert s.published == 9 and s.failed == 0
+    assert entries["GOOD-0/shopify_square"]["ai_generated"] and entries["GOOD-0/shopify_square"]["engine"] == "diffusers"
+    second = entries["GOOD-0/shopify_square-2"]
+    assert (second["engine"], second["ai_generated"], second["role"]) == ("studio", False, "additional")
+
+    every = tmp_path / "all.yaml"
+    every.write_text(ai_spec_path.read_text() + "\ngallery: {ai: all}\n")
+    s = run_plain(str(catalog), str(every), str(out))
+    assert s.generated == 2  # only the second photo's AI channels change (shopify, google); the main images stand
+    entries = RunState.of(Store(str(out))).entries("acme-home")
+    assert entries["GOOD-0/shopify_square-2"]["engine"] == "diffusers" and entries["GOOD-0/google_merchant-2"]["ai_generated"]
