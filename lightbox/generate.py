@@ -14,6 +14,7 @@ the chunk goes on. Transient storage errors propagate so the task's retry policy
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import time
@@ -55,9 +56,10 @@ def engine_id(look: Look, engines: dict[str, Engine]) -> str:
 
 
 def fingerprint(product: Product, source_sha256: str, look: Look, spec: BrandSpec, engine: str, variant: int = 0, seed: int = 0,
-                photo: int = 1) -> str:
+                photo: int = 1, main_sha256: str = "") -> str:
     """Everything an output depends on; equal fingerprints mean byte-identical outputs (and the same gallery
-    position and role: a photo moved to another position is rendered and gated again)."""
+    position and role: a photo moved to another position is rendered and gated again). An additional photo
+    from the main photo's shoot also depends on the main photo's bytes (it is framed at its scale)."""
     used = sorted(spec.fields_used(product.category) | {"category"})
     payload = {
         "fields": {name: product.field(name) for name in used},
@@ -68,7 +70,7 @@ def fingerprint(product: Product, source_sha256: str, look: Look, spec: BrandSpe
     if look.generation is not None:  # seeds and variants only change AI outputs
         payload |= {"variant": variant, "seed": seed}
     if photo != 1:  # main images keep the fingerprints they had before galleries
-        payload |= {"photo": photo, "role": role_of(photo)}
+        payload |= {"photo": photo, "role": role_of(photo), "main": main_sha256}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -95,6 +97,7 @@ class _Pending:
     prompts: dict[str, str] = field(default_factory=dict)  # channel -> filled prompt (AI looks)
     image: Image.Image | None = None  # decoded source, until it is cut out
     source_sha: str = ""
+    anchor: tuple[int, int] | None = None  # the product's box in its main photo, when this is another photo of that shoot
     cut_index: int = -1  # which of the chunk's distinct photos this one's cut is
     shared_cut: bool = False  # the cut was made for another product's identical photo
     todo: list[tuple[ChannelPreset, int, str]] = field(default_factory=list)  # channel, variant, fingerprint
@@ -119,11 +122,39 @@ def photo_channels(spec: BrandSpec, channels: list[ChannelPreset], photo: int) -
     return [ch for ch in channels if spec.gallery_size(ch) >= photo]
 
 
+def shot_size(data: bytes) -> tuple[int, int] | None:
+    """A photo's (width, height) as it is shown (EXIF rotation applied), from its header alone; None when
+    the header cannot be read."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+            turned = im.getexif().get(0x0112) in (5, 6, 7, 8)
+    except (OSError, ValueError, SyntaxError):
+        return None
+    return (h, w) if turned else (w, h)
+
+
+def main_sha(product: Product, sources: SourceFetcher, memo: dict[str, tuple[str, tuple[int, int] | None]],
+             data: bytes | None) -> str:
+    """What an additional photo (bytes ``data``) takes from its product's main photo: the main photo's sha256
+    when both come from one shoot (the same pixel size: it is then framed at the main photo's scale), else
+    nothing. The main photo is read once per chunk."""
+    if not product.images or data is None:
+        return ""
+    uri = product.images[0]
+    if uri not in memo:
+        main, problem = _read_source(product, sources, 1)
+        memo[uri] = ("", None) if problem or main is None else (hashlib.sha256(main).hexdigest(), shot_size(main))
+    sha, size = memo[uri]
+    return sha if size is not None and size == shot_size(data) else ""
+
+
 def prepare_item(
     item: WorkItem, spec: BrandSpec, channels: list[ChannelPreset], ctx: RunContext, store: Store, engines: dict[str, Engine],
-    sources: SourceFetcher,
+    sources: SourceFetcher, shas: dict[str, tuple[str, tuple[int, int] | None]] | None = None,
 ) -> tuple[list[Output], _Pending | None]:
-    """Read, fingerprint, skip what is unchanged, decode and cut out once. No rendering yet."""
+    """Read, fingerprint, skip what is unchanged, decode and cut out once. No rendering yet. ``shas``: the
+    chunk's memo of main photos' hashes."""
     product = item.product
     channels = photo_channels(spec, channels, item.photo)
     looks = {ch.name: effective_look(spec, product.category, ch, ctx, item.photo) for ch in channels}
@@ -148,7 +179,8 @@ def prepare_item(
 
     pending = _Pending(item=item, looks=looks, cut=None, alt_text=alt_text, failed=failed, timings=timings, prompts=prompts,
                        source_sha=source_sha)
-    outputs = _sort_unchanged(item, spec, channels, looks, engines, store, source_sha, alt_text, pending.todo)
+    main = main_sha(product, sources, {} if shas is None else shas, data) if item.photo > 1 else ""
+    outputs = _sort_unchanged(item, spec, channels, looks, engines, store, source_sha, alt_text, pending.todo, main)
     if not pending.todo:
         return outputs, None
 
@@ -180,7 +212,8 @@ def _read_source(product: Product, sources: SourceFetcher, photo: int = 1) -> tu
 
 
 def _sort_unchanged(item: WorkItem, spec: BrandSpec, channels: list[ChannelPreset], looks: dict[str, Look], engines: dict[str, Engine],
-                    store: Store, source_sha: str, alt_text: str, todo: list[tuple[ChannelPreset, int, str]]) -> list[Output]:
+                    store: Store, source_sha: str, alt_text: str, todo: list[tuple[ChannelPreset, int, str]],
+                    main: str = "") -> list[Output]:
     """Outputs whose fingerprint matches the run state and whose live object is the one it records are unchanged;
     the rest are appended to ``todo`` (channel, variant, fingerprint)."""
     product = item.product
@@ -189,7 +222,7 @@ def _sort_unchanged(item: WorkItem, spec: BrandSpec, channels: list[ChannelPrese
         look = looks[ch.name]
         for v in range(_variants(look)):
             seed = seed_for(product.sku, v, spec.version)
-            fp = fingerprint(product, source_sha, look, spec, engine_id(look, engines), v, seed, item.photo)
+            fp = fingerprint(product, source_sha, look, spec, engine_id(look, engines), v, seed, item.photo, main)
             key = output_key(spec, product.sku, ch, v, item.photo)
             name = output_name(ch.name, v, item.photo)
             if item.previous.get(name) == fp and live_matches(store, key, item.recorded.get(name)):
@@ -206,6 +239,7 @@ def all_unchanged(items: list[WorkItem], spec: BrandSpec, channels: list[Channel
     """Every output of ``items`` as unchanged, or None as soon as one would be rendered (or would fail:
     an unreadable photo, a missing attribute). Reads each source (cached fetches revalidate), renders nothing."""
     outputs: list[Output] = []
+    shas: dict[str, tuple[str, tuple[int, int] | None]] = {}
     for item in items:
         product = item.product
         photo_chs = photo_channels(spec, channels, item.photo)
@@ -219,7 +253,8 @@ def all_unchanged(items: list[WorkItem], spec: BrandSpec, channels: list[Channel
             return None
         todo: list[tuple[ChannelPreset, int, str]] = []
         source_sha = hashlib.sha256(data).hexdigest() if data is not None else "no-photo"
-        outputs += _sort_unchanged(item, spec, photo_chs, looks, engines, store, source_sha, alt_text, todo)
+        main = main_sha(product, sources, shas, data) if item.photo > 1 else ""
+        outputs += _sort_unchanged(item, spec, photo_chs, looks, engines, store, source_sha, alt_text, todo, main)
         if todo:
             return None
     return outputs
@@ -275,9 +310,10 @@ def generate_chunk(
     sources.prefetch(list(dict.fromkeys(item.product.images[item.photo - 1] for item in chunk.items
                                         if len(item.product.images) >= item.photo)))
     pendings: list[_Pending] = []
+    shas: dict[str, tuple[str, tuple[int, int] | None]] = {}
     for item in chunk.items:
         try:
-            done, pending = prepare_item(item, spec, channels, ctx, store, engines, sources)
+            done, pending = prepare_item(item, spec, channels, ctx, store, engines, sources, shas)
         except Exception as e:  # one product's unexpected error fails that product alone (transient ones are retried)
             if is_transient(e):
                 raise
@@ -285,7 +321,9 @@ def generate_chunk(
         outputs.extend(done)
         if pending is not None:
             pendings.append(pending)
-    outputs.extend(cut_chunk(pendings, spec, ctx))
+    mains = _main_photos(chunk, pendings, spec, sources)  # cut too where only other photos of a product render
+    outputs.extend(cut_chunk(pendings + mains, spec, ctx))
+    _anchor(pendings + mains)
     for pending in pendings:
         item = pending.item
         tpl = spec.template_for(item.product.category)
@@ -294,7 +332,7 @@ def generate_chunk(
             job = RenderJob(
                 product=item.product, look=look, variant=v, seed=seed_for(item.product.sku, v, spec.version),
                 cut=pending.cut, prompt=pending.prompts.get(ch.name),
-                negative_prompt=tpl.negative_prompt if look.generation else None,
+                negative_prompt=tpl.negative_prompt if look.generation else None, anchor=pending.anchor,
             )
             jobs.append((job, pending, ch, fp))
 
@@ -312,6 +350,39 @@ def generate_chunk(
     n_failed = sum(o.status == "failed" for o in outputs)
     log.info("chunk %d: %d outputs, %d failed; sources: %s", chunk.index, len(outputs), n_failed, sources.stats.as_dict())
     return outputs
+
+
+def _main_photos(chunk: Chunk, pendings: list[_Pending], spec: BrandSpec, sources: SourceFetcher) -> list[_Pending]:
+    """The main photos to cut only to frame their products' other photos by (their own outputs unchanged):
+    one per product with another photo to render and no main photo rendering. Nothing renders from them;
+    one that cannot be read or decoded leaves its product's photos framed each by itself."""
+    rendering = {p.item.product.sku for p in pendings if p.image is not None and p.item.photo == 1}
+    wanted = {p.item.product.sku for p in pendings if p.image is not None and p.item.photo > 1} - rendering
+    out = []
+    for item in chunk.items:
+        if item.photo != 1 or item.product.sku not in wanted:
+            continue
+        data, problem = _read_source(item.product, sources, 1)
+        if problem or data is None:
+            continue
+        try:
+            image = decode_image(data, max_pixels=spec.max_source_pixels)
+        except ItemError:
+            continue
+        out.append(_Pending(item=item, looks={}, cut=None, alt_text="", failed=lambda _reason: [], timings={},
+                            image=image, source_sha=hashlib.sha256(data).hexdigest()))
+    return out
+
+
+def _anchor(pendings: list[_Pending]) -> None:
+    """Frame each additional photo by its product's main photo when both come from one shoot (the same
+    pixel size): the main photo's solid box is the anchor of :func:`lightbox.imaging.compose.place`."""
+    mains = {p.item.product.sku: p.cut for p in pendings if p.item.photo == 1 and p.cut is not None}
+    for p in pendings:
+        main = mains.get(p.item.product.sku)
+        if p.item.photo > 1 and p.cut is not None and main is not None and main.rgba.shape[:2] == p.cut.rgba.shape[:2]:
+            x0, y0, x1, y1 = main.solid_bbox
+            p.anchor = (x1 - x0, y1 - y0)
 
 
 def _one_line(what: str, e: BaseException) -> str:
@@ -359,19 +430,20 @@ def render_isolated(engine: Engine, jobs: list[RenderJob]) -> list[Rendered]:
     return [r for job in jobs for r in render_isolated(engine, [job])]
 
 
-def construction_metrics(cut: CutOut, look: Look, blob: bytes | Image.Image) -> dict:
+def construction_metrics(cut: CutOut, look: Look, blob: bytes | Image.Image, anchor: tuple[int, int] | None = None) -> dict:
     """What QC cannot measure without the cut-out: where the product went, how much it was enlarged,
     which method cut it and why, the cut's own diagnostics (``cutout_*``), and how faithful the encoded
     product region is to the product: to the cut-out (``fidelity``) and to the source photo itself
     (``fidelity_source``: opaque product pixels against the source resampled the same way)."""
-    crop, solid = layout(cut, look)
+    crop, solid = layout(cut, look, anchor=anchor)
     reference = resampled_image(cut, (crop.width, crop.height))
     m = {
         "product_box": [solid.x, solid.y, solid.x + solid.width, solid.y + solid.height],
         # the source photo's rectangle (source pixels, after EXIF rotation) that was placed, and the output's
         # rectangle it fills (the same rectangle, scaled): an overlay of the cut on its source, or a check of
         # the output against a mask of the source
-        "placement": {"source_box": list(cut.bbox), "box": [crop.x, crop.y, crop.x + crop.width, crop.y + crop.height]},
+        "placement": {"source_box": list(cut.bbox), "box": [crop.x, crop.y, crop.x + crop.width, crop.y + crop.height],
+                      **({"main_box": list(anchor)} if anchor else {})},
         "upscale": round(solid.scale, 4),
         "cutout_method": cut.method,
         "cutout_reason": cut.reason,
@@ -451,7 +523,7 @@ def _stage(job, pending: _Pending, ch: ChannelPreset, fp: str, res, engine: Engi
         t = time.perf_counter()
         decoded = decode_output(blob)  # once: the cut's fidelity and every quality metric are measured on it
         if job.cut is not None:
-            metrics.update(construction_metrics(job.cut, job.look, decoded))
+            metrics.update(construction_metrics(job.cut, job.look, decoded, job.anchor))
             if pending.shared_cut:
                 metrics["cutout_shared"] = True  # the cut of another product's identical photo, made once
         box = metrics.get("product_box")

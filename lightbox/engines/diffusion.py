@@ -141,7 +141,7 @@ class DiffusersEngine:
     def _inputs(self, job: RenderJob) -> tuple[Image.Image, Image.Image, tuple[int, int]]:
         ch = job.look.channel
         ww, wh = working_size(ch.width, ch.height, self.cfg.resolution)
-        p, _ = layout(job.cut, job.look, frame=(ww, wh))
+        p, _ = layout(job.cut, job.look, frame=(ww, wh), anchor=job.anchor)
         rows, cols, prows, pcols = paste_window((ww, wh), p)
         small = resample_product(job.cut.product, (p.width, p.height))[prows, pcols]
         canvas = np.full((wh, ww, 3), 127, np.uint8)
@@ -200,7 +200,7 @@ class DiffusersEngine:
             scene = scene.resize((ch.width, ch.height), Image.Resampling.LANCZOS)
         if job.cut is None:
             return scene, {}
-        image, p = render(job.cut, job.look, background=np.asarray(scene))
+        image, p = render(job.cut, job.look, background=np.asarray(scene), anchor=job.anchor)
         fill = {"fill_longest": max(p.width / ch.width, p.height / ch.height),
                 "fill_area": p.width * p.height / (ch.width * ch.height), "fill_source": "placement"}
         return image, fill

@@ -21,6 +21,7 @@ class RenderJob:
     cut: CutOut | None  # None: no photo (text-to-image)
     prompt: str | None = None
     negative_prompt: str | None = None
+    anchor: tuple[int, int] | None = None  # the product's box in its main photo (same shoot): no larger a scale than there
 
 
 @dataclass

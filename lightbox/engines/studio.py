@@ -9,6 +9,7 @@ from lightbox.imaging.compose import render
 class StudioEngine:
     name = "studio"
     version = "1.1"  # 1.1: the contact shadow sits under the base, not the whole width (handles, spouts)
+    # (additional photos framed at their main photo's scale: a new input, the anchor, in their fingerprint)
 
     def render(self, jobs: list[RenderJob]) -> list[Rendered]:
         out = []
@@ -16,5 +17,5 @@ class StudioEngine:
             if job.cut is None:
                 out.append(Rendered(error=f"no source photo: channel {job.look.channel.name} needs one"))
             else:
-                out.append(Rendered(image=render(job.cut, job.look)[0]))
+                out.append(Rendered(image=render(job.cut, job.look, anchor=job.anchor)[0]))
         return out

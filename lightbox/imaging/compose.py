@@ -27,14 +27,20 @@ class Placement:
     scale: float
 
 
-def place(bbox_size: tuple[int, int], look: Look, frame: tuple[int, int] | None = None) -> Placement:
+def place(bbox_size: tuple[int, int], look: Look, frame: tuple[int, int] | None = None,
+          anchor: tuple[int, int] | None = None) -> Placement:
     """Where the product goes: longest side at ``fill`` of the frame, centred or standing on a floor line.
 
-    ``frame`` defaults to the channel's size; the AI engine passes its smaller working size.
+    ``frame`` defaults to the channel's size; the AI engine passes its smaller working size. ``anchor``: the
+    box (source pixels) of the product in its main photo, for another photo of the same shoot: the product is
+    shown at no larger a scale than there, so a product's angles keep one scale where they fit the frame.
     """
     fw, fh = frame or (look.channel.width, look.channel.height)
     bw, bh = bbox_size
     scale = look.fill * min(fw / bw, fh / bh)
+    if anchor is not None:  # never below a fill the channel's rules require of every photo
+        least = look.channel.fill_bounds("additional")[0] * min(fw / bw, fh / bh)
+        scale = max(min(scale, look.fill * min(fw / anchor[0], fh / anchor[1])), least)
     w, h = max(1, round(bw * scale)), max(1, round(bh * scale))
     x = (fw - w) // 2
     if look.placement == "bottom":
@@ -44,12 +50,14 @@ def place(bbox_size: tuple[int, int], look: Look, frame: tuple[int, int] | None 
     return Placement(x=x, y=y, width=w, height=h, scale=scale)
 
 
-def layout(cut: CutOut, look: Look, frame: tuple[int, int] | None = None) -> tuple[Placement, Placement]:
+def layout(cut: CutOut, look: Look, frame: tuple[int, int] | None = None,
+           anchor: tuple[int, int] | None = None) -> tuple[Placement, Placement]:
     """(where the cropped cut-out goes, where its solid part goes): the solid part (alpha >= 128) is
-    framed at the look's fill; faint edge pixels around it come along at the same scale."""
+    framed at the look's fill (``anchor``: see :func:`place`); faint edge pixels around it come along at the
+    same scale."""
     x0, y0, x1, y1 = cut.bbox
     sx0, sy0, sx1, sy1 = cut.solid_bbox
-    solid = place((sx1 - sx0, sy1 - sy0), look, frame)
+    solid = place((sx1 - sx0, sy1 - sy0), look, frame, anchor)
     s = solid.scale
     w, h = max(1, round((x1 - x0) * s)), max(1, round((y1 - y0) * s))
     if (x0, y0, x1, y1) == (sx0, sy0, sx1, sy1):
@@ -214,14 +222,15 @@ def shadow_mask(look: Look, p: Placement, base: tuple[float, float] | None = Non
     return mask, (lx0, ly0)
 
 
-def render(cut: CutOut, look: Look, background: np.ndarray | None = None) -> tuple[Image.Image, Placement]:
+def render(cut: CutOut, look: Look, background: np.ndarray | None = None,
+           anchor: tuple[int, int] | None = None) -> tuple[Image.Image, Placement]:
     """Compose one channel. Returns the image (RGB, or RGBA for a transparent channel) and the solid
     part's placement.
 
     ``background``: an H x W x 3 uint8 canvas at the channel's size (an AI-generated scene) instead of
-    the look's solid or gradient background.
+    the look's solid or gradient background. ``anchor``: see :func:`place`.
     """
-    p, solid = layout(cut, look)
+    p, solid = layout(cut, look, anchor=anchor)
     prod = resampled_image(cut, (p.width, p.height))
     ch = look.channel
     rows, cols, prows, pcols = paste_window((ch.width, ch.height), p)

@@ -460,13 +460,14 @@ class ChannelPreset(_Model):
             return v
         return parse_color(v)
 
-    def fill_bounds(self) -> tuple[float, float]:
-        """The fill the channel's failing rules on ``fill_longest`` allow (Amazon: at least 85 % of the frame),
-        a point inside each bound: a brand's or template's fill is held within them, as the channel's
-        background is (``resolve_look``), so a spec cannot ask for a frame its own channel then fails."""
+    def fill_bounds(self, role: str = "main") -> tuple[float, float]:
+        """The fill the channel's failing rules on ``fill_longest`` allow an image of ``role`` (Amazon: at least
+        85 % of the frame for a main image), a point inside each bound: a brand's or template's fill is held
+        within them, as the channel's background is (``resolve_look``), so a spec cannot ask for a frame its own
+        channel then fails."""
         lo, hi = 0.0, 1.0
         for r in self.rules:
-            if r.severity == "fail" and r.metric == "fill_longest" and isinstance(r.value, int | float):
+            if r.severity_for(role) == "fail" and r.metric == "fill_longest" and isinstance(r.value, int | float):
                 if r.op == ">=":
                     lo = max(lo, float(r.value) + FILL_MARGIN)
                 elif r.op == "<=":

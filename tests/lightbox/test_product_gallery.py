@@ -185,3 +185,37 @@ def test_shopify_variants_share_their_product_gallery_and_a_variant_photo_stays_
     path.write_text(shopify_csv(rows))
     assert _read_back(path, "shopify") == {"MUG-RED": [u for u, _ in gallery], "MUG-BLU": [u for u, _ in gallery],
                                            "MUG-GRN": [f"{BASE}/g/1.jpg"]}
+
+
+def test_a_products_angles_from_one_shoot_keep_the_main_photos_scale(tmp_path):
+    from tests.images import studio_photo, to_bytes
+
+    img = tmp_path / "img"
+    img.mkdir()
+    shots = {"front.jpg": studio_photo(1000, 1000, seed=1, box=(300, 150, 700, 850))[0],  # 400 x 700: the main view
+             "back.jpg": studio_photo(1000, 1000, seed=2, box=(400, 500, 600, 850))[0],  # the same shoot, half the size
+             "other.jpg": studio_photo(600, 800, seed=3, box=(100, 80, 500, 760))[0]}  # another camera: framed by itself
+    for name, im in shots.items():
+        (img / name).write_bytes(to_bytes(im, "JPEG", quality=92))
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text("sku,title,category,images,color,material\n"
+                       "SET-1,Mug,kitchen,img/front.jpg|img/back.jpg|img/other.jpg,teal,stoneware\n")
+    out = tmp_path / "out"
+    s = run_plain(str(catalog), ACME, str(out))
+    assert s.failed == 0 and s.published == 9, [(f["channel"], f["reason"]) for f in s.failures]
+    entries = _entries(out)
+    fill = {k: entries[f"SET-1/{'shopify_square' if k == 1 else f'shopify_square-{k}'}"]["metrics"]["fill_longest"] for k in (1, 2, 3)}
+    assert fill[1] == pytest.approx(0.80, abs=0.01)  # the main photo at the channel's fill
+    assert fill[2] == pytest.approx(fill[1] * 350 / 700, abs=0.02)  # the back at the front's scale: half as tall
+    assert fill[3] == pytest.approx(0.80, abs=0.01)
+    assert entries["SET-1/shopify_square-2"]["placement"]["main_box"] == pytest.approx([400, 700], abs=6)
+    assert "main_box" not in entries["SET-1/shopify_square-3"]["placement"]
+    second = entries["SET-1/amazon_main-2"]  # under Amazon's 85 % for a main image: a warning on an additional photo
+    assert second["qc"] == "warned" and any(r.startswith("[warn] amazon-fill") for r in second["qc_reasons"])
+
+    # a new back photo re-renders only the back; a new front re-renders the front and the back (framed by it)
+    shots["back.jpg"] = studio_photo(1000, 1000, seed=4, box=(380, 450, 620, 850))[0]
+    (img / "back.jpg").write_bytes(to_bytes(shots["back.jpg"], "JPEG", quality=92))
+    assert run_plain(str(catalog), ACME, str(out)).generated == 3
+    (img / "front.jpg").write_bytes(to_bytes(studio_photo(1000, 1000, seed=5, box=(300, 150, 700, 850))[0], "JPEG", quality=92))
+    assert run_plain(str(catalog), ACME, str(out)).generated == 6
