@@ -260,9 +260,12 @@ def recorded(o: Output) -> bool:
 
 
 def _stat_values(entry: dict[str, Any]) -> dict[str, float]:
+    """What an image adds to the consistency sums: background and exposure of every photo (a product's
+    photos must match each other as its products do), fill of main images only (an additional photo is
+    framed at its main photo's scale on purpose)."""
     m = entry.get("metrics") or {}
     vals: dict[str, float] = {}
-    if isinstance(m.get("fill_longest"), (int, float)):
+    if isinstance(m.get("fill_longest"), (int, float)) and entry.get("role", "main") == "main":
         vals["fill"] = float(m["fill_longest"])
     if isinstance(m.get("clipped"), (int, float)):
         vals["clip"] = float(m["clipped"])

@@ -5,9 +5,10 @@ Computed over the manifest after a run (every live image, not only this run's), 
 | part | spread measured | a score of 0 at |
 |---|---|---|
 | background | std of the border's mean colour (max over R, G, B), within each category (templates may give a category its own background on purpose) | 8 levels |
-| fill | std of fill_longest | 0.05 (5 % of the frame) |
+| fill | std of fill_longest of main images (an additional photo keeps its main photo's scale on purpose) | 0.05 (5 % of the frame) |
 | exposure | std of the share of product pixels clipped to white or black | 0.05 |
 
+Background and exposure count every photo of a product (its photos must match each other as products do).
 part score = 1 - min(1, spread / tolerance); channel score = mean of its parts; catalog score = mean
 over channels. 1.0 = every image framed, lit and backed alike. Near-duplicates: images of different
 SKUs on the same channel whose perceptual hashes (768 bits) differ in at most 2 % of their bits (a re-used photo differs in a handful).
@@ -43,7 +44,7 @@ def consistency(entries: dict[str, dict[str, Any]]) -> dict[str, Any]:
         if spreads:
             spread = sum(s * n for s, n in spreads) / sum(n for _, n in spreads)
             parts["background"] = {"spread": round(spread, 3), "score": _score(spread, TOLERANCES["background"])}
-        fill = [r["metrics"]["fill_longest"] for r in rows if "fill_longest" in r["metrics"]]
+        fill = [r["metrics"]["fill_longest"] for r in rows if "fill_longest" in r["metrics"] and r.get("role", "main") == "main"]
         if len(fill) >= 2:
             spread = float(np.std(fill))
             parts["fill"] = {"spread": round(spread, 4), "score": _score(spread, TOLERANCES["fill"])}

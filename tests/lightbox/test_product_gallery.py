@@ -210,6 +210,8 @@ def test_a_products_angles_from_one_shoot_keep_the_main_photos_scale(tmp_path):
     assert fill[3] == pytest.approx(0.80, abs=0.01)
     assert entries["SET-1/shopify_square-2"]["placement"]["main_box"] == pytest.approx([400, 700], abs=6)
     assert "main_box" not in entries["SET-1/shopify_square-3"]["placement"]
+    parts = RunState.of(Store(str(out))).consistency("acme-home")["channels"]["shopify_square"]["parts"]
+    assert "fill" not in parts and parts["background"]["score"] > 0.9  # fill: main images only; background: every photo
     second = entries["SET-1/amazon_main-2"]  # under Amazon's 85 % for a main image: a warning on an additional photo
     assert second["qc"] == "warned" and any(r.startswith("[warn] amazon-fill") for r in second["qc_reasons"])
 
