@@ -155,7 +155,7 @@ def _run(catalog: str, spec: BrandSpec, brand: str, out: str, chunk_size: int, l
     lock.ensure_held()  # a run whose lease ran out (it hung) must not write the export over the next run's
     retired = retire_photos(plan.retire, spec, ctx) if plan.retire else ([], [])  # photos the catalog dropped
     manifest_uri = export_manifest(approved, spec, ctx, skus)
-    cdn = invalidate_cdn(outputs, spec, ctx, return_state=True)
+    cdn = invalidate_cdn(outputs, spec, ctx, retired[0], return_state=True)
     # 7. Report
     summary = report_run(
         outputs, spec, ctx, catalog=catalog, ingested=validated.ingested, quarantined=validated.quarantined,

@@ -4,7 +4,7 @@ Enabled by ``LIGHTBOX_CLOUDFRONT_DISTRIBUTION`` (the distribution id); ``LIGHTBO
 is the path under which the output root is served (default ``/``), ``LIGHTBOX_CLOUDFRONT_ENDPOINT_URL``
 points at a non-AWS endpoint (tests). Credentials: the usual AWS variables.
 
-Every object this run *wrote* is invalidated (an overwritten image is cached at the edge; a new one
+Every object this run *wrote* or retired (deleted: a photo the catalog dropped) is invalidated (an overwritten image is cached at the edge; a new one
 may be cached as a 404 if someone asked for it early); unchanged objects are not. CloudFront takes at most 3000 paths per invalidation; above ``max_paths`` the run invalidates
 one wildcard per brand instead. The caller reference is derived from the run id and the paths, so a
 retried task does not create a second invalidation (CloudFront returns the first).

@@ -162,7 +162,8 @@ def product_events(outputs: list, brand: str, run_id: str) -> list[dict[str, Any
         event("image.published", brand, run_id, {
             "sku": sku,
             "images": [{"channel": o.name, "uri": o.uri, "sha256": o.sha256, "qc": o.qc, "width": o.width,
-                        "height": o.height, "ai_generated": o.ai_generated} for o in sorted(outs, key=lambda o: o.name)],
+                        "height": o.height, "ai_generated": o.ai_generated, "photo": o.photo, "role": o.role}
+                       for o in sorted(outs, key=lambda o: (o.channel, o.photo, o.variant))],
         })
         for sku, outs in sorted(by_sku.items())
     ]

@@ -221,13 +221,14 @@ def notify_published(outputs: list[Output], spec: BrandSpec, ctx: RunContext, we
 
 
 @task(name="invalidate-cdn", **RETRIES)
-def invalidate_cdn(outputs: list[Output], spec: BrandSpec, ctx: RunContext) -> str | None:
-    """One CloudFront invalidation for every object this run wrote (when a distribution is configured)."""
+def invalidate_cdn(outputs: list[Output], spec: BrandSpec, ctx: RunContext, retired: list[dict] | None = None) -> str | None:
+    """One CloudFront invalidation for every object this run wrote or retired (when a distribution is configured)."""
     config = CdnConfig.from_env()
     if config is None:
         return None
     store = Store(ctx.out_uri)
     keys = [store.key_of(o.uri) for o in outputs if o.published == "written" and o.uri]
+    keys += [store.key_of(r["uri"]) for r in retired or [] if r.get("uri")]
     inv = invalidate(keys, spec.name, ctx.run_id, config)
     if inv:
         get_run_logger().info("CloudFront %s: invalidation %s for %d objects", config.distribution_id, inv, len(keys))
