@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+from pathlib import Path
 
 import pytest
 
@@ -221,3 +223,25 @@ def test_a_products_angles_from_one_shoot_keep_the_main_photos_scale(tmp_path):
     assert run_plain(str(catalog), ACME, str(out)).generated == 3
     (img / "front.jpg").write_bytes(to_bytes(studio_photo(1000, 1000, seed=5, box=(300, 150, 700, 850))[0], "JPEG", quality=92))
     assert run_plain(str(catalog), ACME, str(out)).generated == 6
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_lightbox_run_retires_a_removed_photo_through_the_flow_and_says_so(tmp_path, capsys):
+    from flows.cli import main
+
+    out = tmp_path / "out"
+    args = ["--brand", ACME, "--out", str(out)]
+    assert main(["run", str(make_gallery_catalog(tmp_path / "c1")), *args]) == 0
+    first = capsys.readouterr().out
+    assert "27 generated" in first and "27 published" in first
+    dropped = make_gallery_catalog(tmp_path / "c2", drop={"GAL-MUG-RED": "acm-cup-013.png"})
+    assert main(["run", str(dropped), *args]) == 0  # the unchanged-run shortcut must not skip a retirement
+    said = capsys.readouterr().out
+    assert "0 generated" in said and "retired: 3 images of photos the catalog no longer has (GAL-MUG-RED)" in said
+    assert not list((out / "acme-home" / "GAL-MUG-RED").glob("*-3.jpg"))
+    assert len(list((out / "acme-home" / "GAL-MUG-TEAL").glob("*-3.jpg"))) == 3
+    summary = json.loads((out / "acme-home" / "latest-run.json").read_text())
+    run = json.loads(Path(summary["summary"]).read_text())
+    assert sorted(r["channel"] for r in run["retired"]) == sorted(CHANNELS)
+    assert main(["run", str(dropped), *args]) == 0
+    assert "nothing to render" in capsys.readouterr().out
