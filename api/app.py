@@ -308,7 +308,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         return JSONResponse({"detail": detail}, status_code=422)
 
-    from prefect.exceptions import PrefectHTTPStatusError
+    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
     @app.exception_handler(httpx.TransportError)
     @app.exception_handler(PrefectHTTPStatusError)
@@ -432,9 +432,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                       f"request:{fingerprint}"],
                 idempotency_key=f"{caller.name}:{idempotency_key}" if idempotency_key else None,
             ), timeout=settings.prefect_timeout_s)
-        except TimeoutError as e:  # Prefect took no job in time (a busy SQLite server): the client retries
+        except TimeoutError as e:  # Prefect answered no job in time (a busy SQLite server), but may still create it:
+            # its product file stays (a retry writes the same file), and a retry with the same Idempotency-Key gets that job
+            return _unavailable(scheduler_problem(e) + "; the job may have been created - retry with the same "
+                                "Idempotency-Key to get it rather than a second one")
+        except ObjectNotFound:  # the API is up before `lightbox ops deploy` made its deployment
             _discard(written, settings)
-            return _unavailable(scheduler_problem(e))
+            return _unavailable(f"deployment {settings.deployment!r} is not in Prefect yet: run `lightbox ops deploy` "
+                                f"(or `prefect deploy`); retry in {RETRY_AFTER_S} s")
         except BaseException:
             _discard(written, settings)
             raise

@@ -284,6 +284,8 @@ def _prepare_env(verbose: bool) -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    # diffusers', transformers' and Python's warnings go with the run's logs (lightbox/quiet.py), not to the terminal
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "lightbox,diffusers,transformers,py.warnings")
     if not verbose:  # full logs still reach the Prefect API (and UI); the terminal gets the one-line outcome
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
         os.environ.setdefault("PREFECT_LOGGING_SERVER_LEVEL", "WARNING")
@@ -493,8 +495,9 @@ def _print_summary(s) -> None:  # RunSummary
         _say(f"unknown SKUs (not in the catalog): {', '.join(s.unknown_skus)}\n")
     if s.consistency and s.consistency.get("score") is not None:
         _say(f"catalog consistency: {s.consistency['score']:.3f}\n")
-    if s.review_uri and (s.warned or s.to_review or s.qc_failed):
-        _say(f"review: {s.warned} warned, {s.to_review} to review, {s.qc_failed} failed quality: {s.review_uri}\n")
+    if s.review_uri:  # the gallery: what to look at, and a contact sheet of what went live
+        failed = f", {s.render_failed} failed to render" if s.render_failed else ""
+        _say(f"review: {s.warned} warned, {s.to_review} to review, {s.qc_failed} failed quality{failed}: {s.review_uri}\n")
 
 
 def cmd_manifest(args: argparse.Namespace) -> int:
@@ -578,7 +581,10 @@ def main(argv: list[str] | None = None) -> int:
         except OutputRootError as e:
             return _fail(str(e), 2)
     commands = {"run": cmd_run, "init": cmd_init, "validate": cmd_validate, "unlock": cmd_unlock, "manifest": cmd_manifest, "export": cmd_export, "api": cmd_api, "api-key": cmd_api_key, "ops": cmd_ops}
-    return commands[args.command](args)
+    try:
+        return commands[args.command](args)
+    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback; what a run made live stays live and recorded
+        return _fail("interrupted; what was published stays published - run the same command again to go on", 130)
 
 
 if __name__ == "__main__":

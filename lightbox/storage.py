@@ -16,6 +16,7 @@ import logging
 import os
 import posixpath
 import re
+import threading
 import time
 import uuid
 from typing import Any
@@ -84,6 +85,7 @@ def read_bytes(uri: str) -> bytes:
         raise FileNotFoundError(f"{uri}: is a directory, not a file") from None
 
 
+PROBE_WAIT_S = 20.0  # the start-up write probe's wall-time bound (an endpoint that never answers)
 OUTPUT_ROOT_FORMS = "a local path, file://PATH or s3://BUCKET[/PREFIX]"
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")  # S3's rules for bucket names (general purpose)
 _IPV4 = re.compile(r"\d+\.\d+\.\d+\.\d+")
@@ -231,13 +233,28 @@ class Store:
         kind = "permission denied" if isinstance(err, PermissionError) else str(err) or type(err).__name__
         return StorageError(f"{self.uri(key)}: cannot {action}: {kind}")
 
-    def check_writable(self) -> None:
-        """Fail early, with the URI named, when the output root cannot be written."""
+    def check_writable(self, wait_s: float = PROBE_WAIT_S) -> None:
+        """Fail early, with the URI named, when the output root cannot be written - within ``wait_s`` seconds
+        also when the endpoint takes the connection and never answers (the client's own timeouts and retries
+        would wait minutes): the probe runs in a daemon thread, left behind if it hangs."""
         probe = f".lightbox-probe-{uuid.uuid4().hex}"
-        try:
-            self._retrying(lambda: self._write(probe, b"ok"), probe, "write", budget_s=10)  # a start-up check: short
-            self.fs.rm_file(self.path(probe))
-        except Exception as e:  # a start-up probe: whatever the storage client raises becomes one line
+        done: list[BaseException | None] = []
+
+        def attempt() -> None:
+            try:
+                self._retrying(lambda: self._write(probe, b"ok"), probe, "write", budget_s=10)  # a start-up check: short
+                self.fs.rm_file(self.path(probe))
+                done.append(None)
+            except Exception as e:  # a start-up probe: whatever the storage client raises becomes one line
+                done.append(e)
+
+        worker = threading.Thread(target=attempt, name="lightbox-output-probe", daemon=True)
+        worker.start()
+        worker.join(wait_s)
+        if not done:
+            raise StorageError(f"{self.root_uri}: output is not writable (no answer from the storage endpoint "
+                               f"within {wait_s:.0f} s)")
+        if (e := done[0]) is not None:
             cause = e.__cause__ if isinstance(e, StorageError) and e.__cause__ else e
             raise StorageError(f"{self.root_uri}: output is not writable ({_probe_reason(cause)})") from e
 

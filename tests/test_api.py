@@ -5,9 +5,11 @@ The API as a real server process, with a worker running the jobs, is in tests/e2
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import uuid
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -211,3 +213,14 @@ def test_automations_as_code_apply_idempotently():
             assert automation.enabled and automation.actions[0].type == "send-notification"
         stuck = client.read_automations_by_name("lightbox-run-stuck")[0]
         assert stuck.trigger.posture == "Proactive" and stuck.trigger.within.total_seconds() == 21600
+
+
+def test_a_submit_before_the_deployment_exists_is_a_503_naming_the_command(api, tmp_path):
+    client, key, settings = api
+    missing = TestClient(create_app(dataclasses.replace(settings, deployment="catalog-run/not-deployed-yet")))
+    missing.headers["Authorization"] = f"Bearer {key}"
+    r = missing.post("/v1/jobs", json={"brand": "acme-home", "products": [PRODUCT]})
+    assert r.status_code == 503 and r.headers["retry-after"] == "30", r.text
+    assert "'catalog-run/not-deployed-yet' is not in Prefect yet: run `lightbox ops deploy`" in r.json()["detail"]
+    incoming = Path(settings.incoming_uri)
+    assert not incoming.exists() or not list(incoming.glob("*.jsonl"))  # its product file went with it

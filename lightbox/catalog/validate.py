@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import pandera.pandas as pa
+from PIL import Image
 from pandera.typing import Series
 
 from lightbox.errors import CatalogError
@@ -246,26 +247,52 @@ class ValidationResult:
         return len(self.quarantined) / self.total if self.total else 0.0
 
 
-def local_file(uri: str) -> bool:
-    """The file probe the run uses: a local path (or ``file://``) exists as a file; other schemes are not probed."""
+def local_file(uri: str) -> bool | str:
+    """The file probe the run uses: True when a local path (or ``file://``) is a file the run can read as an
+    image, False when there is none, else why not (empty, not an image, cut short) - from its header and its
+    last bytes, never a full decode. Other schemes are not probed (the run fetches them)."""
     if "://" in uri and not uri.startswith("file://"):
         return True
-    return os.path.isfile(uri.removeprefix("file://"))
+    path = uri.removeprefix("file://")
+    if not os.path.isfile(path):
+        return False
+    try:
+        size = os.path.getsize(path)
+        if size == 0:
+            return "is empty (0 bytes)"
+        with open(path, "rb") as f:
+            head = f.read(16)
+            f.seek(max(0, size - 4096))
+            tail = f.read()
+        with Image.open(path) as im:
+            kind = im.format
+    except (OSError, ValueError, SyntaxError):
+        return "is not an image this run can read" if size else "is empty (0 bytes)"
+    if (kind == "JPEG" and b"\xff\xd9" not in tail) or (kind == "PNG" and b"IEND" not in tail[-64:]) or \
+            (kind == "PNG" and not head.startswith(b"\x89PNG")):
+        return f"is cut short (a {kind} without its end marker: an interrupted copy or download?)"
+    return True
 
 
-def missing_local_images(frame: pd.DataFrame, exists: Callable[[str], bool]) -> tuple[Reasons, Reasons]:
-    """(rows whose photo is missing, rows with a later photo missing): a photo the run would not find."""
+def missing_local_images(frame: pd.DataFrame, exists: Callable[[str], bool | str]) -> tuple[Reasons, Reasons]:
+    """(rows whose photo is missing or unreadable, rows with a later photo so): a photo the run would not find
+    or not read (``exists`` answers True, False or why not)."""
     missing: Reasons = {}
     later: Reasons = {}
     for idx, images in frame["images"].items():
         for i, uri in enumerate(u for u in str(images).split("|") if u):
-            if not exists(uri):
-                _add(missing if i == 0 else later, idx, "image", f"photo file not found: {uri!r}" if i == 0
-                     else f"photo {i + 1} not found: {uri!r}")
+            found = exists(uri)
+            if found is True:
+                continue
+            if found is False:
+                why = f"photo file not found: {uri!r}" if i == 0 else f"photo {i + 1} not found: {uri!r}"
+            else:
+                why = f"photo file {uri!r} {found}" if i == 0 else f"photo {i + 1} {uri!r} {found}"
+            _add(missing if i == 0 else later, idx, "image", why)
     return missing, later
 
 
-def validate_catalog(frame: pd.DataFrame, spec: BrandSpec, exists: Callable[[str], bool] | None = None) -> ValidationResult:
+def validate_catalog(frame: pd.DataFrame, spec: BrandSpec, exists: Callable[[str], bool | str] | None = None) -> ValidationResult:
     """Split the catalog into valid rows and quarantined rows (one line of reasons each). ``exists`` probes local
     photo files (:func:`local_file` in a run; None leaves them to the run)."""
     reasons = structural_errors(frame, spec)

@@ -32,6 +32,7 @@ from lightbox.accelerator import where as model_location
 from lightbox.engines.jobs import Rendered, RenderJob
 from lightbox.errors import LightboxError
 from lightbox.imaging.compose import layout, paste_window, render, resample_product
+from lightbox.quiet import route_library_logs
 from lightbox.specs.models import Diffusion
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def load_pipeline(model: str, revision: str | None, kind: str, device: str, dtyp
 
     diffusers.utils.logging.disable_progress_bar()  # loading bars are noise in a pipeline's logs
     transformers.utils.logging.disable_progress_bar()
+    route_library_logs()
     auto = diffusers.AutoPipelineForInpainting if kind == "inpaint" else diffusers.AutoPipelineForText2Image
     where = model_location(model)
     try:
@@ -124,6 +126,7 @@ class DiffusersEngine:
     def __init__(self, cfg: Diffusion, pipelines: dict[str, Any] | None = None, runtime: Runtime | None = None):
         import diffusers
 
+        route_library_logs()
         self.cfg = cfg
         self.version = f"1.0+diffusers-{diffusers.__version__}"
         self.runtime = runtime or resolve_runtime(cfg)

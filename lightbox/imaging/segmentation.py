@@ -142,6 +142,10 @@ class TransformersSegmenter(_Base):
         import torch
         from transformers import AutoModelForImageSegmentation
 
+        from lightbox.quiet import route_library_logs
+
+        route_library_logs()
+
         self.cfg, self.runtime = cfg, runtime
         local = os.path.isdir(cfg.path)
         if not local and cfg.revision is None:

@@ -273,3 +273,20 @@ def test_additional_photos_are_studio_renders_unless_the_spec_asks_for_scenes_on
     assert s.generated == 2  # only the second photo's AI channels change (shopify, google); the main images stand
     entries = RunState.of(Store(str(out))).entries("acme-home")
     assert entries["GOOD-0/shopify_square-2"]["engine"] == "diffusers" and entries["GOOD-0/google_merchant-2"]["ai_generated"]
+
+
+def test_the_libraries_say_nothing_on_the_terminal(ai_spec_path, tmp_path, capfd):
+    """diffusers' and transformers' own stderr handlers printed ten lines on the AI example (torchvision
+    notices, CLIP's truncation of long prompts): they go to logging now, shown only with -v."""
+    from flows.cli import main
+
+    long_prompt = ai_spec_path.read_text().replace("prompt: \"", "prompt: \"" + "a very detailed scene, " * 40, 1)
+    spec = tmp_path / "long.yaml"
+    spec.write_text(long_prompt)
+    catalog = make_catalog(tmp_path / "cat", n_good=1)
+    capfd.readouterr()
+    assert main(["validate", str(catalog), "--brand", str(spec)]) == 0
+    s = run_plain(str(catalog), str(spec), str(tmp_path / "out"))
+    assert s.published == 3
+    err = capfd.readouterr().err
+    assert "truncated" not in err and "[transformers]" not in err and "torchvision" not in err, err

@@ -88,3 +88,25 @@ def test_an_outage_counts_the_time_it_took_not_only_the_backoff_sleeps(tmp_path,
     monkeypatch.setattr(store.fs, "exists", slow_refusal)
     assert store.exists("nothing-here") is False
     assert store.outage_retries == 2 and store.outage_waited_s >= 2.0  # the sleeps alone are at most 0.5 + 1.0 s
+
+
+def test_an_endpoint_that_takes_the_connection_and_never_answers_fails_the_probe_in_bounded_time(monkeypatch):
+    import socket
+    import time
+
+    from lightbox.errors import StorageError
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # the kernel completes the handshakes; nothing ever reads or replies
+    try:
+        monkeypatch.setenv("LIGHTBOX_S3_ENDPOINT_URL", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+        started = time.monotonic()
+        with pytest.raises(StorageError, match=r"s3://silent-bucket/x: output is not writable \(no answer from the storage "
+                                               r"endpoint within 2 s\)"):
+            Store("s3://silent-bucket/x").check_writable(wait_s=2)
+        assert time.monotonic() - started < 30  # bounded (the client alone would wait minutes)
+    finally:
+        silent.close()

@@ -127,7 +127,9 @@ def test_local_photo_files_are_probed_as_the_run_reads_them(spec, tmp_path):
     here (the run fetches them), and without a probe nothing is checked."""
     from lightbox.catalog.validate import local_file
 
-    (tmp_path / "a.jpg").write_bytes(b"x")
+    from tests.images import studio_photo, to_bytes
+
+    (tmp_path / "a.jpg").write_bytes(to_bytes(studio_photo(60, 80)[0], "JPEG"))
     here, gone = str(tmp_path / "a.jpg"), str(tmp_path / "gone.jpg")
     frame = _frame({"image": here}, {"image": gone}, {"image": f"{here}|{gone}"}, {"image": "https://cdn.example.com/x.jpg"})
     result = validate_catalog(frame, spec, exists=local_file)
@@ -135,3 +137,24 @@ def test_local_photo_files_are_probed_as_the_run_reads_them(spec, tmp_path):
     assert [(w.row, w.reason) for w in result.warnings if "not found" in w.reason] == [(3, f"photo 2 not found: {gone!r}")]
     assert validate_catalog(frame, spec).quarantined == []
     assert local_file("file://" + here) and not local_file("file://" + gone) and local_file("s3://bucket/any.jpg")
+
+
+def test_local_photos_the_run_could_not_read_are_found_by_validate(spec, tmp_path):
+    """Zero-byte, non-image and truncated photos passed validate and then failed every output of the run."""
+    from lightbox.catalog.validate import local_file
+    from tests.images import studio_photo, to_bytes
+
+    jpeg = to_bytes(studio_photo(120, 160)[0], "JPEG")
+    png = to_bytes(studio_photo(120, 160)[0], "PNG")
+    files = {"empty.jpg": b"", "notes.jpg": b"just some text, not a photo", "cut.jpg": jpeg[: len(jpeg) // 2],
+             "cut.png": png[: len(png) // 2], "fine.jpg": jpeg, "fine.png": png}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    probed = {name: local_file(str(tmp_path / name)) for name in files}
+    assert probed["fine.jpg"] is True and probed["fine.png"] is True
+    assert probed["empty.jpg"] == "is empty (0 bytes)" and probed["notes.jpg"] == "is not an image this run can read"
+    assert probed["cut.jpg"].startswith("is cut short (a JPEG") and probed["cut.png"].startswith("is cut short (a PNG")
+    frame = _frame(*({"image": str(tmp_path / n)} for n in files))
+    result = validate_catalog(frame, spec, exists=local_file)
+    assert sorted(q.row for q in result.quarantined) == [1, 2, 3, 4]
+    assert all("photo file" in q.reason for q in result.quarantined)
