@@ -147,7 +147,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         f"({', '.join(f'{t}: ' + (', '.join(a) or 'title only') for t, a in starter.templates.items())}), "
         f"value sets for {', '.join(starter.value_sets) or 'no attribute'}, channels {', '.join(spec.channels)}\n"
         f"{args.catalog} ({layout} layout): {len(result.valid)} of {result.total} products valid under it, "
-        f"{len(result.skipped)} rows skipped\n")
+        f"{len(result.skipped)} row{'s' if len(result.skipped) != 1 else ''} skipped\n")
     _print_rows(result.quarantined, result.skipped, result.warnings)
     _say(f"next: review the lines marked DECIDE in {path}, then\n"
                      f"  lightbox run {args.catalog} --brand {path}\n")

@@ -80,8 +80,9 @@ class RunSummary(BaseModel):
         """'storage: ...' when the run waited out transient storage failures, else None."""
         if not self.storage_retries:
             return None
-        return (f"storage: waited out {self.storage_retries} transient failures ({self.storage_waited_s:.1f} s of retries) "
-                f"affecting {self.storage_waited_outputs} outputs; nothing was lost")
+        n, k = self.storage_retries, self.storage_waited_outputs
+        return (f"storage: waited out {n} transient failure{'s' if n != 1 else ''} ({self.storage_waited_s:.1f} s of "
+                f"retries, summed over parallel tasks) affecting {k} output{'s' if k != 1 else ''}; nothing was lost")
 
     @property
     def quarantine_uri(self) -> str:
@@ -239,7 +240,7 @@ def failure_lines(failures: list[dict[str, Any]], top: int = 10) -> list[str]:
             lines.append(f"failed {sku} ({outputs}): {_original(failures, sku, cause)}")
         else:
             skus = ", ".join(sku for sku, _ in products[:5]) + (f", ... ({len(products) - 5} more)" if len(products) > 5 else "")
-            lines.append(f"failed {len(products)} products ({outputs}): {cause} - {skus}")
+            lines.append(f"failed {len(products)} product{'s' if len(products) != 1 else ''} ({outputs}): {cause} - {skus}")
     if len(groups) > top:
         lines.append(f"... {len(groups) - top} more causes of failure in the summary")
     return lines
