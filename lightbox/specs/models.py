@@ -39,8 +39,8 @@ class _Model(BaseModel):
 
 
 class SolidBackground(_Model):
-    kind: Literal["solid"] = "solid"
-    color: Color
+    kind: Literal["solid"] = Field("solid", description="solid (the default when a bare colour is given)")
+    color: Color = Field(description="'#RRGGBB' or [r, g, b]")
 
     @field_validator("color", mode="before")
     @classmethod
@@ -51,9 +51,9 @@ class SolidBackground(_Model):
 class GradientBackground(_Model):
     """Vertical gradient from ``top`` to ``bottom`` (a soft studio sweep)."""
 
-    kind: Literal["gradient"]
-    top: Color
-    bottom: Color
+    kind: Literal["gradient"] = Field(description="gradient")
+    top: Color = Field(description="colour at the top")
+    bottom: Color = Field(description="colour at the bottom")
 
     @field_validator("top", "bottom", mode="before")
     @classmethod
@@ -74,8 +74,8 @@ def _background_shorthand(v: Any) -> Any:
 class Shadow(_Model):
     """Soft contact shadow under the product (an ellipse, blurred, multiplied into the background)."""
 
-    enabled: bool = True
-    opacity: float = Field(0.28, ge=0.0, le=1.0)
+    enabled: bool = Field(True, description="draw the contact shadow (channels with shadow: false and transparent ones never do)")
+    opacity: float = Field(0.28, ge=0.0, le=1.0, description="darkness at its centre (0-1)")
     width: float = Field(0.85, gt=0.0, le=1.5, description="ellipse width / product width")
     height: float = Field(0.07, gt=0.0, le=0.5, description="ellipse height / product width")
     blur: float = Field(0.025, ge=0.0, le=0.2, description="blur radius / product width")
@@ -83,7 +83,7 @@ class Shadow(_Model):
 
 class Framing(_Model):
     fill: float | None = Field(None, gt=0.3, le=1.0, description="overrides the channel's fill")
-    placement: Literal["center", "bottom"] = "center"
+    placement: Literal["center", "bottom"] = Field("center", description="center: centred; bottom: standing on a floor line")
 
 
 class SegmentationModel(_Model):
@@ -94,11 +94,11 @@ class SegmentationModel(_Model):
     revision: str | None = Field(None, description="Hub revision (commit, tag or branch); remote code is trusted only for it")
     format: Literal["auto", "transformers", "onnx"] = Field("auto", description="auto: .onnx files are ONNX, anything else transformers")
     input_size: int | None = Field(None, ge=64, le=4096, description="square input side; default: the model's (ONNX input shape, config) or 1024")
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    mean: tuple[float, float, float] = Field((0.485, 0.456, 0.406), description="input normalisation mean (R, G, B)")
+    std: tuple[float, float, float] = Field((0.229, 0.224, 0.225), description="input normalisation spread (R, G, B)")
     output: Literal["auto", "logits", "probabilities"] = Field("auto", description="auto: sigmoid unless every value is within 0..1")
-    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
-    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
+    device: Literal["auto", "cuda", "mps", "cpu"] = Field("auto", description="where it runs: auto picks cuda, then mps, then cpu")
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field("auto", description="weights' precision: auto is float16 on a GPU, float32 on a CPU")
     batch_size: int = Field(4, ge=1, le=64, description="photos per forward pass (halved on out-of-memory)")
     fallback: Literal["fail", "backdrop"] = Field(
         "fail", description="when the model cannot load: fail the run at start, or cut with the backdrop method and refuse the rest")
@@ -117,7 +117,7 @@ class Cutout(_Model):
     model; with no model such a product is refused (or flagged for review when the backdrop cut is unsure).
     The remaining fields tune the backdrop method."""
 
-    method: Literal["auto", "alpha", "backdrop", "model"] = "auto"
+    method: Literal["auto", "alpha", "backdrop", "model"] = Field("auto", description="auto, alpha, backdrop or model (see above)")
     model: SegmentationModel | None = Field(
         default_factory=lambda: SegmentationModel(path="bundled:u2netp"),
         description="segmentation model for photos the backdrop method cannot cut; default: the bundled U2-Netp "
@@ -153,7 +153,7 @@ class Cutout(_Model):
 
 class Lora(_Model):
     path: str = Field(description="local directory or file of LoRA weights (diffusers/peft format)")
-    scale: float = Field(0.8, ge=0.0, le=2.0)
+    scale: float = Field(0.8, ge=0.0, le=2.0, description="LoRA strength")
 
 
 class Diffusion(_Model):
@@ -164,19 +164,19 @@ class Diffusion(_Model):
     text_to_image_model: str | None = Field(None, description="pipeline for products without a photo; default: model")
     text_to_image: bool = Field(False, description="render products without a source photo from their attributes")
     scheduler: str | None = Field(None, description="diffusers scheduler class, e.g. DPMSolverMultistepScheduler")
-    steps: int = Field(25, ge=1, le=200)
-    guidance: float = Field(7.0, ge=0.0, le=30.0)
-    strength: float = Field(1.0, gt=0.0, le=1.0)
+    steps: int = Field(25, ge=1, le=200, description="denoising steps")
+    guidance: float = Field(7.0, ge=0.0, le=30.0, description="classifier-free guidance scale")
+    strength: float = Field(1.0, gt=0.0, le=1.0, description="how much of the background is repainted (1.0: all of it)")
     resolution: int = Field(512, ge=64, le=2048, description="working size of the longer side (multiple of 8)")
-    batch_size: int = Field(4, ge=1, le=64)
+    batch_size: int = Field(4, ge=1, le=64, description="images per pipeline call (halved on out-of-memory)")
     variants: int = Field(1, ge=1, le=8, description="scenes per product and channel, each with its own seed")
-    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
-    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
+    device: Literal["auto", "cuda", "mps", "cpu"] = Field("auto", description="where it runs: auto picks cuda, then mps, then cpu")
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field("auto", description="weights' precision: auto is float16 on a GPU, float32 on a CPU")
     require: Literal["any", "accelerator"] = Field("any", description="'accelerator': CPU alone does not meet the spec")
-    attention_slicing: bool = False
-    vae_tiling: bool = False
-    cpu_offload: bool = False
-    lora: Lora | None = None
+    attention_slicing: bool = Field(False, description="lower memory, slower (diffusers' enable_attention_slicing)")
+    vae_tiling: bool = Field(False, description="decode large images in tiles (lower memory)")
+    cpu_offload: bool = Field(False, description="keep idle sub-models on the CPU (lowest GPU memory, slower)")
+    lora: Lora | None = Field(None, description="LoRA weights loaded into the pipeline")
     fallback: Literal["studio", "fail"] = Field("studio", description="when the model cannot load or no device meets 'require'")
     concurrency_limit: str = Field("gpu", description="Prefect global concurrency limit held while generating")
     concurrency_slots: int = Field(1, ge=1, le=64, description="slots the limit gets when Lightbox creates it")
@@ -199,14 +199,14 @@ class Diffusion(_Model):
 class Template(_Model):
     """Per-category look. Unset fields inherit from the spec's top level."""
 
-    engine: Literal["studio", "diffusers"] | None = None
-    background: Background | None = None
-    shadow: Shadow | None = None
-    framing: Framing | None = None
+    engine: Literal["studio", "diffusers"] | None = Field(None, description="overrides the brand's engine")
+    background: Background | None = Field(None, description="overrides the brand's background")
+    shadow: Shadow | None = Field(None, description="overrides the brand's shadow")
+    framing: Framing | None = Field(None, description="overrides the brand's framing")
     cutout: Cutout | None = Field(None, description="the cut-out for this category (the whole block replaces the spec's)")
-    alt_text: str = "{title}"
-    prompt: str | None = None
-    negative_prompt: str | None = None
+    alt_text: str = Field("{title}", description="alt text of every image, with {attribute} placeholders (title, sku, category or any catalog column)")
+    prompt: str | None = Field(None, description="the AI scene's prompt, with {attribute} placeholders (diffusers engine)")
+    negative_prompt: str | None = Field(None, description="what the AI scene must not show")
 
     _bg = field_validator("background", mode="before")(lambda v: _background_shorthand(v))
 
@@ -221,7 +221,7 @@ class Template(_Model):
 class ReviewPause(_Model):
     """Wait for an operator's decision on flagged outputs before the manifest is committed."""
 
-    enabled: bool = False
+    enabled: bool = Field(False, description="pause the run for an operator's decision when outputs fail the gate")
     timeout_s: int = Field(3600, ge=1, le=7 * 24 * 3600, description="after this, flagged outputs stay unpublished")
 
 
@@ -245,33 +245,34 @@ class Gallery(_Model):
 
 class QualityPolicy(_Model):
     max_invalid_share: float = Field(0.2, ge=0.0, le=1.0, description="fail the run above this share of invalid rows")
-    max_failed_share: float = Field(0.2, ge=0.0, le=1.0, description="alarm above this share of failed outputs")
+    max_failed_share: float = Field(0.2, ge=0.0, le=1.0, description="quality alarm (exit 3) above this share of rendered outputs failing the gate; "
+                                    "the run fails (exit 1) above this share of outputs that could not be rendered")
     alert_block: str | None = Field(
         None, description="Prefect notification block told about an alarm, as 'block-type-slug/name', e.g. 'custom-webhook/lightbox-alerts'"
     )
-    review_pause: ReviewPause = ReviewPause()
+    review_pause: ReviewPause = Field(ReviewPause(), description="an operator decides on flagged outputs before the run ends")
 
 
 class BrandSpec(_Model):
     name: str = Field(description="slug: lower-case letters, digits, '-'; used as the output prefix")
-    version: int = Field(ge=1)
-    description: str = ""
-    engine: Literal["studio", "diffusers"] = "studio"
-    diffusion: Diffusion | None = None
-    background: Background = SolidBackground(color=(255, 255, 255))
-    shadow: Shadow = Shadow()
-    framing: Framing = Framing()
-    cutout: Cutout = Cutout()
-    gallery: Gallery = Gallery()
-    templates: dict[str, Template] = Field(default_factory=lambda: {"default": Template()})
+    version: int = Field(ge=1, description="the spec's version: raise it to re-render everything (it seeds AI outputs and is in the report)")
+    description: str = Field("", description="free text for people")
+    engine: Literal["studio", "diffusers"] = Field("studio", description="studio: the cut-out on the brand background (CPU); diffusers: an AI scene around the real photo (needs diffusion)")
+    diffusion: Diffusion | None = Field(None, description="the AI engine's model and settings (needed when an engine is diffusers)")
+    background: Background = Field(SolidBackground(color=(255, 255, 255)), description="the studio background: a colour ('#F7F5F2', [r, g, b]) or {kind: gradient, top, bottom}; channels that force one (Amazon's white) win")
+    shadow: Shadow = Field(Shadow(), description="the contact shadow under the product")
+    framing: Framing = Field(Framing(), description="how large and where the product sits in the frame")
+    cutout: Cutout = Field(Cutout(), description="how the product is separated from its photo")
+    gallery: Gallery = Field(Gallery(), description="how many of a product's photos each channel gets")
+    templates: dict[str, Template] = Field(default_factory=lambda: {"default": Template()}, description="per-category looks: a template overrides the brand's engine, background, shadow, framing or cut-out, and sets alt text and prompts")
     categories: dict[str, str] = Field(description="catalog category -> template name")
     fallback_template: str | None = Field(
         None, description="template for catalog categories not listed in categories (default: none; such rows are quarantined)")
-    channels: list[str] = Field(min_length=1)
-    duplicate_images: Literal["warn", "quarantine"] = "warn"
+    channels: list[str] = Field(min_length=1, description="the channels rendered (lightbox/presets/channels.yaml: amazon_main, walmart_main, shopify_square, google_merchant, ebay_listing, etsy_listing, web_transparent)")
+    duplicate_images: Literal["warn", "quarantine"] = Field("warn", description="a photo several rows use: warn (render each) or quarantine the later rows")
     value_sets: dict[str, list[str]] = Field(default_factory=dict, description="attribute -> allowed values")
-    quality: QualityPolicy = QualityPolicy()
-    max_source_pixels: int = Field(60_000_000, ge=1_000_000, le=400_000_000)
+    quality: QualityPolicy = Field(QualityPolicy(), description="thresholds of the run: invalid rows, failed outputs, alert, review pause")
+    max_source_pixels: int = Field(60_000_000, ge=1_000_000, le=400_000_000, description="larger source photos are refused (a decompression bomb guard)")
 
     _bg = field_validator("background", mode="before")(lambda v: _background_shorthand(v))
 

@@ -154,3 +154,18 @@ def test_a_marketplace_fill_rule_locks_the_fill_like_its_background():
     assert resolve_look(wide, "bags", presets["google_merchant"]).fill == pytest.approx(0.89)
     assert resolve_look(wide, "bags", presets["amazon_main"]).fill == 0.95
     assert presets["shopify_square"].fill_bounds() == (0.0, 1.0)
+
+
+def test_the_brand_spec_reference_is_generated_from_the_models_and_current():
+    """docs/brand-spec-reference.md is written by `python -m lightbox.specs.reference`; a field added, renamed
+    or described anew in lightbox/specs/models.py without regenerating it fails here."""
+    from pathlib import Path
+
+    from lightbox.specs.reference import main, reference_markdown
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "brand-spec-reference.md"
+    assert main(["--check", str(page)]) == 0, "python -m lightbox.specs.reference > docs/brand-spec-reference.md"
+    text = reference_markdown()
+    for section in ("## BrandSpec", "## Cutout", "## Gallery", "## Diffusion", "## Template", "## QualityPolicy"):
+        assert section in text
+    assert "| `gallery` | [Gallery](#gallery) |" in text and "| `max` | int \\| null | `null` | ≥ 1, ≤ 250 |" in text
