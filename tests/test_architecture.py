@@ -3,8 +3,11 @@
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import lightbox
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_core_does_not_import_prefect():
@@ -39,3 +42,17 @@ def test_every_noqa_names_a_rule_ruff_checks():
                 # a prefix selects the codes that continue it with digits (B selects B017, not BLE001)
                 bad += [f"{name}:{n}: {c}" for c in codes if not any(re.fullmatch(rf"{p}\d*", c) for p in select)]
     assert bad == []
+
+
+def test_every_environment_variable_the_code_reads_is_in_the_table():
+    """docs/environment.md lists every LIGHTBOX_* variable read in the code (a new one must be documented)."""
+    import re
+
+    found: set[str] = set()
+    for folder in ("lightbox", "flows", "tasks", "api", "deployments", "tests"):
+        for path in (REPO / folder).rglob("*.py"):
+            found |= set(re.findall(r"LIGHTBOX_[A-Z0-9_]*[A-Z0-9]", path.read_text(encoding="utf-8")))
+    found |= set(re.findall(r"LIGHTBOX_[A-Z0-9_]*[A-Z0-9]", (REPO / "prefect.yaml").read_text(encoding="utf-8")))
+    table = (REPO / "docs" / "environment.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"`(LIGHTBOX_[A-Z0-9_]*[A-Z0-9])`", table)) | {"LIGHTBOX_API"}  # the settings' prefix
+    assert found - listed == set(), "add them to docs/environment.md"
