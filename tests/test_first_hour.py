@@ -186,15 +186,28 @@ def harness_env(prefect_harness, tmp_path):
     return {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_HOME": str(tmp_path / "prefect-home")}
 
 
+def _animated_gif() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    frames = [Image.new("RGB", (200, 240), c) for c in ((200, 40, 40), (40, 40, 200))]
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=100)
+    return buf.getvalue()
+
+
 def test_failures_during_the_run_are_named_by_cause(tmp_path, harness_env):
-    # a photo that cannot be read is a render failure (exit 1), not a quality alarm
-    catalog = make_catalog(tmp_path / "missing", {"BROKEN": b"\xff\xd8\xff\xe0garbage" * 10}, n_good=1)
+    # a photo the run cannot use is a render failure (exit 1), not a quality alarm (an animated GIF: its header
+    # and end read fine, so validate lets it through; one that is not an image at all is invalid at validation)
+    catalog = make_catalog(tmp_path / "missing", {"BROKEN": _animated_gif()}, n_good=1)
     r = _cli("run", str(catalog), "--out", str(tmp_path / "out1"), "--chunk-size", "1", env=harness_env)
     assert r.returncode == 1, r.stdout + r.stderr
     line = _one_error_line(r)
-    assert "3 outputs could not be rendered (50%, over the spec's quality.max_failed_share of 10%); first: BROKEN: truncated or corrupt image data" in line
+    assert ("3 outputs could not be rendered (50%, over the spec's quality.max_failed_share of 10%); first: BROKEN: "
+            "animated image with 2 frames") in line
     assert "quality alarm" not in r.stdout + r.stderr
-    assert "failed: 3 to render, 0 quality" in r.stdout and "failed BROKEN (3 outputs, render): truncated or corrupt image data" in r.stdout
+    assert "failed: 3 to render, 0 quality" in r.stdout and "failed BROKEN (3 outputs, render): animated image with 2 frames" in r.stdout
 
     # a thumbnail renders but fails the upscale limit: a quality alarm (exit 3), review gallery named
     catalog = make_catalog(tmp_path / "thumb", n_good=2)

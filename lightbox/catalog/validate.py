@@ -266,6 +266,8 @@ def local_file(uri: str) -> bool | str:
             tail = f.read()
         with Image.open(path) as im:
             kind = im.format
+    except Image.DecompressionBombError:  # a header that reads: the run refuses it by max_source_pixels, with the size
+        return True
     except (OSError, ValueError, SyntaxError):
         return "is not an image this run can read" if size else "is empty (0 bytes)"
     if (kind == "JPEG" and b"\xff\xd9" not in tail) or (kind == "PNG" and b"IEND" not in tail[-64:]) or \
