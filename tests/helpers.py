@@ -76,3 +76,16 @@ def make_gallery_catalog(root: Path, drop: dict[str, str] | None = None) -> Path
     path = root / "catalog.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
+
+
+def animated_gif() -> bytes:
+    """A photo the run cannot use although its header and end read fine (validate lets it through): an
+    animated GIF, refused when decoded ("animated image with 2 frames")."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    frames = [Image.new("RGB", (200, 240), c) for c in ((200, 40, 40), (40, 40, 200))]
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=100)
+    return buf.getvalue()

@@ -26,7 +26,7 @@ from tests import exports
 from tests.conftest import ACME, REPO
 from tests.http_server import ImageServer
 from tests.images import studio_photo, to_bytes
-from tests.helpers import add_thumbnail, make_catalog
+from tests.helpers import add_thumbnail, animated_gif, make_catalog
 
 SAMPLES = {
     # writer, SKUs with an image (published), SKUs without one (quarantined)
@@ -186,21 +186,10 @@ def harness_env(prefect_harness, tmp_path):
     return {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "PREFECT_HOME": str(tmp_path / "prefect-home")}
 
 
-def _animated_gif() -> bytes:
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    frames = [Image.new("RGB", (200, 240), c) for c in ((200, 40, 40), (40, 40, 200))]
-    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=100)
-    return buf.getvalue()
-
-
 def test_failures_during_the_run_are_named_by_cause(tmp_path, harness_env):
     # a photo the run cannot use is a render failure (exit 1), not a quality alarm (an animated GIF: its header
     # and end read fine, so validate lets it through; one that is not an image at all is invalid at validation)
-    catalog = make_catalog(tmp_path / "missing", {"BROKEN": _animated_gif()}, n_good=1)
+    catalog = make_catalog(tmp_path / "missing", {"BROKEN": animated_gif()}, n_good=1)
     r = _cli("run", str(catalog), "--out", str(tmp_path / "out1"), "--chunk-size", "1", env=harness_env)
     assert r.returncode == 1, r.stdout + r.stderr
     line = _one_error_line(r)

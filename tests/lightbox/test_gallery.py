@@ -10,7 +10,7 @@ import pytest
 
 from lightbox.pipeline import run_plain
 from tests.conftest import ACME
-from tests.helpers import add_thumbnail, make_catalog
+from tests.helpers import add_thumbnail, animated_gif, make_catalog
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver")
@@ -39,7 +39,7 @@ def browser(tmp_path):
 def served(tmp_path):
     """A catalog with two good products, one whose photo is missing (fails to render) and one thumbnail-sized
     photo (fails upscale-limit), run, and its output root served on 127.0.0.1."""
-    catalog = make_catalog(tmp_path / "cat", bad={"BROKEN": b"\xff\xd8\xff\xe0garbage" * 10}, n_good=2)  # BROKEN: its photo cannot be decoded
+    catalog = make_catalog(tmp_path / "cat", bad={"BROKEN": animated_gif()}, n_good=2)  # BROKEN: refused when decoded
     add_thumbnail(catalog)
     out = tmp_path / "out"
     summary = run_plain(str(catalog), ACME, str(out))
@@ -59,7 +59,7 @@ def test_review_page_loads_filters_and_shows_images(browser, served):
     """Every output of the run is on the page: render failures with their reason, the outputs to review, and a
     contact sheet of what went live; filters by state, channel and rule."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     summary, url = served
     assert summary.to_review == 3  # the thumbnail fails on all three channels
@@ -71,9 +71,13 @@ def test_review_page_loads_filters_and_shows_images(browser, served):
     by_state = {st: [c for c in cards if c.get_attribute("data-state") == st] for st in ("failed", "review", "live")}
     assert {st: len(cs) for st, cs in by_state.items()} == {"failed": 3, "review": 3, "live": 6}
     # every thumbnail decoded by the browser (naturalWidth > 0), not a broken image; render failures have none
-    widths = browser.execute_script("return [...document.querySelectorAll('.card img')].map(i => i.naturalWidth)")
+    # (the thumbnails load lazily: each is scrolled into view, and the wait for them is bounded)
+    browser.execute_script("document.querySelectorAll('.card img').forEach(i => i.scrollIntoView())")
+    widths_js = "return [...document.querySelectorAll('.card img')].map(i => i.complete ? i.naturalWidth : 0)"
+    WebDriverWait(browser, 15).until(lambda d: all(w > 0 for w in d.execute_script(widths_js)))
+    widths = browser.execute_script(widths_js)
     assert len(widths) == 9 and all(w > 0 for w in widths)
-    assert all("BROKEN" in c.text and "truncated or corrupt image data" in c.text and "failed to render" in c.text for c in by_state["failed"])
+    assert all("BROKEN" in c.text and "animated image with 2 frames" in c.text and "failed to render" in c.text for c in by_state["failed"])
     review = by_state["review"]
     assert {c.get_attribute("data-channel") for c in review} == {"amazon_main", "shopify_square", "google_merchant"}
     assert all("THUMB-1" in c.text and "upscale-limit" in c.text for c in review)
