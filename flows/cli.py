@@ -487,7 +487,7 @@ def _print_summary(s) -> None:  # RunSummary
         _say(line + "\n")
     retired = getattr(s, "retired", None) or []
     if retired:
-        _say(f"retired: {len(retired)} images of photos the catalog no longer has "
+        _say(f"retired: {len(retired)} images of photos the catalog no longer has or the gallery cap leaves out "
              f"({', '.join(sorted({r['sku'] for r in retired})[:5])}{', ...' if len({r['sku'] for r in retired}) > 5 else ''})\n")
     for line in getattr(s, "retire_failures", None) or []:
         _say(f"not retired: {line}\n")
@@ -523,9 +523,11 @@ def cmd_manifest(args: argparse.Namespace) -> int:
     if args.format == "jsonl":
         _say("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
         return 0
-    _say(f"{'sku':<24} {'channel':<18} {'qc':<8} {'run':<26} sha256\n")
+    _say(f"{'sku':<24} {'channel':<18} {'photo':<6} {'role':<11} {'qc':<8} {'run':<26} sha256\n")
     for r in rows:
-        _say(f"{r['sku']:<24} {r['channel']:<18} {r['qc']:<8} {r['run_id']:<26} {(r.get('sha256') or '')[:12]}\n")
+        photo = int(r.get("photo") or 1)
+        role = r.get("role") or ("main" if photo == 1 else "additional")
+        _say(f"{r['sku']:<24} {r['channel']:<18} {photo:<6} {role:<11} {r['qc']:<8} {r['run_id']:<26} {(r.get('sha256') or '')[:12]}\n")
     _say(f"{len(rows)} entries\n")
     return 0
 
@@ -557,7 +559,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     for line in made.left_out:
         sys.stderr.write(f"left out: {line}\n")
     if args.to:
-        Path(args.to).write_text(made.text, encoding="utf-8")
+        try:
+            Path(args.to).write_text(made.text, encoding="utf-8")
+        except OSError as e:
+            return _fail(f"--to {args.to}: cannot write ({e.strerror or type(e).__name__})", 2)
     else:
         sys.stdout.write(made.text)
     sys.stderr.write(f"{args.format}: {made.products} products, {made.images} {channel} images"
@@ -585,6 +590,9 @@ def main(argv: list[str] | None = None) -> int:
         return commands[args.command](args)
     except KeyboardInterrupt:  # Ctrl-C: one line, no traceback; what a run made live stays live and recorded
         return _fail("interrupted; what was published stays published - run the same command again to go on", 130)
+    except BrokenPipeError:  # `lightbox manifest ... | head`: the reader left; nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
+        return 0
 
 
 if __name__ == "__main__":

@@ -223,6 +223,7 @@ def entry_for(o: Output, run_id: str, now: str) -> dict[str, Any]:
         "channel": o.channel,
         "category": o.category,
         "variant": o.variant,
+        "row": o.row,
         "photo": o.photo,
         "role": o.role,
         "source": o.source,

@@ -79,7 +79,7 @@ def listings(entries: list[dict[str, Any]], channel: str, key_of: Callable[[str]
         images = [(_url(e["uri"], key_of, base_url), e.get("alt_text") or "") for e in gallery]
         first = gallery[0]
         out.append(Listing(sku=sku, title=first.get("title") or "", handle=first.get("handle") or "", images=images,
-                           main_source=first.get("source") or ""))
+                           main_source=first.get("source") or "", row=int(first.get("row") or 0)))
     return out, left_out
 
 

@@ -14,6 +14,23 @@ log = logging.getLogger(__name__)
 __all__ = ["check_chunk", "check_output", "evaluate", "fidelity", "measure"]
 
 
+MAIN_HELD = "[fail] main-image: the product's main image on this channel is not published this run (it failed); its other photos wait for it"
+
+
+def hold_without_main(outputs: list[Output]) -> list[Output]:
+    """Additional photos of a product whose main image failed on the same channel (the gate, or its render) go
+    to review with it, never live alone: a product page must not get its other photos without its main one.
+    A main image that is unchanged (live already) holds nothing back. A product's photos are in one chunk."""
+    failed_main = {(o.sku, o.channel, o.variant) for o in outputs
+                   if o.photo == 1 and (o.status == "failed" or o.qc == "failed")}
+    out = []
+    for o in outputs:
+        if o.photo > 1 and o.status == "rendered" and o.qc != "failed" and (o.sku, o.channel, o.variant) in failed_main:
+            o = o.model_copy(update={"qc": "failed", "qc_reasons": [*o.qc_reasons, MAIN_HELD]})
+        out.append(o)
+    return out
+
+
 def check_chunk(outputs: list[Output], spec: BrandSpec, channels: list[ChannelPreset], store: Store) -> list[Output]:
     """QC every rendered output of a chunk; unchanged and failed outputs pass through untouched."""
     by_name = {ch.name: ch for ch in channels}
@@ -28,6 +45,7 @@ def check_chunk(outputs: list[Output], spec: BrandSpec, channels: list[ChannelPr
         mark = store.tally()
         data = store.read(store.key_of(o.staged_uri))
         checked.append(check_output(o, data, look).charged(store.waited_since(mark)))
+    checked = hold_without_main(checked)
     n_fail = sum(o.qc == "failed" for o in checked)
     if n_fail:
         log.warning("%d of %d outputs failed quality checks", n_fail, len(checked))

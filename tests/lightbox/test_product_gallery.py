@@ -144,7 +144,7 @@ def _read_back(path, layout: str) -> dict[str, list[str]]:
     return {r["sku"]: r["images"].split("|") for r in frame.to_dict("records")}
 
 
-def test_export_files_read_back_to_the_same_products_and_images(tmp_path):
+def test_export_files_read_back_to_the_same_products_and_images(tmp_path, capsys):
     out = tmp_path / "out"
     run_plain(str(make_gallery_catalog(tmp_path / "c")), ACME, str(out))
     store = Store(str(out))
@@ -162,6 +162,19 @@ def test_export_files_read_back_to_the_same_products_and_images(tmp_path):
     assert [r["Image Alt Text"] for r in shop if r["Handle"] == "gal-jar"] == ["Jar in teal"] * 3
     with pytest.raises(ExportError, match="not a public URL: give --base-url"):
         export(entries, "shopify", "shopify_square", store.key_of, None)
+
+    from flows.cli import main
+
+    to = tmp_path / "no-such-folder" / "x.csv"
+    assert main(["export", "acme-home", "--out", str(out), "--format", "shopify", "--base-url", BASE, "--to", str(to)]) == 2
+    assert main(["export", "acme-home", "--out", str(out), "--format", "woocommerce", "--base-url", BASE]) == 2  # which channel?
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"lightbox: error: --to {to}: cannot write (No such file or directory)"
+    assert err[1].startswith("lightbox: error: --channel: which channel's images go into the woocommerce file?")
+    assert main(["manifest", "acme-home", "--out", str(out), "--sku", "GAL-JAR"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:5] == ["sku", "channel", "photo", "role", "qc"]
+    assert sum(line.split()[2:4] == ["3", "additional"] for line in table[1:-1]) == 3
 
 
 def test_a_product_without_a_live_main_image_is_left_out_and_positions_close_up():
@@ -237,7 +250,7 @@ def test_lightbox_run_retires_a_removed_photo_through_the_flow_and_says_so(tmp_p
     dropped = make_gallery_catalog(tmp_path / "c2", drop={"GAL-MUG-RED": "acm-cup-013.png"})
     assert main(["run", str(dropped), *args]) == 0  # the unchanged-run shortcut must not skip a retirement
     said = capsys.readouterr().out
-    assert "0 generated" in said and "retired: 3 images of photos the catalog no longer has (GAL-MUG-RED)" in said
+    assert "0 generated" in said and "retired: 3 images of photos the catalog no longer has or the gallery cap leaves out (GAL-MUG-RED)" in said
     assert not list((out / "acme-home" / "GAL-MUG-RED").glob("*-3.jpg"))
     assert len(list((out / "acme-home" / "GAL-MUG-TEAL").glob("*-3.jpg"))) == 3
     summary = json.loads((out / "acme-home" / "latest-run.json").read_text())
@@ -245,3 +258,24 @@ def test_lightbox_run_retires_a_removed_photo_through_the_flow_and_says_so(tmp_p
     assert sorted(r["channel"] for r in run["retired"]) == sorted(CHANNELS)
     assert main(["run", str(dropped), *args]) == 0
     assert "nothing to render" in capsys.readouterr().out
+
+
+def test_a_products_other_photos_never_go_live_without_its_main_image(tmp_path):
+    from lightbox.quality import MAIN_HELD
+    from tests.images import studio_photo, to_bytes
+
+    img = tmp_path / "img"
+    img.mkdir()
+    (img / "thumb.jpg").write_bytes(to_bytes(studio_photo(120, 160, seed=3, box=(30, 32, 90, 128))[0], "JPEG"))  # fails upscale
+    (img / "good.jpg").write_bytes(to_bytes(studio_photo(800, 1000, seed=1)[0], "JPEG", quality=92))
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text("sku,title,category,images,color,material\n"
+                       "BAD-MAIN,Mug,kitchen,img/thumb.jpg|img/good.jpg,teal,stoneware\n"
+                       "GOOD-1,Mug,kitchen,img/good.jpg,teal,stoneware\n")
+    out = tmp_path / "out"
+    s = run_plain(str(catalog), ACME, str(out))
+    assert not (out / "acme-home" / "BAD-MAIN").exists()  # nothing of it live: not its main, not its second photo
+    assert s.to_review == 6 and s.published == 3
+    records = [json.loads(line) for line in (out / "acme-home" / "_review" / s.run_id / "records.jsonl").read_text().splitlines()]
+    held = [r for r in records if r["sku"] == "BAD-MAIN" and r["photo"] == 2]
+    assert len(held) == 3 and all(MAIN_HELD in r["qc_reasons"] for r in held)

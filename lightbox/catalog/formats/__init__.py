@@ -54,6 +54,7 @@ class Listing:
     handle: str
     images: list[tuple[str, str]]  # (public URL, alt text)
     main_source: str = ""  # the catalog's reference of the main photo (variants sharing it share a gallery)
+    row: int = 0  # the product's row in the catalog (a Shopify product's first variant is its first row)
 
 
 @dataclass

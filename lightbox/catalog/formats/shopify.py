@@ -170,8 +170,8 @@ EXPORT_COLUMNS = ["Handle", "Title", "Variant SKU", "Image Src", "Image Position
 def export_csv(listings: list[Listing]) -> str:
     """A Shopify product CSV (classic header) that sets each product's images: import it with "Overwrite
     products with matching handles". Listings with the same handle are one product's variants: the product's
-    images are the gallery of the variants sharing the most common main photo; a variant whose main photo differs
-    gets it as its Variant Image
+    images are the gallery of the first (by catalog row) of the variants sharing the most common main photo; a
+    variant whose main photo differs gets it as its Variant Image
     (Shopify adds a variant image to the product's media itself).
     Columns not in the file keep their values in the shop."""
     by_handle: dict[str, list[Listing]] = {}
@@ -183,8 +183,9 @@ def export_csv(listings: list[Listing]) -> str:
     for handle, variants in by_handle.items():
         # the product's gallery: that of the variants sharing the most common main photo (the product's own
         # images; a variant with a photo of its own is the exception, as in Shopify's export)
+        variants = sorted(variants, key=lambda v: v.row)  # the shop's order: its first variant first
         shared = Counter(v.main_source for v in variants)
-        first = max(variants, key=lambda v: (shared[v.main_source], len(v.images)))
+        first = max(variants, key=lambda v: (shared[v.main_source], len(v.images), -v.row))
         variants = [first, *(v for v in variants if v is not first)]
         rows = [{"Handle": handle, "Image Src": url, "Image Position": str(k), "Image Alt Text": alt}
                 for k, (url, alt) in enumerate(first.images, start=1)]
