@@ -174,7 +174,7 @@ def _run(catalog: str, spec: BrandSpec, brand: str, out: str, chunk_size: int, l
     if summary.alarm:  # a distinct final state operators can filter and automate on
         return Failed(
             name=QUALITY_ALARM,
-            message=(f"{summary.failed_share:.0%} of rendered outputs failed quality checks (limit {limit:.0%}); "
+            message=(f"{summary.failed_share:.0%} of the run's outputs failed quality checks (limit {limit:.0%}); "
                      f"published {summary.published}, to review {summary.to_review}: {summary.review_uri}"),
         )
     return summary

@@ -42,7 +42,9 @@ class RunSummary(BaseModel):
     wall_s: float
     images_per_s: float
     invalid_share: float
-    failed_share: float = Field(description="share of rendered outputs that failed quality checks (the alarm's measure)")
+    failed_share: float = Field(description="share of the run's outputs (rendered, or unchanged and live) that failed quality "
+                                            "checks (the alarm's measure): an incremental rerun that renders only what failed last "
+                                            "time is measured against the catalog it checks, not against those few")
     render_failed: int = Field(0, description="outputs that could not be rendered (unreadable source, refused cut-out...)")
     render_failed_share: float = Field(0.0, description="share of attempted outputs that could not be rendered")
     qc_failed: int = Field(0, description="rendered outputs that failed quality checks")
@@ -118,7 +120,7 @@ class RunSummary(BaseModel):
             f"# Catalog run `{self.run_id}` - {self.brand} (spec v{self.spec_version})",
             "",
             *([f"**STOPPED before rendering**: {_md(self.stopped)}", ""] if self.stopped else []),
-            *([f"**QUALITY ALARM**: {self.failed_share:.0%} of rendered outputs failed quality checks "
+            *([f"**QUALITY ALARM**: {self.failed_share:.0%} of the run's outputs failed quality checks "
                f"(alert: {self.alert or 'no alert block configured'})", ""] if self.alarm else []),
             f"Catalog {_md(self.catalog)} -> {_md(self.out)}",
             "",
@@ -272,7 +274,8 @@ def summarise(
     attempted = generated + render_failed
     live = [o for o in outputs if recorded(o)]  # written, or re-rendered to the bytes already live: both are this run's
     published = len(live)
-    failed_share = round(qc_failed / generated, 4) if generated else 0.0
+    checked = generated + sum(o.status == "unchanged" for o in outputs)
+    failed_share = round(qc_failed / checked, 4) if checked else 0.0
     return RunSummary(
         run_id=run_id, brand=brand, spec_version=spec_version, catalog=catalog, out=store.root_uri,
         ingested=ingested, invalid=len(quarantine), skipped=len(skipped), products=products,

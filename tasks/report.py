@@ -43,7 +43,7 @@ def send_alert(block_name: str, summary: RunSummary) -> str:
     try:
         block = Block.load(block_name)
         block.notify(
-            body=(f"{summary.brand}: {summary.qc_failed} outputs failed quality checks ({summary.failed_share:.0%} of those rendered) "
+            body=(f"{summary.brand}: {summary.qc_failed} outputs failed quality checks ({summary.failed_share:.0%} of the run's outputs) "
                   f"in run {summary.run_id}; {summary.published} published. Review: {summary.review_uri}"),
             subject=f"Lightbox quality alarm: {summary.brand}",
         )

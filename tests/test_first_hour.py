@@ -203,7 +203,7 @@ def test_failures_during_the_run_are_named_by_cause(tmp_path, harness_env):
     add_thumbnail(catalog)
     r = _cli("run", str(catalog), "--out", str(tmp_path / "out2"), "--chunk-size", "2", env=harness_env)
     assert r.returncode == 3, r.stdout + r.stderr
-    assert "quality alarm: 33% of rendered outputs failed quality checks (limit 10%)" in _one_error_line(r)
+    assert "quality alarm: 33% of the run's outputs failed quality checks (limit 10%)" in _one_error_line(r)
     assert "failed: 0 to render, 3 quality" in r.stdout and "review.html" in r.stdout.splitlines()[-1]
 
 

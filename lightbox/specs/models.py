@@ -245,7 +245,7 @@ class Gallery(_Model):
 
 class QualityPolicy(_Model):
     max_invalid_share: float = Field(0.2, ge=0.0, le=1.0, description="fail the run above this share of invalid rows")
-    max_failed_share: float = Field(0.2, ge=0.0, le=1.0, description="quality alarm (exit 3) above this share of rendered outputs failing the gate; "
+    max_failed_share: float = Field(0.2, ge=0.0, le=1.0, description="quality alarm (exit 3) above this share of the run's outputs (rendered or unchanged) failing the gate; "
                                     "the run fails (exit 1) above this share of outputs that could not be rendered")
     alert_block: str | None = Field(
         None, description="Prefect notification block told about an alarm, as 'block-type-slug/name', e.g. 'custom-webhook/lightbox-alerts'"

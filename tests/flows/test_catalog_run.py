@@ -193,10 +193,10 @@ def test_quality_alarm_ends_in_its_own_state_and_alerts_a_webhook(tmp_path):
         state = catalog_run(str(catalog), brand=str(spec), out=str(out), return_state=True)
         received = [json.loads(body) for _, body in rx.posts]
         assert state.is_failed() and state.name == "QualityAlarm"
-        assert "33% of rendered outputs failed quality checks (limit 10%)" in state.message
+        assert "33% of the run's outputs failed quality checks (limit 10%)" in state.message
         assert len(received) == 1
         assert received[0]["subject"] == "Lightbox quality alarm: acme-home" and "THUMB" not in received[0]["subject"]
-        assert "3 outputs failed quality checks (33% of those rendered)" in received[0]["text"]
+        assert "3 outputs failed quality checks (33% of the run's outputs)" in received[0]["text"]
         live = sorted(p.parent.name for p in (out / "acme-home").glob("*/amazon_main.jpg"))
         assert live == ["GOOD-0", "GOOD-1"]  # what passed is published; the thumbnail went to review
         review = list((out / "acme-home" / "_review").glob("*/THUMB-1/*.jpg"))

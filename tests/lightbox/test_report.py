@@ -103,3 +103,20 @@ def test_a_failed_chunk_counts_what_it_made_live_before_failing(tmp_path):
     assert [(o.sku, o.channel, o.published, o.status) for o in got if o.published == "written"] == [
         ("A", "amazon_main", "written", "rendered"), ("A", "shopify_square", "written", "rendered")]
     assert sum(o.status == "failed" for o in got) == 4 and got[0].uri == made[0].uri and got[0].sha256 == "ab" * 32
+
+
+def test_an_incremental_rerun_is_measured_against_the_catalog_it_checks_not_the_few_it_renders(tmp_path):
+    """A nightly rerun renders again only the outputs that failed last time: measured against those, the share was
+    100 % and the alarm rang every night for one bad photo; measured against the run's outputs it is 3 of 42."""
+    from lightbox.records import Output
+    from lightbox.report import summarise
+    from lightbox.storage import Store
+
+    outputs = [Output(sku=f"S{i}", row=i + 1, category="kitchen", channel="amazon_main", status="unchanged", qc="passed")
+               for i in range(39)]
+    outputs += [Output(sku="BAD", row=40, category="kitchen", channel=ch, status="rendered", qc="failed")
+                for ch in ("amazon_main", "shopify_square", "google_merchant")]
+    s = summarise(run_id="r", brand="acme-home", spec_version=1, catalog="c.csv", store=Store(str(tmp_path)), ingested=14,
+                  quarantine=[], warnings=[], skipped=[], products=14, outputs=outputs, wall_s=1.0, manifest_uri="m",
+                  max_failed_share=0.2)
+    assert s.failed_share == round(3 / 42, 4) and not s.alarm
