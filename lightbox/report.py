@@ -131,6 +131,12 @@ class RunSummary(BaseModel):
             f"- **{self.passed}** passed quality checks ({self.warned} with warnings), **{self.qc_failed}** failed "
             f"({self.failed_share:.1%}); **{self.to_review}** sent to review",
             f"- **{self.published}** published in {self.wall_s:.1f} s ({self.images_per_s:.2f} images/s)",
+            *([f"- **{len(self.retired)}** images retired (photos the catalog no longer has or the gallery cap leaves out): "
+               + _md(", ".join(f"{r['sku']}/{r['channel']}" + (f"-{r['photo']}" if int(r.get("photo") or 1) > 1 else "")
+                               for r in self.retired[:20])) + (" ..." if len(self.retired) > 20 else "")]
+              if self.retired else []),
+            *([f"- **{len(self.retire_failures)}** could not be retired (still live): " + _md("; ".join(self.retire_failures[:5]))]
+              if self.retire_failures else []),
             f"- engine: {self.engine}",
             *(["- cut-out: " + ", ".join(f"{n} {k}" for k, n in self.cutouts["counts"].items())] if self.cutouts.get("counts") else []),
             *([f"- **{self.storage_line()}**"] if self.storage_line() else []),

@@ -63,6 +63,9 @@ def test_every_photo_published_per_channel_then_a_rerun_writes_nothing_and_a_rem
     dropped = run_plain(str(make_gallery_catalog(tmp_path / "c2", drop={"GAL-JAR": "acm-jar-024.jpg"})), ACME, str(out))
     assert dropped.generated == 3 and dropped.published == 3 and dropped.unchanged == 21
     assert sorted((r["sku"], r["channel"], r["photo"]) for r in dropped.retired) == [("GAL-JAR", ch, 3) for ch in CHANNELS]
+    report = dropped.markdown()  # the run report (a Prefect artifact) lists them too
+    assert "- **3** images retired (photos the catalog no longer has or the gallery cap leaves out): " in report
+    assert "GAL-JAR/amazon\\_main-3" in report
     assert not list(jar.glob("*-3.jpg"))
     assert {ch: (jar / f"{ch}-2.jpg").read_bytes() for ch in CHANNELS} == third  # the same photo, now second
     entries = _entries(out)
