@@ -183,7 +183,8 @@ def quality_suite(frame: pd.DataFrame, spec: BrandSpec) -> tuple[list[Expectatio
             )
     expectations.append(
         Expectation(
-            gx.expectations.ExpectColumnValuesToBeUnique(column="images"),
+            # the main photo: a gallery's other photos are often shared on purpose (variants, a size chart)
+            gx.expectations.ExpectColumnValuesToBeUnique(column="main_image"),
             "source image {value!r} is shared with another product",
             severity=spec.duplicate_images,
             column="images",
@@ -199,6 +200,7 @@ def quality_errors(frame: pd.DataFrame, spec: BrandSpec) -> tuple[Reasons, Reaso
     if frame.empty:
         return {}, {}
     gx_frame = frame.replace({"": None})
+    gx_frame["main_image"] = frame["images"].map(lambda s: str(s).split("|", 1)[0] or None if s else None)
     expectations, quarantine = quality_suite(frame, spec)
     warnings: Reasons = {}
     ctx = gx.get_context(mode="ephemeral")

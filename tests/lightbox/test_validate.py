@@ -130,8 +130,9 @@ def test_local_photo_files_are_probed_as_the_run_reads_them(spec, tmp_path):
     from tests.images import studio_photo, to_bytes
 
     (tmp_path / "a.jpg").write_bytes(to_bytes(studio_photo(60, 80)[0], "JPEG"))
-    here, gone = str(tmp_path / "a.jpg"), str(tmp_path / "gone.jpg")
-    frame = _frame({"image": here}, {"image": gone}, {"image": f"{here}|{gone}"}, {"image": "https://cdn.example.com/x.jpg"})
+    (tmp_path / "b.jpg").write_bytes(to_bytes(studio_photo(60, 80, seed=1)[0], "JPEG"))
+    here, gone, other = str(tmp_path / "a.jpg"), str(tmp_path / "gone.jpg"), str(tmp_path / "b.jpg")
+    frame = _frame({"image": here}, {"image": gone}, {"image": f"{other}|{gone}"}, {"image": "https://cdn.example.com/x.jpg"})
     result = validate_catalog(frame, spec, exists=local_file)
     assert [(q.row, q.reason) for q in result.quarantined] == [(2, f"photo file not found: {gone!r}")]
     assert [(w.row, w.reason) for w in result.warnings if "not found" in w.reason] == [(3, f"photo 2 not found: {gone!r}")]
@@ -158,3 +159,17 @@ def test_local_photos_the_run_could_not_read_are_found_by_validate(spec, tmp_pat
     result = validate_catalog(frame, spec, exists=local_file)
     assert sorted(q.row for q in result.quarantined) == [1, 2, 3, 4]
     assert all("photo file" in q.reason for q in result.quarantined)
+
+
+
+def test_products_sharing_their_other_photos_are_not_warned_but_a_shared_main_photo_is(spec):
+    """Variants share a gallery's photos on purpose; the warning is about the main photo (the whole list used to be
+    compared as one string: two products sharing only a main photo were not warned)."""
+    frame = _frame({"image": "https://cdn.example.com/a.jpg|https://cdn.example.com/chart.jpg"},
+                   {"image": "https://cdn.example.com/b.jpg|https://cdn.example.com/chart.jpg"},
+                   {"image": "https://cdn.example.com/c.jpg"},
+                   {"image": "https://cdn.example.com/c.jpg|https://cdn.example.com/c-side.jpg"})
+    result = validate_catalog(frame, spec)
+    warned = sorted((w.row, w.reason) for w in result.warnings if "shared" in w.reason)
+    assert warned == [(3, "source image 'https://cdn.example.com/c.jpg' is shared with another product"),
+                      (4, "source image 'https://cdn.example.com/c.jpg' is shared with another product")]
