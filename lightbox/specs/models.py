@@ -269,7 +269,7 @@ class BrandSpec(_Model):
     fallback_template: str | None = Field(
         None, description="template for catalog categories not listed in categories (default: none; such rows are quarantined)")
     channels: list[str] = Field(min_length=1, description="the channels rendered (lightbox/presets/channels.yaml: amazon_main, walmart_main, shopify_square, google_merchant, ebay_listing, etsy_listing, web_transparent)")
-    duplicate_images: Literal["warn", "quarantine"] = Field("warn", description="a photo several rows use: warn (render each) or quarantine the later rows")
+    duplicate_images: Literal["warn", "quarantine"] = Field("warn", description="a main photo several rows use: warn (render each) or quarantine those rows (a gallery's other photos may be shared)")
     value_sets: dict[str, list[str]] = Field(default_factory=dict, description="attribute -> allowed values")
     quality: QualityPolicy = Field(QualityPolicy(), description="thresholds of the run: invalid rows, failed outputs, alert, review pause")
     max_source_pixels: int = Field(60_000_000, ge=1_000_000, le=400_000_000, description="larger source photos are refused (a decompression bomb guard)")
