@@ -179,7 +179,10 @@ def prepare_item(
 
     pending = _Pending(item=item, looks=looks, cut=None, alt_text=alt_text, failed=failed, timings=timings, prompts=prompts,
                        source_sha=source_sha)
-    main = main_sha(product, sources, {} if shas is None else shas, data) if item.photo > 1 else ""
+    shas = {} if shas is None else shas
+    if item.photo == 1 and data is not None and product.images:  # read once: the product's other photos reuse it
+        shas[product.images[0]] = (source_sha, shot_size(data))
+    main = main_sha(product, sources, shas, data) if item.photo > 1 else ""
     outputs = _sort_unchanged(item, spec, channels, looks, engines, store, source_sha, alt_text, pending.todo, main)
     if not pending.todo:
         return outputs, None
@@ -253,6 +256,8 @@ def all_unchanged(items: list[WorkItem], spec: BrandSpec, channels: list[Channel
             return None
         todo: list[tuple[ChannelPreset, int, str]] = []
         source_sha = hashlib.sha256(data).hexdigest() if data is not None else "no-photo"
+        if item.photo == 1 and data is not None and product.images:
+            shas[product.images[0]] = (source_sha, shot_size(data))
         main = main_sha(product, sources, shas, data) if item.photo > 1 else ""
         outputs += _sort_unchanged(item, spec, photo_chs, looks, engines, store, source_sha, alt_text, todo, main)
         if todo:
