@@ -48,6 +48,9 @@ BAD = {
     "HTTP": (None, "scheme 'http' is not allowed by the fetch policy"),
     "BLANK": (to_bytes(Image.new("RGB", (400, 400), (236, 233, 228)), "PNG"), "no product found"),
 }
+# what validation finds of a local photo without decoding it (header and end): those rows are invalid, not rendered
+FOUND_BY_VALIDATE = {"ZERO": "is empty (0 bytes)", "CORRUPT": "is not an image this run can read",
+                     "TRUNC": "is cut short (a JPEG without its end marker"}
 
 
 def test_bad_images_fail_alone_and_every_other_product_publishes(tmp_path):
@@ -60,17 +63,25 @@ def test_bad_images_fail_alone_and_every_other_product_publishes(tmp_path):
     bad["HTTP"] = None
     bad["GRAY16"] = _gray16()
     catalog = make_catalog(tmp_path / "cat", bad)
-    s = run_plain(str(catalog), ACME, str(tmp_path / "out"), chunk_size=4)
-    # a local photo that is not there is found when the catalog is validated: the row is invalid, not rendered
-    assert [(q.sku, q.reason) for q in s.quarantine] == [("MISSING", f"photo file not found: '{tmp_path / 'cat' / 'img' / 'MISSING.bin'}'")]
+    brand = tmp_path / "lenient.yaml"  # room for the invalid rows this catalog carries on purpose
+    brand.write_text(open(ACME).read().replace("max_invalid_share: 0.25", "max_invalid_share: 0.5"))
+    s = run_plain(str(catalog), str(brand), str(tmp_path / "out"), chunk_size=4)
+    # a local photo that is not there, empty, not an image or cut short is found when the catalog is validated: the
+    # row is invalid, not rendered
+    quarantined = {q.sku: q.reason for q in s.quarantine}
+    assert quarantined.pop("MISSING") == f"photo file not found: '{tmp_path / 'cat' / 'img' / 'MISSING.bin'}'"
+    assert set(quarantined) == set(FOUND_BY_VALIDATE)
+    assert all(why in quarantined[sku] for sku, why in FOUND_BY_VALIDATE.items())
     failures = {(f["sku"], f["channel"]): f["reason"] for f in s.failures}
     for sku, (_, reason) in BAD.items():
+        if sku in FOUND_BY_VALIDATE:
+            continue
         for ch in CHANNELS:
             assert reason in failures[(sku, ch)], (sku, failures.get((sku, ch)))
     published = {(o.parent.name, o.stem) for o in (tmp_path / "out" / "acme-home").glob("*/*.jpg")}
     expected = {(sku, ch) for sku in ["GOOD-0", "GOOD-1", "GOOD-2", "CMYK", "GRAY16"] for ch in CHANNELS}
     assert published == expected
-    assert s.published == 15 and s.failed == len(BAD) * 3
+    assert s.published == 15 and s.failed == (len(BAD) - len(FOUND_BY_VALIDATE)) * 3
 
 
 def _clear_png() -> bytes:
@@ -85,16 +96,31 @@ def test_every_bad_photo_class_in_one_chunk_fails_alone(tmp_path):
     bad |= {"TRUNC": good_jpeg[: len(good_jpeg) // 2], "ANIM": _animated(), "HTTP": None,
             "CLEAR": _clear_png(), "DOT": to_bytes(Image.new("RGB", (1, 1), (200, 30, 30)), "PNG")}
     catalog = make_catalog(tmp_path / "cat", bad, n_good=5)
-    s = run_plain(str(catalog), ACME, str(tmp_path / "out"), chunk_size=100)
-    failures = {(f["sku"], f["channel"]): f["reason"] for f in s.failures}
+    # straight to the generate stage, as photos behind URLs get there (validation only probes local files): one chunk
+    from lightbox.catalog.ingest import read_catalog, to_products
+    from lightbox.engines import build_engines
+    from lightbox.fetch import FetchPolicy
+    from lightbox.generate import generate_chunk
+    from lightbox.plan import plan_run
+    from lightbox.quality import check_chunk
+    from lightbox.records import RunContext
+    from lightbox.specs import load_brand_spec, spec_channels
+
+    spec = load_brand_spec(ACME)
+    plan = plan_run(to_products(read_catalog(str(catalog))), spec, {}, chunk_size=100)
+    assert len(plan.chunks) == 1
+    ctx = RunContext(run_id="one-chunk", brand_uri=ACME, out_uri=str(tmp_path / "out"), fetch=FetchPolicy().for_catalog(str(catalog)))
+    store = Store(ctx.out_uri)
+    outputs = check_chunk(generate_chunk(plan.chunks[0], spec, spec_channels(spec), ctx, store, build_engines(spec, None)),
+                          spec, spec_channels(spec), store)
+    failures = {(o.sku, o.channel): o.error or "; ".join(o.qc_reasons) for o in outputs if o.status == "failed" or o.qc == "failed"}
     reasons = {sku: reason for sku, (_, reason) in BAD.items()} | {"CLEAR": "transparent image has no visible pixels"}
     for sku, reason in reasons.items():
         for ch in CHANNELS:
             assert reason in failures[(sku, ch)], (sku, failures.get((sku, ch)))
     assert {sku for sku, _ in failures} == set(reasons) | {"DOT"}
-    published = {(o.parent.name, o.stem) for o in (tmp_path / "out" / "acme-home").glob("*/*.jpg")}
-    assert published == {(f"GOOD-{i}", ch) for i in range(5) for ch in CHANNELS}
-    assert s.published == 15
+    passed = {(o.sku, o.channel) for o in outputs if o.status == "rendered" and o.qc in ("passed", "warned")}
+    assert passed == {(f"GOOD-{i}", ch) for i in range(5) for ch in CHANNELS}
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
