@@ -500,20 +500,27 @@ def _print_summary(s) -> None:  # RunSummary
         _say(f"review: {s.warned} warned, {s.to_review} to review, {s.qc_failed} failed quality{failed}: {s.review_uri}\n")
 
 
+def _brand_state(store, brand: str):  # Store -> RunState | None
+    """The run state of ``brand`` under the output root, or None when no run of the brand made one."""
+    from lightbox.state import RunState, state_exists
+
+    state = RunState.of(store) if state_exists(store) else None
+    return state if state is not None and state.knows(brand) else None
+
+
 def cmd_manifest(args: argparse.Namespace) -> int:
     """List (filtered) or export the brand's live entries from the run state."""
     import json
 
     from lightbox.errors import LightboxError
-    from lightbox.state import RunState, StateError, state_exists
+    from lightbox.state import StateError
     from lightbox.storage import Store
 
     try:
         store = Store(args.out)
-        state = RunState.of(store) if state_exists(store) else None
-        if state is None or not state.knows(args.brand):
-            return _fail(f"brand {args.brand!r}: no run state under {store.uri('')}; "
-                         "a run of the brand creates it", 2)
+        state = _brand_state(store, args.brand)
+        if state is None:
+            return _fail(f"brand {args.brand!r}: no run state under {store.uri('')}; a run of the brand creates it", 2)
         if args.export:
             _say(f"{state.export(store, args.brand)}\n")
             return 0
@@ -538,13 +545,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from lightbox.catalog.export import default_channel, export
     from lightbox.errors import LightboxError
-    from lightbox.state import RunState, StateError, state_exists
+    from lightbox.state import StateError
     from lightbox.storage import Store
 
     try:
         store = Store(args.out)
-        state = RunState.of(store) if state_exists(store) else None
-        if state is None or not state.knows(args.brand):
+        state = _brand_state(store, args.brand)
+        if state is None:
             return _fail(f"brand {args.brand!r}: no run state under {store.uri('')}; a run of the brand creates it", 2)
         entries = list(state.entries(args.brand).values())
         channels = sorted({e["channel"] for e in entries})
