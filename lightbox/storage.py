@@ -252,8 +252,8 @@ class Store:
         worker.start()
         worker.join(wait_s)
         if not done:
-            raise StorageError(f"{self.root_uri}: output is not writable (no answer from the storage endpoint "
-                               f"within {wait_s:.0f} s)")
+            raise StorageError(f"{self.root_uri}: output is not writable (the storage endpoint did not answer within "
+                               f"{wait_s:.0f} s; check LIGHTBOX_S3_ENDPOINT_URL and the network)")
         if (e := done[0]) is not None:
             cause = e.__cause__ if isinstance(e, StorageError) and e.__cause__ else e
             raise StorageError(f"{self.root_uri}: output is not writable ({_probe_reason(cause)})") from e
