@@ -41,7 +41,8 @@ from lightbox.config import api_keys_file
 from lightbox.catalog.ingest import normalise
 from lightbox.catalog.validate import structural_errors
 from lightbox.errors import LightboxError
-from lightbox.fetch import load_fetch_policy, refusal
+from lightbox.fetch import refusal
+from lightbox.fetch_policy import load_fetch_policy
 from lightbox.report import job_key
 from lightbox.specs import load_brand_spec
 from lightbox.storage import Store, join_uri, parse_output_root

@@ -43,7 +43,7 @@ import lightbox.quality as quality  # noqa: E402
 from lightbox.catalog.ingest import read_catalog, to_products  # noqa: E402
 from lightbox.catalog.validate import validate_catalog  # noqa: E402
 from lightbox.engines import build_engines  # noqa: E402
-from lightbox.fetch import FetchPolicy  # noqa: E402
+from lightbox.fetch_policy import FetchPolicy  # noqa: E402
 from lightbox.imaging.compose import layout  # noqa: E402
 from lightbox.imaging.decode import SRGB_ICC  # noqa: E402
 from lightbox.plan import plan_run  # noqa: E402

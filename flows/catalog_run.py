@@ -21,7 +21,7 @@ from lightbox.lock import BrandLock, describe
 from lightbox.publish import live_before_failure
 from lightbox.state import RunState, StateError
 from lightbox.storage import Store, parse_output_root
-from lightbox.fetch import FetchPolicy, load_fetch_policy
+from lightbox.fetch_policy import FetchPolicy, load_fetch_policy
 from lightbox.webhooks import Delivery, WebhookConfig, load_webhooks
 from lightbox.records import Chunk, Output, RunContext
 from lightbox.report import RunSummary

@@ -309,7 +309,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     output); a catalog over the invalid-share limit, or one with nothing to render, ends here without
     starting Prefect. Then the flow runs."""
     from lightbox.errors import LightboxError
-    from lightbox.fetch import load_fetch_policy
+    from lightbox.fetch_policy import load_fetch_policy
     from lightbox.preflight import check_catalog, check_models, new_run_id, rejection, unchanged_run, write_stopped_run
     from lightbox.specs import load_brand_spec
     from lightbox.storage import Store

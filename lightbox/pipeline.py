@@ -11,7 +11,7 @@ import uuid
 
 from lightbox.catalog.ingest import read_catalog, to_products
 from lightbox.catalog.validate import local_file, validate_catalog
-from lightbox.fetch import FetchPolicy
+from lightbox.fetch_policy import FetchPolicy
 from lightbox.engines import build_engines, prepare_ai
 from lightbox.imaging.segmentation import prepare_segmentation
 from lightbox.layout import BrandLayout

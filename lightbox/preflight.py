@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 
 from lightbox.catalog.ingest import only_skus, read_catalog
 from lightbox.catalog.validate import ValidationResult, local_file, validate_catalog
-from lightbox.fetch import FetchPolicy
+from lightbox.fetch_policy import FetchPolicy
 from lightbox.records import QuarantinedRow
 from lightbox.report import RunSummary, summarise, write_summary
 from lightbox.specs.models import BrandSpec

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lightbox.fetch import FetchPolicy
+from lightbox.fetch_policy import FetchPolicy
 from lightbox.layout import output_name
 
 

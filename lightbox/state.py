@@ -31,7 +31,6 @@ import hashlib
 import io
 import json
 import logging
-import math
 import os
 import threading
 from collections import defaultdict
@@ -47,6 +46,7 @@ from sqlalchemy.engine import Connection, Engine
 from lightbox.config import lightbox_home
 from lightbox.errors import LightboxError
 from lightbox.layout import STATE_DIR, BrandLayout
+from lightbox.quality.consistency import TOLERANCES, score_from_stats
 from lightbox.records import Output, Recorded
 from lightbox.storage import Store
 
@@ -538,8 +538,6 @@ class RunState:
     def consistency(self, brand: str) -> dict[str, Any]:
         """The catalog consistency of the live images (see lightbox/quality/consistency.py) from the kept
         sums, and the near-duplicate pairs kept by the band index: no pass over the catalog."""
-        from lightbox.quality.consistency import TOLERANCES, score_from_stats
-
         with self.engine.connect() as conn:
             stats = [dict(r._mapping) for r in conn.execute(sa.select(stats_t).where(self._key(stats_t, brand)))]
             pairs = [dict(r._mapping) for r in conn.execute(
@@ -621,11 +619,3 @@ def live_matches(store: Store, key: str, rec: Recorded | None) -> bool:
     if not store.local and rec.etag and stamp[1]:
         return stamp[1] == rec.etag
     return store.sha256(key) == rec.sha256
-
-
-def spread(n: float, s: float, ss: float) -> float:
-    """Population standard deviation from count, sum and sum of squares."""
-    if n <= 0:
-        return 0.0
-    mean = s / n
-    return math.sqrt(max(0.0, ss / n - mean * mean))

@@ -253,7 +253,8 @@ def test_terminal_and_markdown_show_catalog_text_as_text(capsys):
 
 def test_no_error_text_quotes_the_bytes_of_a_refused_file(tmp_path):
     from lightbox.errors import ItemError
-    from lightbox.fetch import FetchPolicy, SourceFetcher
+    from lightbox.fetch import SourceFetcher
+    from lightbox.fetch_policy import FetchPolicy
     from lightbox.imaging.decode import decode_image
 
     secret = tmp_path / "passwd"
@@ -299,7 +300,8 @@ def test_catalogs_in_other_encodings_are_read_and_broken_rows_reported_one_by_on
 def test_a_job_with_a_local_photo_inside_the_prefix_is_allowed_to_read_it(tmp_path):
     """The run side of the policy: an API job's flow gets local_files, so only those folders are readable."""
     from lightbox.errors import ItemError
-    from lightbox.fetch import FetchPolicy, SourceFetcher
+    from lightbox.fetch import SourceFetcher
+    from lightbox.fetch_policy import FetchPolicy
 
     photos = tmp_path / "photos"
     photos.mkdir()

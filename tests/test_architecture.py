@@ -24,6 +24,15 @@ def test_core_does_not_import_prefect():
     assert len(modules) > 10
 
 
+def test_the_layering_contracts_hold():
+    """``lint-imports`` (import-linter, contracts in pyproject.toml): the core imports no tasks, flows, API or Prefect;
+    tasks no flows; the API and deployments no flows; no import cycle in the core - deferred imports included."""
+    exe = Path(sys.executable).with_name("lint-imports")
+    r = subprocess.run([str(exe), "--no-cache"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert "0 broken" in r.stdout
+
+
 def test_every_noqa_names_a_rule_ruff_checks():
     """A ``noqa`` for a rule that is not enabled silences nothing and reads as if it did (issue 27: 51 of 86 did)."""
     import re

@@ -16,6 +16,7 @@ SKUs on the same channel whose perceptual hashes (768 bits) differ in at most 2 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -81,25 +82,31 @@ def near_duplicates(by_channel: dict[str, list[dict[str, Any]]]) -> list[dict[st
     return pairs
 
 
+def spread(n: float, s: float, ss: float) -> float:
+    """Population standard deviation from count, sum and sum of squares."""
+    if n <= 0:
+        return 0.0
+    mean = s / n
+    return math.sqrt(max(0.0, ss / n - mean * mean))
+
+
 def score_from_stats(stats: list[dict[str, Any]]) -> dict[str, Any]:
     """The same score from kept sums (``lightbox_stats`` rows: per channel and category, the count, sum and
     sum of squares of each metric) instead of a pass over every image: what the run state keeps up to date."""
-    from lightbox.state import spread as _spread
-
     by_channel: dict[str, list[dict[str, Any]]] = {}
     for row in stats:
         by_channel.setdefault(row["channel"], []).append(row)
     channels: dict[str, Any] = {}
     for ch, rows in sorted(by_channel.items()):
         parts: dict[str, Any] = {}
-        spreads = [(max(_spread(r["r_n"], r[f"{c}_s"], r[f"{c}_ss"]) for c in "rgb"), r["r_n"]) for r in rows if r["r_n"] >= 2]
+        spreads = [(max(spread(r["r_n"], r[f"{c}_s"], r[f"{c}_ss"]) for c in "rgb"), r["r_n"]) for r in rows if r["r_n"] >= 2]
         if spreads:
             s = sum(v * n for v, n in spreads) / sum(n for _, n in spreads)
             parts["background"] = {"spread": round(s, 3), "score": _score(s, TOLERANCES["background"])}
         for part, f in (("fill", "fill"), ("exposure", "clip")):
             n = sum(r[f"{f}_n"] for r in rows)
             if n >= 2:
-                s = _spread(n, sum(r[f"{f}_s"] for r in rows), sum(r[f"{f}_ss"] for r in rows))
+                s = spread(n, sum(r[f"{f}_s"] for r in rows), sum(r[f"{f}_ss"] for r in rows))
                 parts[part] = {"spread": round(s, 4), "score": _score(s, TOLERANCES[part])}
         images = sum(r["images"] for r in rows)
         if images <= 0:

@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from lightbox.imaging.cutout.backdrop import _block_extreme, _block_sum, dilate_cross, erode_cross
+from lightbox.imaging.cutout.backdrop import _block_extreme, _block_sum
+from lightbox.imaging.cutout.morphology import dilate_cross, erode_cross
 from lightbox.imaging.cutout.diagnostics import _reduce
 from lightbox.imaging.cutout.surface import backdrop_blocks, backdrop_model
 from lightbox.quality.checks import _mad, _std_of_histogram, dhash

@@ -11,7 +11,8 @@ import socket
 import pytest
 
 from lightbox.errors import SpecError
-from lightbox.fetch import FetchError, FetchPolicy, FetchRefused, SourceFetcher, _address_problem, load_fetch_policy
+from lightbox.fetch import FetchError, FetchRefused, SourceFetcher, _address_problem
+from lightbox.fetch_policy import FetchPolicy, load_fetch_policy
 from tests.http_server import ImageServer
 from tests.images import studio_photo, to_bytes
 

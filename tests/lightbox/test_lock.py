@@ -110,7 +110,7 @@ def test_a_run_that_hung_past_its_lease_publishes_nothing_more(tmp_path):
     from lightbox.catalog.ingest import read_catalog, to_products
     from lightbox.catalog.validate import validate_catalog
     from lightbox.engines import build_engines
-    from lightbox.fetch import FetchPolicy
+    from lightbox.fetch_policy import FetchPolicy
     from lightbox.generate import generate_chunk
     from lightbox.plan import plan_run
     from lightbox.publish import publish_chunk

@@ -99,7 +99,7 @@ def test_every_bad_photo_class_in_one_chunk_fails_alone(tmp_path):
     # straight to the generate stage, as photos behind URLs get there (validation only probes local files): one chunk
     from lightbox.catalog.ingest import read_catalog, to_products
     from lightbox.engines import build_engines
-    from lightbox.fetch import FetchPolicy
+    from lightbox.fetch_policy import FetchPolicy
     from lightbox.generate import generate_chunk
     from lightbox.plan import plan_run
     from lightbox.quality import check_chunk

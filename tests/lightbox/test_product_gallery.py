@@ -18,7 +18,7 @@ from lightbox.catalog.formats.shopify import export_csv as shopify_csv
 from lightbox.catalog.ingest import read_catalog, to_products
 from lightbox.catalog.validate import local_file, validate_catalog
 from lightbox.engines import build_engines
-from lightbox.fetch import FetchPolicy
+from lightbox.fetch_policy import FetchPolicy
 from lightbox.pipeline import run_plain
 from lightbox.plan import plan_run
 from lightbox.quality.checks import evaluate

@@ -41,7 +41,7 @@ def test_failures_on_one_unreachable_host_are_one_line_naming_the_host(tmp_path)
     repeated line per product; now one line names the host and the products, and other causes keep their own."""
     import pandas as pd
 
-    from lightbox.fetch import FetchPolicy
+    from lightbox.fetch_policy import FetchPolicy
     from lightbox.pipeline import run_plain
     from lightbox.report import failure_lines
     from tests.conftest import ACME

@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 
 import pandas as pd
 
-from lightbox.catalog.formats import Adapted, Listing, Note, Record, category_leaf, cell, looks_scientific, text_warnings
+from lightbox.catalog.formats.common import Adapted, Listing, Note, Record, category_leaf, cell, looks_scientific, text_warnings
 from lightbox.errors import CatalogError
 
 G_NS = "http://base.google.com/ns/1.0"

@@ -28,7 +28,7 @@ from collections import Counter
 
 import pandas as pd
 
-from lightbox.catalog.formats import Adapted, Listing, Note, Record, attr_name, category_leaf, cell, looks_scientific, text_warnings
+from lightbox.catalog.formats.common import Adapted, Listing, Note, Record, attr_name, category_leaf, cell, looks_scientific, text_warnings
 
 # canonical field -> (classic header, 2024+ header)
 HEADERS = {

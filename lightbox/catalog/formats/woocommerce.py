@@ -28,7 +28,7 @@ import re
 
 import pandas as pd
 
-from lightbox.catalog.formats import Adapted, Listing, Note, Record, attr_name, category_leaf, cell, looks_scientific, text_warnings
+from lightbox.catalog.formats.common import Adapted, Listing, Note, Record, attr_name, category_leaf, cell, looks_scientific, text_warnings
 
 GTIN_COLUMNS = ("GTIN, UPC, EAN, or ISBN", "GTIN, UPC, EAN or ISBN", "EAN", "Barcode")
 

@@ -17,7 +17,7 @@ gate reads: the share of the outline with contrast, the frame sides the mask run
 the product's share of the photo, backdrop-coloured holes kept inside the product.
 """
 
-from lightbox.imaging.cutout.backdrop import dilate_cross, erode_cross
+from lightbox.imaging.cutout.morphology import dilate_cross, erode_cross
 from lightbox.imaging.cutout.diagnostics import diagnose
 from lightbox.imaging.cutout.result import CutOut
 from lightbox.imaging.cutout.routing import cut_out, cut_out_many, plan_cut

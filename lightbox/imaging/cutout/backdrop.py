@@ -35,12 +35,12 @@ from lightbox.imaging.cutout.result import CutOut
 from lightbox.imaging.cutout.settings import (
     BAND_CELLS,
     COARSE_SIDE,
-    NEAR_INSIDE,
     OUTLINE_GAPS,
     SHADOW_WALL_GAP,
     WINDOW_BLOCK,
     WINDOW_MARGIN,
 )
+from lightbox.imaging.cutout.morphology import _nearest_inside, dilate_cross, erode_cross
 from lightbox.imaging.cutout.rim import clear_rim
 from lightbox.imaging.cutout.surface import BackdropTest, _surface_at, assess_backdrop, backdrop_blocks, backdrop_model
 
@@ -349,53 +349,6 @@ def _mirror(idx: np.ndarray, n: int) -> np.ndarray:
     """Indices past either end of 0..n-1 mirrored (scipy's 'reflect': -1 -> 0, n -> n-1)."""
     idx = np.where(idx < 0, -idx - 1, idx)
     return np.where(idx >= n, 2 * n - idx - 1, idx)
-
-
-def erode_cross(m: np.ndarray, border: bool) -> np.ndarray:
-    """Binary erosion by the 4-neighbour cross; outside the array counts as ``border`` (scipy's
-    ``binary_erosion(m, border_value=border)``, by four shifted ANDs)."""
-    out = m.copy()
-    out[1:] &= m[:-1]
-    out[:-1] &= m[1:]
-    out[:, 1:] &= m[:, :-1]
-    out[:, :-1] &= m[:, 1:]
-    if not border:
-        out[0] = out[-1] = False
-        out[:, 0] = out[:, -1] = False
-    return out
-
-
-def dilate_cross(m: np.ndarray) -> np.ndarray:
-    """Binary dilation by the 4-neighbour cross."""
-    out = m.copy()
-    out[1:] |= m[:-1]
-    out[:-1] |= m[1:]
-    out[:, 1:] |= m[:, :-1]
-    out[:, :-1] |= m[:, 1:]
-    return out
-
-
-_OFFSETS = sorted(((dy, dx) for dy in range(-NEAR_INSIDE, NEAR_INSIDE + 1) for dx in range(-NEAR_INSIDE, NEAR_INSIDE + 1)),
-                  key=lambda o: (o[0] * o[0] + o[1] * o[1], o))
-
-
-def _nearest_inside(inner: np.ndarray, ey: np.ndarray, ex: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rows, cols, found) of the nearest pixel of ``inner`` to each (ey, ex), within ``NEAR_INSIDE`` px."""
-    h, w = inner.shape
-    iy, ix = ey.copy(), ex.copy()
-    found = np.zeros(ey.size, bool)
-    todo = np.arange(ey.size)
-    for dy, dx in _OFFSETS:
-        y, x = ey[todo] + dy, ex[todo] + dx
-        ok = (y >= 0) & (y < h) & (x >= 0) & (x < w)
-        hit = np.zeros(todo.size, bool)
-        hit[ok] = inner[y[ok], x[ok]]
-        sel = todo[hit]
-        iy[sel], ix[sel], found[sel] = y[hit], x[hit], True
-        todo = todo[~hit]
-        if not todo.size:
-            break
-    return iy, ix, found
 
 
 def _soft_edge_sparse(rgb: np.ndarray, box: tuple[int, int, int, int], fg: np.ndarray, dist: np.ndarray, like: np.ndarray,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lightbox.imaging.cutout.morphology import _nearest_inside, dilate_cross, erode_cross
 from lightbox.imaging.cutout.surface import _surface_at
 
 RIM_DEPTH = 3  # px from the transparent outside that are checked
@@ -28,8 +29,6 @@ WEAK = 3.0  # a product colour within WEAK x threshold of the paper's cannot be 
 def clear_rim(rgba: np.ndarray, coef: np.ndarray, t: float) -> int:
     """Lower, in place, the alpha of rim pixels that are mostly backdrop and recover their colour; returns how
     many pixels changed. ``coef``: the backdrop's fitted surface; ``t``: the backdrop distance threshold."""
-    from lightbox.imaging.cutout.backdrop import _nearest_inside, dilate_cross, erode_cross
-
     a = rgba[..., 3]
     seen = a > 0
     if not seen.any() or seen.all():
