@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timezone
 
 from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
@@ -24,7 +23,8 @@ from lightbox.storage import Store, parse_output_root
 from lightbox.fetch_policy import FetchPolicy, load_fetch_policy
 from lightbox.webhooks import Delivery, WebhookConfig, load_webhooks
 from lightbox.records import Chunk, Output, RunContext
-from lightbox.report import RunSummary
+from lightbox.report import RunSummary, engine_note
+from lightbox.run import Run, new_run_id
 from lightbox.specs import BrandSpec, spec_channels
 from flows import cluster
 from flows.review import operator_review
@@ -49,11 +49,6 @@ from tasks.stages import (
 DEFAULT_WORKERS = 4
 QUALITY_ALARM = "QualityAlarm"  # final state name when the failed share exceeds quality.max_failed_share
 INVALID_CATALOG = "InvalidCatalog"  # final state name when the catalog is refused before rendering
-
-
-def new_run_id() -> str:
-    rid = flow_run.get_id() or "local"
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{str(rid)[:8]}"
 
 
 @flow(name="catalog-run", task_runner=cluster.task_runner(os.environ.get("LIGHTBOX_CLUSTER"), DEFAULT_WORKERS), log_prints=False)
@@ -96,7 +91,7 @@ def catalog_run(
     alert block is notified); Failed when more outputs could not be rendered than that share, or a
     chunk failed after its retries (after the manifest and report are written).
     """
-    started = time.perf_counter()
+    started = time.time()
     out = parse_output_root(out, "parameter out")  # a deployment's or an event's value: refused before any work
     spec = load_spec(brand)
     hooks = load_webhooks(webhooks or os.environ.get("LIGHTBOX_WEBHOOKS"))
@@ -104,33 +99,36 @@ def catalog_run(
     logger = get_run_logger()
     lock = BrandLock(Store(out), spec.name, owner=str(flow_run.get_id() or "local"))
     with lock.held(on_wait=lambda h: logger.warning("waiting for the brand lock of %s, held by %s", spec.name, describe(h))):
-        return _run(catalog, spec, brand, out, chunk_size, layout, policy, skus, hooks, started, lock)
+        flow_run_id = str(flow_run.get_id()) if flow_run.get_id() else None
+        run = Run.start(spec, catalog, out, run_id=new_run_id(flow_run_id or "local"), skus=skus, clock=lambda: started)
+        return _run(run.noted(flow_run_id=flow_run_id), spec, brand, chunk_size, layout, policy, hooks, lock)
 
 
-def _run(catalog: str, spec: BrandSpec, brand: str, out: str, chunk_size: int, layout: str | None, policy: FetchPolicy,
-         skus: list[str] | None, hooks: WebhookConfig, started: float, lock: BrandLock) -> RunSummary | State:
+def _run(run: Run, spec: BrandSpec, brand: str, chunk_size: int, layout: str | None, policy: FetchPolicy,
+         hooks: WebhookConfig, lock: BrandLock) -> RunSummary | State:
+    skus = run.skus_requested
     ai_fallback = prepare_engine(spec)
     cutout_fallback = prepare_cutout(spec)
-    ctx = RunContext(run_id=new_run_id(), brand_uri=brand, out_uri=out, ai_fallback=ai_fallback,
+    ctx = RunContext(run_id=run.run_id, brand_uri=brand, out_uri=run.out_uri, ai_fallback=ai_fallback,
                      cutout_fallback=cutout_fallback, fetch=policy, lock_generation=lock.generation)
+    run = run.noted(engine=engine_note(spec, ai_fallback))
     sweep_stale(spec, ctx)  # earlier runs' staging and temporary files: none of those runs is alive (we hold the lock)
 
     # 1. Ingest (a catalog that cannot be read is reported like a refused one)
-    ingested = ingest_catalog(catalog, spec, ctx, layout, skus, return_state=True)
+    ingested = ingest_catalog(run, layout, return_state=True)
     if ingested.is_failed() and isinstance(unreadable := ingested.result(raise_on_failure=False), CatalogError):
-        report_stopped(spec, ctx, catalog=catalog, ingested=0, quarantined=[], warnings=[], skipped=[], reason=str(unreadable),
-                       wall_s=time.perf_counter() - started)
+        report_stopped(run, str(unreadable))
         return Failed(name=INVALID_CATALOG, message=str(unreadable))
     catalog_ref = ingested.result()
     # 2. Validate
-    validated = validate_catalog(catalog_ref, spec, ctx)
+    validated = validate_catalog(catalog_ref, spec, run)
+    run = run.validated(validated.ingested, validated.quarantined, validated.warnings, validated.skipped)
     if validated.rejected:
-        summary = report_stopped(spec, ctx, catalog=catalog, ingested=validated.ingested, quarantined=validated.quarantined,
-                                 warnings=validated.warnings, skipped=validated.skipped, reason=validated.rejected,
-                                 wall_s=time.perf_counter() - started)
+        summary = report_stopped(run, validated.rejected)
         return Failed(name=INVALID_CATALOG, message=f"{validated.rejected}; quarantine report: {summary.quarantine_uri}")
     # 3. Plan
     plan = plan_run(validated, spec, ctx, chunk_size, skus)
+    run = run.planned(plan)
     indexes = [c.index for c in plan.chunks]
     # 4. Generate (mapped over chunks; the task runner bounds concurrency; GPU work on GPU workers)
     runner = FlowRunContext.get().task_runner
@@ -157,13 +155,9 @@ def _run(catalog: str, spec: BrandSpec, brand: str, out: str, chunk_size: int, l
     manifest_uri = export_manifest(approved, spec, ctx, skus)
     cdn = invalidate_cdn(outputs, spec, ctx, retired[0], return_state=True)
     # 7. Report
-    summary = report_run(
-        outputs, spec, ctx, catalog=catalog, ingested=validated.ingested, quarantined=validated.quarantined,
-        warnings=validated.warnings, skipped=validated.skipped + plan.skipped, products=plan.products,
-        wall_s=time.perf_counter() - started, manifest_uri=manifest_uri, skus=skus, unknown_skus=plan.unknown_skus,
-        deliveries=_deliveries(notified), webhooks=hooks,
-        cdn_invalidation=cdn.result() if cdn.is_completed() else f"failed: {cdn.message}", runner=ran_on, retired=retired,
-    )
+    run = run.noted(manifest_uri=manifest_uri, runner=ran_on, retired=retired[0], retire_failures=retired[1],
+                    cdn_invalidation=cdn.result() if cdn.is_completed() else f"failed: {cdn.message}")
+    summary = report_run(outputs, spec, run, deliveries=_deliveries(notified), webhooks=hooks)
     if chunk_errors:
         return Failed(message=f"{len(chunk_errors)} of {len(plan.chunks)} chunks failed after retries; first: {chunk_errors[0]}")
     limit = spec.quality.max_failed_share

@@ -310,12 +310,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     starting Prefect. Then the flow runs."""
     from lightbox.errors import LightboxError
     from lightbox.fetch_policy import load_fetch_policy
-    from lightbox.preflight import check_catalog, check_models, new_run_id, rejection, unchanged_run, write_stopped_run
+    from lightbox.preflight import check_catalog, check_models, rejection, unchanged_run
+    from lightbox.run import Run
     from lightbox.specs import load_brand_spec
     from lightbox.storage import Store
     from lightbox.webhooks import load_webhooks
 
-    started = time.perf_counter()
+    started = time.time()
     if args.chunk_size < 1:
         return _fail(f"--chunk-size must be >= 1, got {args.chunk_size}", 2)
     workers = args.workers or max(2, min(8, os.cpu_count() or 2))
@@ -346,13 +347,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     refused = rejection(checked, spec)
     if refused:
-        summary = write_stopped_run(store, spec, new_run_id(), args.catalog, ingested=checked.total,
-                                    quarantined=checked.quarantined, warnings=checked.warnings, skipped=checked.skipped,
-                                    reason=refused, wall_s=time.perf_counter() - started)
+        run = Run.start(spec, args.catalog, store.root_uri, skus=skus, clock=lambda: started)
+        summary = run.validated(checked.total, checked.quarantined, checked.warnings, checked.skipped).stop(store, refused)
         _print_rows(summary.quarantine, summary.skipped_rows, summary.warnings, summary.quarantine_uri)
         return _fail(f"{refused}; quarantine report: {summary.quarantine_uri}", 2)
     if not hooks.subscribers:
-        summary = unchanged_run(args.catalog, args.brand, spec, store, checked, policy, args.chunk_size, skus, started)
+        run = Run.start(spec, args.catalog, store.root_uri, skus=skus, clock=lambda: started)
+        summary = unchanged_run(run, args.brand, spec, store, checked, policy, args.chunk_size)
         if summary is not None:
             _print_summary(summary)
             _say(f"nothing to render: every output is unchanged (checked in {summary.wall_s:.1f} s; no flow run started)\n")

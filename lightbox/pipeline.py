@@ -6,7 +6,6 @@ Used as the baseline in bench/ and by tests of the core; production runs go thro
 
 from __future__ import annotations
 
-import time
 import uuid
 
 from lightbox.catalog.ingest import read_catalog, to_products
@@ -14,14 +13,14 @@ from lightbox.catalog.validate import local_file, validate_catalog
 from lightbox.fetch_policy import FetchPolicy
 from lightbox.engines import build_engines, prepare_ai
 from lightbox.imaging.segmentation import prepare_segmentation
-from lightbox.layout import BrandLayout
 from lightbox.errors import ValidationThresholdError
 from lightbox.generate import generate_chunk
 from lightbox.plan import plan_run
 from lightbox.publish import publish_chunk, retire
 from lightbox.quality import check_chunk
 from lightbox.records import RunContext
-from lightbox.report import RunSummary, catalog_checks, engine_note, retired_rows, summarise, write_summary
+from lightbox.report import RunSummary, engine_note, retired_rows
+from lightbox.run import Run
 from lightbox.specs import load_brand_spec, spec_channels
 from lightbox.state import RunState
 from lightbox.storage import Store
@@ -31,36 +30,30 @@ def run_plain(
     catalog: str, brand: str, out: str, chunk_size: int = 8, run_id: str | None = None,
     layout: str | None = None, fetch_policy: FetchPolicy | None = None,
 ) -> RunSummary:
-    started = time.perf_counter()
     spec = load_brand_spec(brand)
+    run = Run.start(spec, catalog, out, run_id=run_id or f"plain-{uuid.uuid4().hex[:8]}")
     channels = spec_channels(spec)
     store = Store(out)
-    ctx = RunContext(run_id=run_id or f"plain-{uuid.uuid4().hex[:8]}", brand_uri=brand, out_uri=out, ai_fallback=prepare_ai(spec),
+    ctx = RunContext(run_id=run.run_id, brand_uri=brand, out_uri=out, ai_fallback=prepare_ai(spec),
                      cutout_fallback=prepare_segmentation(spec), fetch=(fetch_policy or FetchPolicy()).for_catalog(catalog))
+    run = run.noted(engine=engine_note(spec, ctx.ai_fallback))
     engines = build_engines(spec, ctx.ai_fallback)
     frame = read_catalog(catalog, layout=layout)
     result = validate_catalog(frame, spec, exists=local_file)
     if result.invalid_share > spec.quality.max_invalid_share:
         raise ValidationThresholdError(f"{len(result.quarantined)} of {result.total} catalog rows are invalid")
+    run = run.validated(result.total, result.quarantined, result.warnings, result.skipped)
     state = RunState.of(store)
     state.ensure_brand(store, spec.name)
     plan = plan_run(to_products(result.valid), spec, state.entries(spec.name), chunk_size)
+    run = run.planned(plan)
     outputs = []
     for chunk in plan.chunks:
         generated = generate_chunk(chunk, spec, channels, ctx, store, engines)
         checked = check_chunk(generated, spec, channels, store)
         outputs.extend(publish_chunk(checked, store, state, spec.name, ctx.run_id))
     retired, retire_failures = retire(plan.retire, store, state, spec.name, ctx.run_id)
-    manifest_uri = state.export(store, spec.name)
-    cons, previous, review_uri = catalog_checks(store, spec.name, ctx.run_id, outputs)
-    summary = summarise(
-        run_id=ctx.run_id, brand=spec.name, spec_version=spec.version, catalog=catalog, store=store,
-        ingested=result.total, quarantine=result.quarantined, warnings=result.warnings, skipped=result.skipped + plan.skipped,
-        products=plan.products, outputs=outputs, wall_s=time.perf_counter() - started,
-        manifest_uri=manifest_uri, engine_note=engine_note(spec, ctx.ai_fallback),
-        consistency=cons, consistency_previous=previous, review_uri=review_uri,
-        max_failed_share=spec.quality.max_failed_share,
-    ).model_copy(update={"retired": retired_rows(retired), "retire_failures": retire_failures})
-    write_summary(store, summary)
-    store.delete_prefix(BrandLayout(spec.name).staging(ctx.run_id))
+    run = run.noted(manifest_uri=state.export(store, spec.name), retired=retired_rows(retired), retire_failures=retire_failures)
+    summary = run.checked_summary(outputs, store)
+    run.finish(store, summary)
     return summary

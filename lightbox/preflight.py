@@ -4,7 +4,6 @@
 - :func:`grouped_reasons`: the reasons of many rows grouped by cause, most frequent first
   ("15 rows: category 'shirts' is not in the brand spec");
 - :func:`rejection`: the one-line reason a catalog is refused (too many invalid rows), else None;
-- :func:`write_stopped_run`: the report (summary.json, quarantine.csv) of a run that stopped there;
 - :func:`unchanged_run`: the summary of a run with nothing to render (no flow needed).
 
 ``lightbox validate`` and the start of ``lightbox run`` use these without Prefect; the flow's validate
@@ -14,16 +13,14 @@ task uses the same :func:`rejection`, so a deployment run refuses the same catal
 from __future__ import annotations
 
 import re
-import time
-import uuid
 from collections import Counter
-from datetime import datetime, timezone
 
 from lightbox.catalog.ingest import only_skus, read_catalog
 from lightbox.catalog.validate import ValidationResult, local_file, validate_catalog
 from lightbox.fetch_policy import FetchPolicy
 from lightbox.records import QuarantinedRow
-from lightbox.report import RunSummary, summarise, write_summary
+from lightbox.report import RunSummary, write_summary
+from lightbox.run import Run
 from lightbox.specs.models import BrandSpec
 from lightbox.storage import Store
 
@@ -96,28 +93,8 @@ def reason_lines(rows: list[QuarantinedRow], top: int = 5) -> list[str]:
     return lines
 
 
-def new_run_id() -> str:
-    """A run id for runs that never reach Prefect (same shape as the flow's: time, then 8 hex digits)."""
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-
-
-def write_stopped_run(store: Store, spec: BrandSpec, run_id: str, catalog: str, *, ingested: int, quarantined: list[QuarantinedRow],
-                      warnings: list[QuarantinedRow], skipped: list[QuarantinedRow], reason: str, wall_s: float) -> RunSummary:
-    """The report of a run that stopped before rendering: summary.json, quarantine.csv, latest-run.json.
-    Nothing else is written and the run state is not touched."""
-    from lightbox.layout import BrandLayout
-
-    summary = summarise(
-        run_id=run_id, brand=spec.name, spec_version=spec.version, catalog=catalog, store=store, ingested=ingested,
-        quarantine=quarantined, warnings=warnings, skipped=skipped, products=0, outputs=[], wall_s=wall_s,
-        manifest_uri=store.uri(BrandLayout(spec.name).exports[1]), stopped=reason,
-    )
-    write_summary(store, summary)
-    return summary
-
-
-def unchanged_run(catalog: str, brand_uri: str, spec: BrandSpec, store: Store, checked: ValidationResult, policy: FetchPolicy,
-                  chunk_size: int, skus: list[str] | None, started: float) -> RunSummary | None:
+def unchanged_run(run: Run, brand_uri: str, spec: BrandSpec, store: Store, checked: ValidationResult, policy: FetchPolicy,
+                  chunk_size: int) -> RunSummary | None:
     """When every output of the planned products is unchanged (fingerprints from the photos' bytes match the
     manifest and the objects exist), the run's summary - written, with no flow run - else None. Stops at the
     first output that would render. Only for studio specs (an AI engine is identified once its model loads),
@@ -131,7 +108,6 @@ def unchanged_run(catalog: str, brand_uri: str, spec: BrandSpec, store: Store, c
     from lightbox.publish import leftovers
     from lightbox.records import RunContext
     from lightbox.specs.loader import spec_channels
-    from lightbox.layout import BrandLayout
     from lightbox.state import RunState, state_exists
 
     if uses_ai(spec) or not state_exists(store):  # no state yet: the flow run creates it (under the brand lock)
@@ -139,20 +115,17 @@ def unchanged_run(catalog: str, brand_uri: str, spec: BrandSpec, store: Store, c
     state = RunState.of(store)
     if not state.knows(spec.name) or leftovers(store, spec.name):
         return None
+    skus = run.skus_requested
     known = {q.sku for q in checked.quarantined + checked.skipped}
     plan = plan_run(to_products(checked.valid), spec, state.entries(spec.name, skus), chunk_size, only=skus, known=known)
-    ctx = RunContext(run_id=new_run_id(), brand_uri=brand_uri, out_uri=store.root_uri, fetch=policy.for_catalog(catalog))
     if plan.retire:  # photos to take down: the flow run does it, under the brand lock
         return None
+    ctx = RunContext(run_id=run.run_id, brand_uri=brand_uri, out_uri=store.root_uri, fetch=policy.for_catalog(run.catalog))
     items = [item for chunk in plan.chunks for item in chunk.items]
     outputs = all_unchanged(items, spec, spec_channels(spec), ctx, store, build_engines(spec, None), SourceFetcher(ctx.fetch, ctx.run_id))
     if outputs is None:
         return None
-    summary = summarise(
-        run_id=ctx.run_id, brand=spec.name, spec_version=spec.version, catalog=catalog, store=store, ingested=checked.total,
-        quarantine=checked.quarantined, warnings=checked.warnings, skipped=checked.skipped + plan.skipped,
-        products=plan.products, outputs=outputs, wall_s=time.perf_counter() - started,
-        manifest_uri=store.uri(BrandLayout(spec.name).exports[1]), max_failed_share=spec.quality.max_failed_share,
-    ).model_copy(update={"skus_requested": skus, "unknown_skus": plan.unknown_skus})
+    run = run.validated(checked.total, checked.quarantined, checked.warnings, checked.skipped).planned(plan)
+    summary = run.summary(outputs, store)
     write_summary(store, summary)
     return summary

@@ -15,7 +15,6 @@ from pydantic import BaseModel, Field
 from lightbox import safe_text
 from lightbox.layout import BrandLayout
 from lightbox.records import Output, QuarantinedRow
-from lightbox.state import recorded
 from lightbox.storage import Store
 
 log = logging.getLogger(__name__)
@@ -262,47 +261,6 @@ def _original(failures: list[dict[str, Any]], sku: str, cause: str) -> str:
 def retired_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What a summary lists of each retired photo."""
     return [{"sku": e.get("sku"), "channel": e.get("channel"), "photo": e.get("photo") or 1, "uri": e.get("uri")} for e in entries]
-
-
-def summarise(
-    *, run_id: str, brand: str, spec_version: int, catalog: str, store: Store, ingested: int,
-    quarantine: list[QuarantinedRow], warnings: list[QuarantinedRow], skipped: list[QuarantinedRow],
-    products: int, outputs: list[Output], wall_s: float, manifest_uri: str, engine_note: str = "studio",
-    consistency: dict[str, Any] | None = None, consistency_previous: float | None = None,
-    review_uri: str | None = None, max_failed_share: float = 1.0, stopped: str | None = None,
-) -> RunSummary:
-    """Counts of one run. Two failure causes are kept apart: outputs that could not be rendered (their
-    share is ``render_failed_share``) and rendered outputs that failed quality checks (``failed_share``,
-    which alone raises the quality alarm)."""
-    generated = sum(o.status == "rendered" for o in outputs)
-    render_failed = sum(o.status == "failed" for o in outputs)
-    qc_failed = sum(o.qc == "failed" for o in outputs)
-    attempted = generated + render_failed
-    live = [o for o in outputs if recorded(o)]  # written, or re-rendered to the bytes already live: both are this run's
-    published = len(live)
-    checked = generated + sum(o.status == "unchanged" for o in outputs)
-    failed_share = round(qc_failed / checked, 4) if checked else 0.0
-    return RunSummary(
-        run_id=run_id, brand=brand, spec_version=spec_version, catalog=catalog, out=store.root_uri,
-        ingested=ingested, invalid=len(quarantine), skipped=len(skipped), products=products,
-        generated=generated, unchanged=sum(o.status == "unchanged" for o in outputs),
-        passed=sum(o.qc in ("passed", "warned") for o in outputs), failed=render_failed + qc_failed, published=published,
-        render_failed=render_failed, qc_failed=qc_failed, warned=sum(o.qc == "warned" for o in outputs),
-        render_failed_share=round(render_failed / attempted, 4) if attempted else 0.0, stopped=stopped,
-        to_review=sum(o.published == "review" for o in outputs), wall_s=round(wall_s, 2),
-        images_per_s=round(generated / wall_s, 3) if wall_s > 0 else 0.0,
-        invalid_share=round(len(quarantine) / ingested, 4) if ingested else 0.0,
-        failed_share=failed_share, alarm=failed_share > max_failed_share,
-        consistency=consistency, consistency_previous=consistency_previous, review_uri=review_uri,
-        manifest_uri=manifest_uri, engine=engine_note, summary_uri=store.uri(run_key(brand, run_id, "summary.json")),
-        quarantine=quarantine, skipped_rows=skipped, warnings=warnings, failures=failures_of(outputs),
-        already_live=sum(o.published == "unchanged" for o in live),
-        published_images=[{"sku": o.sku, "channel": o.name, "uri": o.uri, "sha256": o.sha256, "qc": o.qc} for o in live],
-        cutouts=cutout_summary(outputs),
-        storage_retries=sum(o.storage_retries for o in outputs) + store.outage_retries,
-        storage_waited_s=round(sum(o.storage_waited_s for o in outputs) + store.outage_waited_s, 1),
-        storage_waited_outputs=sum(o.storage_retries > 0 for o in outputs),
-    )
 
 
 def cutout_summary(outputs: list[Output]) -> dict[str, Any]:

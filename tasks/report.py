@@ -5,13 +5,11 @@ notification through a Prefect notification block."""
 from __future__ import annotations
 
 from prefect import get_run_logger, task
-from prefect.runtime import flow_run
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from lightbox.layout import BrandLayout
-from lightbox.preflight import write_stopped_run
-from lightbox.records import Output, QuarantinedRow, RunContext
-from lightbox.report import RunSummary, catalog_checks, engine_note, summarise, write_summary
+from lightbox.records import Output
+from lightbox.report import RunSummary
+from lightbox.run import Run
 from lightbox.specs import BrandSpec
 from lightbox.storage import Store
 from lightbox.webhooks import Delivery, Notifier, WebhookConfig, event
@@ -53,27 +51,12 @@ def send_alert(block_name: str, summary: RunSummary) -> str:
 
 
 @task(name="report", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
-def report_run(
-    outputs: list[Output], spec: BrandSpec, ctx: RunContext, *, catalog: str, ingested: int,
-    quarantined: list[QuarantinedRow], warnings: list[QuarantinedRow], skipped: list[QuarantinedRow],
-    products: int, wall_s: float, manifest_uri: str, skus: list[str] | None = None, unknown_skus: list[str] | None = None,
-    deliveries: list[Delivery] | None = None, webhooks: WebhookConfig | None = None, cdn_invalidation: str | None = None,
-    runner: str | None = None, retired: tuple[list[dict], list[str]] = ([], []),
-) -> RunSummary:
-    store = Store(ctx.out_uri)
-    cons, previous, review_uri = catalog_checks(store, spec.name, ctx.run_id, outputs)
-    summary = summarise(
-        run_id=ctx.run_id, brand=spec.name, spec_version=spec.version, catalog=catalog, store=store,
-        ingested=ingested, quarantine=quarantined, warnings=warnings, skipped=skipped, products=products,
-        outputs=outputs, wall_s=wall_s, manifest_uri=manifest_uri, engine_note=engine_note(spec, ctx.ai_fallback),
-        consistency=cons, consistency_previous=previous, review_uri=review_uri,
-        max_failed_share=spec.quality.max_failed_share,
-    )
-    summary = summary.model_copy(update={
-        "flow_run_id": str(flow_run.get_id()) if flow_run.get_id() else None, "skus_requested": skus,
-        "unknown_skus": unknown_skus or [], "cdn_invalidation": cdn_invalidation, "runner": runner,
-        "retired": retired[0], "retire_failures": retired[1],
-    })
+def report_run(outputs: list[Output], spec: BrandSpec, run: Run, *, deliveries: list[Delivery] | None = None,
+               webhooks: WebhookConfig | None = None) -> RunSummary:
+    """The catalog checks, the summary (and the run's end told to webhook subscribers), the alarm's alert,
+    the summary files, the staging swept, and the run's artifacts."""
+    store = Store(run.out_uri)
+    summary = run.checked_summary(outputs, store)
     deliveries = list(deliveries or [])
     if webhooks and webhooks.subscribers:  # the run's end, told before the report is written so failures are in it
         deliveries += Notifier(webhooks).deliver_all([run_event(summary)])
@@ -86,35 +69,32 @@ def report_run(
         if spec.quality.alert_block:
             summary.alert = send_alert(spec.quality.alert_block, summary)
             logger.warning("alert via %s: %s", spec.quality.alert_block, summary.alert)
-    write_summary(store, summary)
-    store.delete_prefix(BrandLayout(spec.name).staging(ctx.run_id))
+    run.finish(store, summary)
     create_table_artifact(key=artifact_key(spec.name, "run-summary"), table=summary.table(),
-                          description=f"Catalog run {ctx.run_id}: counts and throughput")
+                          description=f"Catalog run {run.run_id}: counts and throughput")
     create_table_artifact(
         key=artifact_key(spec.name, "quarantine"),
         table=[q.model_dump() for q in summary.quarantine + summary.skipped_rows] or [{"row": "", "sku": "", "reason": "none"}],
         description="Rows not rendered, with the reason",
     )
     create_markdown_artifact(key=artifact_key(spec.name, "run-report"), markdown=summary.markdown(),
-                             description=f"Catalog run {ctx.run_id}")
-    create_link_artifact(key=artifact_key(spec.name, "review"), link=browser_link(review_uri),
+                             description=f"Catalog run {run.run_id}")
+    create_link_artifact(key=artifact_key(spec.name, "review"), link=browser_link(summary.review_uri or ""),
                          link_text=f"Review gallery: {summary.to_review} to review", description="Outputs the gate failed or warned about")
     logger.info(
         "run %s: %d ingested, %d invalid, %d generated, %d failed, %d published (%.2f images/s), consistency %s",
-        ctx.run_id, summary.ingested, summary.invalid, summary.generated, summary.failed, summary.published,
-        summary.images_per_s, (cons or {}).get("score"),
+        run.run_id, summary.ingested, summary.invalid, summary.generated, summary.failed, summary.published,
+        summary.images_per_s, (summary.consistency or {}).get("score"),
     )
     return summary
 
 
 @task(name="report-stopped", retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
-def report_stopped(spec: BrandSpec, ctx: RunContext, *, catalog: str, ingested: int, quarantined: list[QuarantinedRow],
-                   warnings: list[QuarantinedRow], skipped: list[QuarantinedRow], reason: str, wall_s: float) -> RunSummary:
+def report_stopped(run: Run, reason: str) -> RunSummary:
     """The report of a run refused before rendering (summary.json, quarantine.csv, the quarantine artifact)."""
-    summary = write_stopped_run(Store(ctx.out_uri), spec, ctx.run_id, catalog, ingested=ingested, quarantined=quarantined,
-                                warnings=warnings, skipped=skipped, reason=reason, wall_s=wall_s)
-    create_table_artifact(key=artifact_key(spec.name, "quarantine"), table=[q.model_dump() for q in quarantined + skipped],
+    summary = run.stop(Store(run.out_uri), reason)
+    create_table_artifact(key=artifact_key(run.brand, "quarantine"), table=[q.model_dump() for q in run.quarantine + run.skipped],
                           description=f"Rows not rendered: {reason}")
-    create_markdown_artifact(key=artifact_key(spec.name, "run-report"), markdown=summary.markdown(),
-                             description=f"Catalog run {ctx.run_id} (stopped)")
+    create_markdown_artifact(key=artifact_key(run.brand, "run-report"), markdown=summary.markdown(),
+                             description=f"Catalog run {run.run_id} (stopped)")
     return summary

@@ -27,7 +27,8 @@ from lightbox.publish import publish_chunk as _publish_chunk
 from lightbox.publish import retire as _retire
 from lightbox.quality import check_chunk
 from lightbox.records import Chunk, Output, QuarantinedRow, RunContext
-from lightbox.report import retired_rows, run_key
+from lightbox.report import retired_rows
+from lightbox.run import Run
 from lightbox.specs import BrandSpec, load_brand_spec, spec_channels
 from lightbox.state import RunState
 from lightbox.storage import Store
@@ -105,30 +106,29 @@ def sweep_stale(spec: BrandSpec, ctx: RunContext) -> dict[str, int]:
 
 
 @task(name="ingest", **RETRIES)
-def ingest_catalog(catalog_uri: str, spec: BrandSpec, ctx: RunContext, layout: str | None = None,
-                   skus: list[str] | None = None) -> str:
-    """Read the catalog (any supported export) into the run folder as a normalised Parquet file - only the
-    rows of ``skus`` for a catalog-update event; returns its URI."""
-    frame = only_skus(read_catalog(catalog_uri, layout=layout), skus)
-    uri = _write_frame(Store(ctx.out_uri), run_key(spec.name, ctx.run_id, "catalog.parquet"), frame)
+def ingest_catalog(run: Run, layout: str | None = None) -> str:
+    """Read the run's catalog (any supported export) into the run folder as a normalised Parquet file - only the
+    rows of the SKUs it asks for (a catalog-update event); returns its URI."""
+    frame = only_skus(read_catalog(run.catalog, layout=layout), run.skus_requested)
+    uri = _write_frame(Store(run.out_uri), run.key("catalog.parquet"), frame)
     notes = frame.attrs.get("notes") or []
     get_run_logger().info("ingested %d products from %s (%s layout; %d rows skipped or invalid there)",
-                          len(frame), catalog_uri, frame.attrs.get("layout", "lightbox"),
+                          len(frame), run.catalog, frame.attrs.get("layout", "lightbox"),
                           sum(n["kind"] != "warning" for n in notes))
     return uri
 
 
 @task(name="validate", **RETRIES)
-def validate_catalog(catalog_ref: str, spec: BrandSpec, ctx: RunContext) -> Validated:
+def validate_catalog(catalog_ref: str, spec: BrandSpec, run: Run) -> Validated:
     """pandera + Great Expectations. Above the spec's invalid-share threshold the result says why the
     catalog is refused (the flow writes the report, then stops)."""
-    store = Store(ctx.out_uri)
+    store = Store(run.out_uri)
     frame = pd.read_parquet(io.BytesIO(store.read(store.key_of(catalog_ref))))
     result = _validate(frame, spec, exists=local_file)
     logger = get_run_logger()
     for q in result.quarantined:
         logger.warning("quarantined row %d (%s): %s", q.row, q.sku, q.reason)
-    valid_uri = _write_frame(store, run_key(spec.name, ctx.run_id, "valid.parquet"), result.valid)
+    valid_uri = _write_frame(store, run.key("valid.parquet"), result.valid)
     for q in result.skipped:
         logger.info("skipped row %d (%s): %s", q.row, q.sku, q.reason)
     rejected = rejection(result, spec)

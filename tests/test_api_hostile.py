@@ -222,13 +222,14 @@ def test_no_5xx_for_odd_paths_and_bodies(server):
 # --- the reports such input ends up in -------------------------------------------------------------------
 def test_quarantine_csv_neutralises_formulas():
     from lightbox.records import QuarantinedRow
-    from lightbox.report import quarantine_csv, summarise
+    from lightbox.report import quarantine_csv
+    from lightbox.run import Run
     from lightbox.storage import Store
 
     rows = [QuarantinedRow(row=1, sku="=1+2", reason="-2+3 @SUM(A1)", column="+x"),
             QuarantinedRow(row=2, sku="\tTAB", reason="=HYPERLINK(\"http://evil\")")]
-    summary = summarise(run_id="r", brand="b", spec_version=1, catalog="c", store=Store("/tmp"), ingested=2, quarantine=rows,
-                        warnings=[], skipped=[], products=0, outputs=[], wall_s=1.0, manifest_uri="m")
+    run = Run(run_id="r", brand="b", spec_version=1, catalog="c", out_uri="/tmp", started=0.0, ingested=2, quarantine=rows)
+    summary = run.summary([], Store("/tmp"), clock=lambda: 1.0)
     cells = [c for row in csv.reader(io.StringIO(quarantine_csv(summary).decode())) for c in row]
     assert not any(c.startswith(("=", "+", "-", "@", "\t", "\r")) for c in cells), cells
     assert "'=1+2" in cells and "'=HYPERLINK(\"http://evil\")" in cells
@@ -237,13 +238,13 @@ def test_quarantine_csv_neutralises_formulas():
 def test_terminal_and_markdown_show_catalog_text_as_text(capsys):
     from flows.cli import _print_summary
     from lightbox.records import QuarantinedRow
-    from lightbox.report import summarise
+    from lightbox.run import Run
     from lightbox.storage import Store
 
     evil = "\x1b]0;pwned\x07\x1b[2J<script>alert(1)</script> [x](javascript:alert(1))"
-    summary = summarise(run_id="r", brand="b", spec_version=1, catalog="c", store=Store("/tmp"), ingested=1,
-                        quarantine=[QuarantinedRow(row=1, sku="S-1", reason=f"bad value {evil}")], warnings=[], skipped=[],
-                        products=0, outputs=[], wall_s=1.0, manifest_uri="m")
+    run = Run(run_id="r", brand="b", spec_version=1, catalog="c", out_uri="/tmp", started=0.0, ingested=1,
+              quarantine=[QuarantinedRow(row=1, sku="S-1", reason=f"bad value {evil}")])
+    summary = run.summary([], Store("/tmp"), clock=lambda: 1.0)
     _print_summary(summary)
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out and "\\x1b]0;pwned\\x07" in out

@@ -109,14 +109,14 @@ def test_an_incremental_rerun_is_measured_against_the_catalog_it_checks_not_the_
     """A nightly rerun renders again only the outputs that failed last time: measured against those, the share was
     100 % and the alarm rang every night for one bad photo; measured against the run's outputs it is 3 of 42."""
     from lightbox.records import Output
-    from lightbox.report import summarise
+    from lightbox.run import Run
     from lightbox.storage import Store
 
     outputs = [Output(sku=f"S{i}", row=i + 1, category="kitchen", channel="amazon_main", status="unchanged", qc="passed")
                for i in range(39)]
     outputs += [Output(sku="BAD", row=40, category="kitchen", channel=ch, status="rendered", qc="failed")
                 for ch in ("amazon_main", "shopify_square", "google_merchant")]
-    s = summarise(run_id="r", brand="acme-home", spec_version=1, catalog="c.csv", store=Store(str(tmp_path)), ingested=14,
-                  quarantine=[], warnings=[], skipped=[], products=14, outputs=outputs, wall_s=1.0, manifest_uri="m",
-                  max_failed_share=0.2)
+    run = Run(run_id="r", brand="acme-home", spec_version=1, catalog="c.csv", out_uri=str(tmp_path), started=0.0, ingested=14,
+              products=14, max_failed_share=0.2)
+    s = run.summary(outputs, Store(str(tmp_path)), clock=lambda: 1.0)
     assert s.failed_share == round(3 / 42, 4) and not s.alarm
