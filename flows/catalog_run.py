@@ -22,7 +22,7 @@ from lightbox.state import RunState, StateError
 from lightbox.storage import Store, parse_output_root
 from lightbox.fetch_policy import FetchPolicy, load_fetch_policy
 from lightbox.webhooks import Delivery, WebhookConfig, load_webhooks
-from lightbox.records import Chunk, Output, RunContext
+from lightbox.records import Chunk, Output, RunContext, Validated
 from lightbox.report import RunSummary, engine_note
 from lightbox.run import Run, new_run_id
 from lightbox.specs import BrandSpec, spec_channels
@@ -62,6 +62,7 @@ def catalog_run(
     skus: list[str] | None = None,
     webhooks: str | None = None,
     local_files: list[str] | None = None,
+    checked: str | None = None,
 ) -> RunSummary | State:
     """Render a catalog for one brand spec and publish what passes.
 
@@ -75,6 +76,9 @@ def catalog_run(
     webhooks: webhook subscribers YAML (default: $LIGHTBOX_WEBHOOKS, else none)
     local_files: for catalogs from outside (the job API): local photos only inside these folders, none when
         empty (default None: a local catalog may name local files, as on the command line)
+    checked: the catalog as the caller already read and validated it (``lightbox run`` hands over its preflight's
+        result: validated.json in the run's folder under ``out``); the run takes that run id and skips ingest and
+        validate (default None: the flow reads and validates the catalog)
 
     Tasks run on a thread pool, or on a Dask cluster named by ``LIGHTBOX_CLUSTER`` (``local:N`` or
     ``tcp://HOST:8786``: flows/cluster.py); GPU work goes to workers declaring a ``GPU`` resource.
@@ -97,15 +101,17 @@ def catalog_run(
     hooks = load_webhooks(webhooks or os.environ.get("LIGHTBOX_WEBHOOKS"))
     policy = load_fetch_policy(fetch_policy or os.environ.get("LIGHTBOX_FETCH_POLICY")).for_catalog(catalog, local_files)
     logger = get_run_logger()
+    handed = Run.handed_over(Store(out), spec.name, checked) if checked else None
     lock = BrandLock(Store(out), spec.name, owner=str(flow_run.get_id() or "local"))
     with lock.held(on_wait=lambda h: logger.warning("waiting for the brand lock of %s, held by %s", spec.name, describe(h))):
         flow_run_id = str(flow_run.get_id()) if flow_run.get_id() else None
-        run = Run.start(spec, catalog, out, run_id=new_run_id(flow_run_id or "local"), skus=skus, clock=lambda: started)
-        return _run(run.noted(flow_run_id=flow_run_id), spec, brand, chunk_size, layout, policy, hooks, lock)
+        run_id = handed.run_id if handed else new_run_id(flow_run_id or "local")
+        run = Run.start(spec, catalog, out, run_id=run_id, skus=skus, clock=lambda: started)
+        return _run(run.noted(flow_run_id=flow_run_id), spec, brand, chunk_size, layout, policy, hooks, lock, handed)
 
 
 def _run(run: Run, spec: BrandSpec, brand: str, chunk_size: int, layout: str | None, policy: FetchPolicy,
-         hooks: WebhookConfig, lock: BrandLock) -> RunSummary | State:
+         hooks: WebhookConfig, lock: BrandLock, handed: Validated | None) -> RunSummary | State:
     skus = run.skus_requested
     ai_fallback = prepare_engine(spec)
     cutout_fallback = prepare_cutout(spec)
@@ -114,14 +120,18 @@ def _run(run: Run, spec: BrandSpec, brand: str, chunk_size: int, layout: str | N
     run = run.noted(engine=engine_note(spec, ai_fallback))
     sweep_stale(spec, ctx)  # earlier runs' staging and temporary files: none of those runs is alive (we hold the lock)
 
-    # 1. Ingest (a catalog that cannot be read is reported like a refused one)
-    ingested = ingest_catalog(run, layout, return_state=True)
-    if ingested.is_failed() and isinstance(unreadable := ingested.result(raise_on_failure=False), CatalogError):
-        report_stopped(run, str(unreadable))
-        return Failed(name=INVALID_CATALOG, message=str(unreadable))
-    catalog_ref = ingested.result()
-    # 2. Validate
-    validated = validate_catalog(catalog_ref, spec, run)
+    if handed is not None:  # 1.-2. done by the caller (lightbox run's preflight): not read and validated again
+        validated = handed
+        get_run_logger().info("catalog as validated before the run: %d rows, %d invalid, %d skipped",
+                              validated.ingested, len(validated.quarantined), len(validated.skipped))
+    else:
+        # 1. Ingest (a catalog that cannot be read is reported like a refused one)
+        ingested = ingest_catalog(run, layout, return_state=True)
+        if ingested.is_failed() and isinstance(unreadable := ingested.result(raise_on_failure=False), CatalogError):
+            report_stopped(run, str(unreadable))
+            return Failed(name=INVALID_CATALOG, message=str(unreadable))
+        # 2. Validate
+        validated = validate_catalog(ingested.result(), spec, run)
     run = run.validated(validated.ingested, validated.quarantined, validated.warnings, validated.skipped)
     if validated.rejected:
         summary = report_stopped(run, validated.rejected)

@@ -345,14 +345,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         _remove_if_left_empty(args.out, out_existed)
         return _fail(str(e), 2)
 
+    run = Run.start(spec, args.catalog, store.root_uri, skus=skus, clock=lambda: started)
     refused = rejection(checked, spec)
     if refused:
-        run = Run.start(spec, args.catalog, store.root_uri, skus=skus, clock=lambda: started)
         summary = run.validated(checked.total, checked.quarantined, checked.warnings, checked.skipped).stop(store, refused)
         _print_rows(summary.quarantine, summary.skipped_rows, summary.warnings, summary.quarantine_uri)
         return _fail(f"{refused}; quarantine report: {summary.quarantine_uri}", 2)
     if not hooks.subscribers:
-        run = Run.start(spec, args.catalog, store.root_uri, skus=skus, clock=lambda: started)
         summary = unchanged_run(run, args.brand, spec, store, checked, policy, args.chunk_size)
         if summary is not None:
             _print_summary(summary)
@@ -366,6 +365,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         _remove_if_left_empty(args.out, out_existed)
         return _fail(str(e), 2)
 
+    # the flow takes the catalog as checked here (its run id, valid rows and counts): not read and validated twice
+    handed = run.hand_over(store, run.keep_validated(store, checked.valid, checked.total, checked.quarantined,
+                                                      checked.warnings, checked.skipped, None))
     _prepare_env(args.verbose)
     from tqdm import tqdm
 
@@ -386,10 +388,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         with api_for_workers(cluster_setting):
             state = flow(catalog=args.catalog, brand=args.brand, out=args.out, chunk_size=args.chunk_size,
                          layout=None if args.layout == "auto" else args.layout, fetch_policy=args.fetch_policy,
-                         skus=skus, webhooks=args.webhooks, return_state=True)
+                         skus=skus, webhooks=args.webhooks, checked=handed, return_state=True)
     except Exception as e:  # the server or the engine broke: one line here, the traceback with -v
         logging.getLogger(__name__).debug("the run raised", exc_info=True)
-        _remove_if_left_empty(args.out, out_existed)
+        _forget_run(store, run, args.out, out_existed)
         if "Failed to reach API" in str(e):
             return _fail(f"cannot reach the Prefect API at {os.environ.get('PREFECT_API_URL')} (is the server running? "
                          "without PREFECT_API_URL a temporary server is started)", 1)
@@ -404,7 +406,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if summary is not None and summary.flow_run_id == str(state.state_details.flow_run_id):
         _print_summary(summary)
     else:
-        _remove_if_left_empty(args.out, out_existed)
+        _forget_run(store, run, args.out, out_existed)
     if state.name == QUALITY_ALARM:
         return _fail(f"quality alarm: {state.message}", 3)
     result = state.result(raise_on_failure=False)
@@ -425,6 +427,12 @@ def _check_catalog_exists(catalog: str) -> None:
 
 def _exists_locally(out: str) -> bool:
     return "://" in out and not out.startswith("file://") or os.path.exists(out.removeprefix("file://"))
+
+
+def _forget_run(store, run, out: str, existed: bool) -> None:  # Store, Run
+    """A run that ended before writing its report leaves neither its handed-over files nor an empty output folder."""
+    store.delete_prefix(run.key(""))
+    _remove_if_left_empty(out, existed)
 
 
 def _remove_if_left_empty(out: str, existed: bool) -> None:

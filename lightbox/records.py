@@ -45,6 +45,19 @@ class QuarantinedRow(_Record):
     causes: list[str] = Field(default_factory=list, description="the reasons one by one, when there are several")
 
 
+class Validated(_Record):
+    """The validate stage's result, by reference: the valid rows in the run's folder, the counts and the rows
+    left out; ``rejected`` says why the catalog is refused as a whole (too many invalid rows), else None."""
+
+    run_id: str
+    valid_uri: str
+    ingested: int
+    quarantined: list[QuarantinedRow]
+    warnings: list[QuarantinedRow]
+    skipped: list[QuarantinedRow] = Field(default_factory=list)
+    rejected: str | None = None
+
+
 class Recorded(_Record):
     """What the run state records of a live object: enough to tell that the object is still that one."""
 

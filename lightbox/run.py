@@ -19,13 +19,21 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+import io
+import re
+
+import pandas as pd
+
+from lightbox.errors import LightboxError
 from lightbox.layout import BrandLayout
-from lightbox.records import Output, QuarantinedRow
+from lightbox.records import Output, QuarantinedRow, Validated
 from lightbox.report import RunSummary, catalog_checks, cutout_summary, failures_of, write_summary
 from lightbox.state import recorded
 from lightbox.storage import Store
 
 Clock = Callable[[], float]
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")
+HANDED_OVER = "validated.json"
 
 
 def new_run_id(suffix: str | None = None, now: datetime | None = None) -> str:
@@ -95,6 +103,46 @@ class Run(BaseModel):
     @property
     def staging(self) -> str:
         return self.layout.staging(self.run_id)
+
+    def write_frame(self, store: Store, name: str, frame: pd.DataFrame) -> str:
+        """A table into the run's folder as Parquet (``catalog.parquet``, ``valid.parquet``); returns its URI."""
+        buf = io.BytesIO()
+        frame.to_parquet(buf, index=False)
+        store.write_atomic(self.key(name), buf.getvalue())
+        return store.uri(self.key(name))
+
+    def keep_validated(self, store: Store, valid: pd.DataFrame, ingested: int, quarantined: list[QuarantinedRow],
+                       warnings: list[QuarantinedRow], skipped: list[QuarantinedRow], rejected: str | None) -> Validated:
+        """The validate stage's result kept in the run's folder (valid.parquet), as the record the next stages read."""
+        return Validated(run_id=self.run_id, valid_uri=self.write_frame(store, "valid.parquet", valid), ingested=ingested,
+                         quarantined=quarantined, warnings=warnings, skipped=skipped, rejected=rejected)
+
+    def hand_over(self, store: Store, validated: Validated) -> str:
+        """A catalog validated before the flow (``lightbox run``'s preflight) handed to it: ``validated.json`` in
+        the run's folder, whose URI is the flow's ``checked`` parameter (the flow then reads and validates nothing
+        again). Returns that URI."""
+        store.write_atomic(self.key(HANDED_OVER), validated.model_dump_json().encode())
+        return store.uri(self.key(HANDED_OVER))
+
+    @staticmethod
+    def handed_over(store: Store, brand: str, uri: str) -> Validated:
+        """The validation a caller handed over at ``uri``: only a ``validated.json`` in one of the brand's run
+        folders under this output root, whose valid rows are in that same folder, is taken (LightboxError
+        otherwise, naming the parameter)."""
+        layout = BrandLayout(brand)
+        prefix = store.uri(layout.runs) + "/"
+        run_id = uri.removeprefix(prefix).removesuffix("/" + HANDED_OVER)
+        if not uri.startswith(prefix) or not _RUN_ID.fullmatch(run_id) or uri != store.uri(layout.run(run_id, HANDED_OVER)):
+            raise LightboxError(f"parameter checked: {uri!r} is not a {HANDED_OVER} in a run folder of {brand} under {store.root_uri}")
+        try:
+            validated = Validated.model_validate_json(store.read(layout.run(run_id, HANDED_OVER)))
+        except FileNotFoundError:
+            raise LightboxError(f"parameter checked: {uri} does not exist") from None
+        except ValueError as e:
+            raise LightboxError(f"parameter checked: {uri} is not a validation record ({type(e).__name__})") from None
+        if validated.run_id != run_id or validated.valid_uri != store.uri(layout.run(run_id, "valid.parquet")):
+            raise LightboxError(f"parameter checked: {uri} names another run's files")
+        return validated
 
     # -- the end -------------------------------------------------------------------------------------------
     def summary(self, outputs: list[Output], store: Store, *, consistency: dict[str, Any] | None = None,

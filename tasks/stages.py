@@ -8,7 +8,6 @@ import io
 import pandas as pd
 from prefect import get_run_logger, task
 from prefect.concurrency.sync import concurrency
-from pydantic import BaseModel
 
 from lightbox.catalog.ingest import only_skus, read_catalog, to_products
 from lightbox.catalog.validate import local_file
@@ -26,7 +25,7 @@ from lightbox.publish import sweep_stale as _sweep_stale
 from lightbox.publish import publish_chunk as _publish_chunk
 from lightbox.publish import retire as _retire
 from lightbox.quality import check_chunk
-from lightbox.records import Chunk, Output, QuarantinedRow, RunContext
+from lightbox.records import Chunk, Output, RunContext, Validated
 from lightbox.report import retired_rows
 from lightbox.run import Run
 from lightbox.specs import BrandSpec, load_brand_spec, spec_channels
@@ -36,22 +35,6 @@ from lightbox.webhooks import Delivery, Notifier, WebhookConfig, product_events
 from tasks._policy import RETRY_DELAYS, ensure_concurrency_limit, retry_transient
 
 RETRIES = dict(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
-
-
-class Validated(BaseModel):
-    valid_uri: str
-    ingested: int
-    quarantined: list[QuarantinedRow]
-    warnings: list[QuarantinedRow]
-    skipped: list[QuarantinedRow] = []
-    rejected: str | None = None  # the catalog is refused as a whole (too many invalid rows): why
-
-
-def _write_frame(store: Store, key: str, frame: pd.DataFrame) -> str:
-    buf = io.BytesIO()
-    frame.to_parquet(buf, index=False)
-    store.write_atomic(key, buf.getvalue())
-    return store.uri(key)
 
 
 @task(name="load-brand-spec", **RETRIES)
@@ -110,7 +93,7 @@ def ingest_catalog(run: Run, layout: str | None = None) -> str:
     """Read the run's catalog (any supported export) into the run folder as a normalised Parquet file - only the
     rows of the SKUs it asks for (a catalog-update event); returns its URI."""
     frame = only_skus(read_catalog(run.catalog, layout=layout), run.skus_requested)
-    uri = _write_frame(Store(run.out_uri), run.key("catalog.parquet"), frame)
+    uri = run.write_frame(Store(run.out_uri), "catalog.parquet", frame)
     notes = frame.attrs.get("notes") or []
     get_run_logger().info("ingested %d products from %s (%s layout; %d rows skipped or invalid there)",
                           len(frame), run.catalog, frame.attrs.get("layout", "lightbox"),
@@ -128,15 +111,13 @@ def validate_catalog(catalog_ref: str, spec: BrandSpec, run: Run) -> Validated:
     logger = get_run_logger()
     for q in result.quarantined:
         logger.warning("quarantined row %d (%s): %s", q.row, q.sku, q.reason)
-    valid_uri = _write_frame(store, run.key("valid.parquet"), result.valid)
     for q in result.skipped:
         logger.info("skipped row %d (%s): %s", q.row, q.sku, q.reason)
     rejected = rejection(result, spec)
     if rejected:
         for line in reason_lines(result.quarantined):
             logger.error("invalid: %s", line)
-    return Validated(valid_uri=valid_uri, ingested=result.total, quarantined=result.quarantined,
-                     warnings=result.warnings, skipped=result.skipped, rejected=rejected)
+    return run.keep_validated(store, result.valid, result.total, result.quarantined, result.warnings, result.skipped, rejected)
 
 
 @task(name="plan", **RETRIES)

@@ -61,6 +61,41 @@ def test_full_run_prints_summary(tmp_path, capsys):
     assert "no run state" in capsys.readouterr().err
 
 
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_flow_takes_the_catalog_as_the_command_line_checked_it(tmp_path, monkeypatch, capsys):
+    """``lightbox run`` reads and validates the catalog before the flow (to refuse early, or to end a run with nothing
+    to render); the flow takes that result (its run id, valid rows and counts) instead of reading and validating the
+    catalog a second time."""
+    import json
+
+    import tasks.stages
+    from lightbox import preflight
+
+    calls = {"read": 0, "validate": 0}
+
+    def counted(name, fn):
+        def wrapper(*a, **k):
+            calls[name] += 1
+            return fn(*a, **k)
+        return wrapper
+
+    for module, read, validate in ((preflight, "read_catalog", "validate_catalog"), (tasks.stages, "read_catalog", "_validate")):
+        monkeypatch.setattr(module, read, counted("read", getattr(module, read)))
+        monkeypatch.setattr(module, validate, counted("validate", getattr(module, validate)))
+    catalog = make_catalog(tmp_path / "cat", bad={"MISSING": None}, n_good=3)  # one row's photo does not exist
+    out = tmp_path / "out"
+    assert main(["run", str(catalog), "--brand", ACME, "--out", str(out), "--chunk-size", "2"]) == 0
+    assert calls == {"read": 1, "validate": 1}
+    assert "4 rows, 1 quarantined" in capsys.readouterr().out
+    latest = json.loads((out / "acme-home" / "latest-run.json").read_text())
+    folder = out / "acme-home" / "_runs" / latest["run_id"]
+    summary = json.loads((folder / "summary.json").read_text())
+    assert (summary["ingested"], summary["invalid"], summary["published"]) == (4, 1, 9)
+    assert [q["sku"] for q in summary["quarantine"]] == ["MISSING"]
+    assert (folder / "validated.json").exists() and (folder / "valid.parquet").exists()
+    assert not (folder / "catalog.parquet").exists()  # the flow's ingest did not run
+
+
 def test_validate_and_run_check_photos_and_models_as_the_run_does(tmp_path):
     """Issue 25, item 5: a local photo that does not exist and a segmentation model that cannot load are found by
     ``validate`` (exit 2) and by ``run`` before any server starts (one line, exit 2, nothing written)."""
