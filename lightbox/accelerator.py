@@ -21,11 +21,19 @@ class Runtime:
 
 def pick_runtime(device: str, dtype: str, *, field: str, require_accelerator: bool = False) -> Runtime:
     """``auto`` device: CUDA > MPS > CPU; ``auto`` dtype: bf16 (or fp16) on CUDA, fp16 on MPS, fp32 on CPU.
-    ``field`` names the spec section in errors (``diffusion``, ``cutout.model``)."""
-    import torch
+    ``field`` names the spec section in errors (``diffusion``, ``cutout.model``). Without torch (the studio install:
+    ONNX models only) CUDA is what onnxruntime offers, and there is no MPS."""
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None:
+        cuda = torch.cuda.is_available()
+        mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    else:
+        import onnxruntime
 
-    cuda = torch.cuda.is_available()
-    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+        cuda, mps = "CUDAExecutionProvider" in onnxruntime.get_available_providers(), False
     if device == "auto":
         device = "cuda" if cuda else "mps" if mps else "cpu"
     elif (device == "cuda" and not cuda) or (device == "mps" and not mps):
@@ -34,7 +42,7 @@ def pick_runtime(device: str, dtype: str, *, field: str, require_accelerator: bo
         raise DeviceUnavailable(f"{field}.require is 'accelerator' but only a CPU is available")
     if dtype == "auto":
         if device == "cuda":
-            dtype = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+            dtype = "bfloat16" if torch is not None and torch.cuda.is_bf16_supported() else "float16"
         elif device == "mps":
             dtype = "float16"
         else:
@@ -50,7 +58,7 @@ def is_oom(exc: BaseException) -> bool:
         oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
         if oom is not None and isinstance(exc, oom):
             return True
-    except ImportError:  # pragma: no cover - torch is a dependency
+    except ImportError:  # the studio install has no torch: onnxruntime's errors are read by their text
         pass
     text = str(exc).lower()
     return "out of memory" in text or "failed to allocate memory" in text

@@ -46,9 +46,16 @@ def prepare_ai(spec) -> str | None:
     if not uses_ai(spec):
         return None
     from lightbox.accelerator import DeviceUnavailable
-    from lightbox.engines.diffusion import ModelLoadError, get_pipeline, resolve_runtime
+    from lightbox.extras import MissingExtra, require_ai
 
     cfg = spec.diffusion
+    try:
+        require_ai("diffusion (the spec's AI looks)")
+        from lightbox.engines.diffusion import ModelLoadError, get_pipeline, resolve_runtime
+    except MissingExtra as e:
+        if cfg.fallback == "fail":
+            raise
+        return f"{e}; rendering with the studio engine (diffusion.fallback: studio)"
     try:
         rt = resolve_runtime(cfg)
         get_pipeline(cfg, "inpaint", rt)

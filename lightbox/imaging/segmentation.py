@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from lightbox.accelerator import DeviceUnavailable, Runtime, is_oom, pick_runtime, where
+from lightbox.extras import MissingExtra, require_ai
 from lightbox.errors import LightboxError
 from lightbox.specs.models import BrandSpec, SegmentationModel
 
@@ -231,6 +232,8 @@ def get_segmenter(cfg: SegmentationModel) -> _Base:
     key = json.dumps(cfg.model_dump(mode="json"), sort_keys=True)
     with _LOCK:
         if key not in _CACHE:
+            if model_format(cfg) == "transformers":  # an ONNX model needs onnxruntime only
+                require_ai(f"cutout.model {cfg.path!r} (a transformers checkpoint)", ("torch", "transformers"))
             rt = resolve_runtime(cfg)
             cls = OnnxSegmenter if model_format(cfg) == "onnx" else TransformersSegmenter
             _CACHE[key] = cls(cfg, rt)
@@ -245,7 +248,7 @@ def prepare_segmentation(spec: BrandSpec) -> str | None:
     for cfg in spec.segmentation_models():
         try:
             get_segmenter(cfg)
-        except (SegmentationLoadError, DeviceUnavailable) as e:
+        except (SegmentationLoadError, DeviceUnavailable, MissingExtra) as e:
             if cfg.fallback == "fail":
                 raise
             return f"{e}; cutting with the backdrop method, refusing photos without a plain backdrop (cutout.model.fallback: backdrop)"
