@@ -51,7 +51,7 @@ def run_tree(tree: Path, out: Path) -> dict:
 def gallery_cuts(tmp: Path) -> dict:
     import lightbox.generate as generate
     from lightbox.pipeline import run_plain
-    from tests.helpers import GALLERY, make_gallery_catalog
+    from tests.support.helpers import GALLERY, make_gallery_catalog
 
     counted: list[int] = []
     real = generate.cut_out_many

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from tests.helpers import free_port
+from tests.support.helpers import free_port
 
 _HOME = tempfile.mkdtemp(prefix="lightbox-prefect-home-")
 os.environ.setdefault("PREFECT_HOME", _HOME)

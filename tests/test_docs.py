@@ -1,6 +1,6 @@
 """Every command block of the README and docs/ marked ``<!-- runnable -->`` runs as written, in a fresh folder that
 holds what a user's folder would: the repository's examples and brand specs, and ``products_export.csv``, a Shopify
-product export (written by tests/exports.py) with its photos. A block is a shell script run with ``bash -eu``:
+product export (written by tests/support/exports.py) with its photos. A block is a shell script run with ``bash -eu``:
 every line must succeed. Identical blocks (the README repeats some docs) run once.
 
 The install commands and the service block are not marked: CI runs the first as its own command, and
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests import exports
+from tests.support import exports
 from tests.conftest import REPO
-from tests.images import studio_photo, to_bytes
+from tests.support.images import studio_photo, to_bytes
 
 MARK = "<!-- runnable -->"
 _BLOCK = re.compile(re.escape(MARK) + r"\s*\n```bash\n(.*?)\n```", re.S)

@@ -23,8 +23,8 @@ import pytest
 
 from tests.conftest import REPO
 from tests.e2e.test_service import _wait
-from tests.helpers import free_port
-from tests.http_server import WebhookReceiver
+from tests.support.helpers import free_port
+from tests.support.http_server import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 WEBHOOK_IN_README = "https://hooks.example.com/lightbox-ops"

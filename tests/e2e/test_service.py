@@ -31,9 +31,9 @@ import pytest
 
 from lightbox.webhooks import SIGNATURE_HEADER, verify
 from tests.conftest import ACME, REPO, fresh_database
-from tests.http_server import WebhookReceiver
-from tests.images import studio_photo, to_bytes
-from tests.helpers import free_port
+from tests.support.http_server import WebhookReceiver
+from tests.support.images import studio_photo, to_bytes
+from tests.support.helpers import free_port
 
 pytestmark = pytest.mark.e2e
 N_PRODUCTS = 200

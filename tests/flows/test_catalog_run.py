@@ -10,7 +10,7 @@ from prefect.client.orchestration import get_client
 from flows.catalog_run import catalog_run
 from lightbox.errors import SpecError
 from tests.conftest import ACME, EXAMPLE_CATALOG
-from tests.helpers import make_catalog
+from tests.support.helpers import make_catalog
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
 
@@ -176,8 +176,8 @@ def test_quality_alarm_ends_in_its_own_state_and_alerts_a_webhook(tmp_path):
     spec's notification block (a custom webhook) reaches a local HTTP receiver."""
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
-    from tests.http_server import WebhookReceiver
-    from tests.helpers import add_thumbnail
+    from tests.support.http_server import WebhookReceiver
+    from tests.support.helpers import add_thumbnail
 
     with WebhookReceiver() as rx:
         CustomWebhookNotificationBlock(

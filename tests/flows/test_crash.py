@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import ACME, REPO
 from tests.e2e.test_service import _wait
-from tests.helpers import make_catalog
+from tests.support.helpers import make_catalog
 
 TTL_S = 8
 

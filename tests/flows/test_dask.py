@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import ACME, REPO
 from tests.e2e.test_service import _wait
-from tests.helpers import free_port, make_catalog
+from tests.support.helpers import free_port, make_catalog
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import pytest
 from flows.catalog_run import catalog_run
 from lightbox.webhooks import SIGNATURE_HEADER, verify
 from tests.conftest import ACME
-from tests.http_server import WebhookReceiver, closed_port_url
-from tests.images import studio_photo, to_bytes
-from tests.helpers import add_thumbnail, make_catalog
+from tests.support.http_server import WebhookReceiver, closed_port_url
+from tests.support.images import studio_photo, to_bytes
+from tests.support.helpers import add_thumbnail, make_catalog
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
 SECRET = "whsec-test-0123456789"

@@ -8,7 +8,7 @@ from PIL import Image, ImageCms
 
 from lightbox.errors import ItemError
 from lightbox.imaging.decode import decode_image
-from tests.images import studio_photo, to_bytes
+from tests.support.images import studio_photo, to_bytes
 
 LIMIT = 60_000_000
 

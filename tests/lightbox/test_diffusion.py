@@ -26,8 +26,8 @@ from lightbox.specs import load_brand_spec, load_channel_presets, resolve_look
 from lightbox.specs.models import Diffusion
 from lightbox.storage import Store
 from tests.conftest import REPO
-from tests.images import studio_photo
-from tests.helpers import make_catalog
+from tests.support.images import studio_photo
+from tests.support.helpers import make_catalog
 
 CPU = Runtime(device="cpu", dtype="float32")
 

@@ -38,7 +38,7 @@ def test_the_studio_install_renders_and_cuts_with_the_bundled_model_without_torc
         from lightbox.imaging.segmentation import get_segmenter
         from lightbox.pipeline import run_plain
         from lightbox.specs.models import SegmentationModel
-        from tests.helpers import make_catalog
+        from tests.support.helpers import make_catalog
 
         s = run_plain(str(make_catalog(__import__("pathlib").Path(sys.argv[1]), n_good=2)), sys.argv[2], sys.argv[1] + "/out")
         print("published", s.published, "failed", s.failed)

@@ -13,8 +13,8 @@ import pytest
 from lightbox.errors import SpecError
 from lightbox.fetch import FetchError, FetchRefused, SourceFetcher, _address_problem
 from lightbox.fetch_policy import FetchPolicy, load_fetch_policy
-from tests.http_server import ImageServer
-from tests.images import studio_photo, to_bytes
+from tests.support.http_server import ImageServer
+from tests.support.images import studio_photo, to_bytes
 
 JPEG = to_bytes(studio_photo(120, 160)[0], "JPEG", quality=90)
 PNG = to_bytes(studio_photo(100, 100, seed=1)[0], "PNG")
@@ -260,7 +260,7 @@ def test_https_verifies_the_certificate_and_the_host_name(tmp_path):
     """A real TLS server on 127.0.0.1 with a certificate from a throwaway CA: trusted through the
     policy's ca_bundle it is fetched; with certifi's CAs it is refused (not retried); a certificate
     for another name is refused even though the connection goes to a pinned address."""
-    from tests.http_server import make_tls_files
+    from tests.support.http_server import make_tls_files
 
     ca, cert, key = make_tls_files(tmp_path)
     with ImageServer(tls=(cert, key)) as tls:

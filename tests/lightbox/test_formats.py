@@ -1,5 +1,5 @@
 """Shopify (classic and 2024+ headers), WooCommerce and Google Merchant (TSV and RSS XML) exports,
-written by tests/exports.py, read into product records: variants, images, categories, attributes,
+written by tests/support/exports.py, read into product records: variants, images, categories, attributes,
 and every skipped or invalid row named by row, column and reason; data-quality problems reported."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from lightbox.catalog.validate import validate_catalog
 from lightbox.errors import CatalogError
 from lightbox.specs import load_brand_spec
 from lightbox.specs.starter import starter_spec
-from tests import exports
+from tests.support import exports
 from tests.conftest import ACME
 
 

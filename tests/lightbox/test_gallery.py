@@ -10,7 +10,7 @@ import pytest
 
 from lightbox.pipeline import run_plain
 from tests.conftest import ACME
-from tests.helpers import add_thumbnail, animated_gif, make_catalog
+from tests.support.helpers import add_thumbnail, animated_gif, make_catalog
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver")

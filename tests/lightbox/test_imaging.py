@@ -21,7 +21,7 @@ from lightbox.imaging.cutout import cut_out
 from lightbox.specs import load_brand_spec, load_channel_presets, resolve_look
 from lightbox.specs.models import ChannelPreset, Cutout, SolidBackground
 from tests.conftest import ACME, TRAILHEAD
-from tests.images import studio_photo
+from tests.support.images import studio_photo
 
 PARAMS = Cutout()
 

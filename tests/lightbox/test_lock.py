@@ -119,7 +119,7 @@ def test_a_run_that_hung_past_its_lease_publishes_nothing_more(tmp_path):
     from lightbox.specs import load_brand_spec, spec_channels
     from lightbox.state import RunState
     from tests.conftest import ACME
-    from tests.helpers import make_catalog
+    from tests.support.helpers import make_catalog
 
     spec, out = load_brand_spec(ACME), tmp_path / "out"
     store, channels = Store(str(out)), spec_channels(spec)

@@ -18,7 +18,7 @@ from lightbox.publish import sweep_stale
 from lightbox.state import RunState
 from lightbox.storage import TMP_DIR, Store
 from tests.conftest import ACME
-from tests.helpers import make_catalog
+from tests.support.helpers import make_catalog
 
 
 class FlakyProxy:

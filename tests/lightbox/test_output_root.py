@@ -19,7 +19,7 @@ from flows import cli
 from lightbox.errors import LightboxError, OutputRootError, StorageError
 from lightbox.storage import Store, parse_output_root
 from tests.conftest import ACME, EXAMPLE_CATALOG, REPO
-from tests.helpers import free_port
+from tests.support.helpers import free_port
 
 FORMS = "an output root is a local path, file://PATH or s3://BUCKET[/PREFIX]"
 

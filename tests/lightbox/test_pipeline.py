@@ -16,8 +16,8 @@ from lightbox.pipeline import run_plain
 from lightbox.specs import load_channel_presets
 from lightbox.storage import Store
 from tests.conftest import ACME, REPO, TRAILHEAD
-from tests.helpers import make_catalog
-from tests.images import studio_photo, to_bytes
+from tests.support.helpers import make_catalog
+from tests.support.images import studio_photo, to_bytes
 
 CHANNELS = ("amazon_main", "shopify_square", "google_merchant")
 

@@ -28,7 +28,7 @@ from lightbox.specs.models import resolve_look
 from lightbox.state import RunState
 from lightbox.storage import Store
 from tests.conftest import ACME
-from tests.helpers import GALLERY, make_gallery_catalog
+from tests.support.helpers import GALLERY, make_gallery_catalog
 
 CHANNELS = ["amazon_main", "google_merchant", "shopify_square"]
 BASE = "https://cdn.example.com/media"
@@ -206,7 +206,7 @@ def test_shopify_variants_share_their_product_gallery_and_a_variant_photo_stays_
 
 
 def test_a_products_angles_from_one_shoot_keep_the_main_photos_scale(tmp_path):
-    from tests.images import studio_photo, to_bytes
+    from tests.support.images import studio_photo, to_bytes
 
     img = tmp_path / "img"
     img.mkdir()
@@ -265,7 +265,7 @@ def test_lightbox_run_retires_a_removed_photo_through_the_flow_and_says_so(tmp_p
 
 def test_a_products_other_photos_never_go_live_without_its_main_image(tmp_path):
     from lightbox.quality import MAIN_HELD
-    from tests.images import studio_photo, to_bytes
+    from tests.support.images import studio_photo, to_bytes
 
     img = tmp_path / "img"
     img.mkdir()

@@ -1,11 +1,11 @@
-"""The quality gate against a labelled set of good and bad outputs (tests/quality_set.py): no good
+"""The quality gate against a labelled set of good and bad outputs (tests/support/quality_set.py): no good
 image rejected, every bad one caught by the rule it is labelled with."""
 
 import pytest
 
 from lightbox.quality.checks import dhash, hamming
 from lightbox.specs import load_channel_presets, load_rule_packs
-from tests.quality_set import build_cases
+from tests.support.quality_set import build_cases
 
 
 @pytest.fixture(scope="module")

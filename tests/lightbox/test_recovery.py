@@ -17,7 +17,7 @@ from lightbox.errors import StorageError
 from lightbox.specs import load_brand_spec
 from lightbox.retry import is_transient
 from tests.conftest import ACME, REPO
-from tests.helpers import make_catalog
+from tests.support.helpers import make_catalog
 
 RENDER = """
 import hashlib, sys

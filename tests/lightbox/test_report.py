@@ -45,7 +45,7 @@ def test_failures_on_one_unreachable_host_are_one_line_naming_the_host(tmp_path)
     from lightbox.pipeline import run_plain
     from lightbox.report import failure_lines
     from tests.conftest import ACME
-    from tests.images import studio_photo, to_bytes
+    from tests.support.images import studio_photo, to_bytes
 
     (tmp_path / "good.jpg").write_bytes(to_bytes(studio_photo(800, 1000)[0], "JPEG"))
     rows = [{"sku": "GOOD-1", "title": "Mug", "category": "kitchen", "image": str(tmp_path / "good.jpg"), "color": "red",
@@ -70,7 +70,7 @@ def test_counts_add_up_when_what_a_run_renders_is_already_live(tmp_path):
 
     from lightbox.pipeline import run_plain
     from tests.conftest import ACME
-    from tests.helpers import make_catalog
+    from tests.support.helpers import make_catalog
 
     catalog = make_catalog(tmp_path / "cat", n_good=2)
     first = run_plain(str(catalog), ACME, str(tmp_path / "out"))

@@ -17,7 +17,7 @@ from lightbox.layout import BrandLayout
 from lightbox.state import RunState, StateError
 from lightbox.storage import Store
 from tests.conftest import ACME, fresh_database
-from tests.helpers import make_catalog
+from tests.support.helpers import make_catalog
 
 
 def _output(sku: str, channel: str, phash: str, *, category: str = "mugs", fill: float = 0.8, clipped: float = 0.01,

@@ -127,7 +127,7 @@ def test_local_photo_files_are_probed_as_the_run_reads_them(spec, tmp_path):
     here (the run fetches them), and without a probe nothing is checked."""
     from lightbox.catalog.validate import local_file
 
-    from tests.images import studio_photo, to_bytes
+    from tests.support.images import studio_photo, to_bytes
 
     (tmp_path / "a.jpg").write_bytes(to_bytes(studio_photo(60, 80)[0], "JPEG"))
     (tmp_path / "b.jpg").write_bytes(to_bytes(studio_photo(60, 80, seed=1)[0], "JPEG"))
@@ -143,7 +143,7 @@ def test_local_photo_files_are_probed_as_the_run_reads_them(spec, tmp_path):
 def test_local_photos_the_run_could_not_read_are_found_by_validate(spec, tmp_path):
     """Zero-byte, non-image and truncated photos passed validate and then failed every output of the run."""
     from lightbox.catalog.validate import local_file
-    from tests.images import studio_photo, to_bytes
+    from tests.support.images import studio_photo, to_bytes
 
     jpeg = to_bytes(studio_photo(120, 160)[0], "JPEG")
     png = to_bytes(studio_photo(120, 160)[0], "PNG")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tests.images import studio_photo, to_bytes
+from tests.support.images import studio_photo, to_bytes
 
 
 def free_port() -> int:
@@ -50,7 +50,7 @@ def add_thumbnail(catalog: Path, sku: str = "THUMB-1") -> None:
         f.write(f"{sku},Mug,kitchen,img/thumb.jpg,red,stoneware\n")
 
 
-EXAMPLE_IMAGES = Path(__file__).resolve().parents[1] / "examples" / "acme-home" / "images"
+EXAMPLE_IMAGES = Path(__file__).resolve().parents[2] / "examples" / "acme-home" / "images"
 # three products with three photos each (the example's photos); the two mugs are variants of one product and
 # share every photo, so each of those is fetched and cut once
 GALLERY = {

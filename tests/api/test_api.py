@@ -19,39 +19,9 @@ from api.keys import KeyStore, create_key, hash_key, revoke_key
 from flows.cli import main
 from lightbox.catalog.ingest import read_catalog, to_products
 from tests.conftest import REPO
+from tests.support.api import PRODUCT
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
-
-
-@pytest.fixture(scope="module")
-def deployment():
-    """The work pools and queues of `lightbox ops setup`, and an `on-demand` deployment of catalog-run on
-    the harness server (no worker here: runs stay scheduled)."""
-    from prefect.client.orchestration import get_client
-
-    from deployments.apply import setup
-
-    from prefect.blocks.core import Block
-
-    try:
-        Block.load("custom-webhook/lightbox-ops")
-        had_block = True
-    except ValueError:
-        had_block = False
-    lines = setup(str(REPO / "deployments"))  # idempotent: this fixture also serves tests/test_api_hostile.py
-    assert any(line.startswith("queue lightbox-process/urgent:") and line.endswith("priority 1") for line in lines)
-    if not had_block:
-        assert any(line.startswith("automation lightbox-run-failed: skipped") for line in lines)  # no block yet
-
-    async def make():
-        async with get_client() as client:
-            flow_id = await client.create_flow_from_name("catalog-run")
-            return await client.create_deployment(flow_id=flow_id, name=f"on-demand-{uuid.uuid4().hex[:6]}",
-                                                  entrypoint="flows/catalog_run.py:catalog_run",
-                                                  work_pool_name="lightbox-process", work_queue_name="default")
-
-    dep_id = asyncio.run(make())
-    return dep_id
 
 
 @pytest.fixture
@@ -73,8 +43,6 @@ def api(tmp_path, deployment):
     return client, key, settings
 
 
-PRODUCT = {"sku": "API-MUG-1", "title": "Stoneware Mug", "category": "kitchen",
-           "images": ["https://cdn.example.com/mug.jpg"], "attributes": {"color": "red", "material": "stoneware"}}
 
 
 def _run(job_id: str):

@@ -12,10 +12,10 @@ import pytest
 
 from flows.cli import main
 from lightbox.catalog.ingest import read_catalog
-from tests import exports
+from tests.support import exports
 from tests.conftest import ACME
-from tests.http_server import ImageServer
-from tests.images import studio_photo, to_bytes
+from tests.support.http_server import ImageServer
+from tests.support.images import studio_photo, to_bytes
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

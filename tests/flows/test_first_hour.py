@@ -1,7 +1,7 @@
 """A new user's first hour, through the ``lightbox`` command.
 
 - ``lightbox init`` on Shopify's, WooCommerce's and Google's apparel sample exports (written by
-  tests/exports.py in each platform's documented shape, images over HTTP) writes a spec under which
+  tests/support/exports.py in each platform's documented shape, images over HTTP) writes a spec under which
   ``lightbox run`` publishes every product that has an image;
 - the same exports against a spec that lacks their categories: refused before any server starts, with
   quarantine.csv (status column) and one grouped reason line;
@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 
 from flows.cli import main
-from tests import exports
+from tests.support import exports
 from tests.conftest import ACME, REPO
-from tests.http_server import ImageServer
-from tests.images import studio_photo, to_bytes
-from tests.helpers import add_thumbnail, animated_gif, make_catalog
+from tests.support.http_server import ImageServer
+from tests.support.images import studio_photo, to_bytes
+from tests.support.helpers import add_thumbnail, animated_gif, make_catalog
 
 SAMPLES = {
     # writer, SKUs with an image (published), SKUs without one (quarantined)
@@ -221,7 +221,7 @@ def test_an_unchanged_rerun_starts_no_flow_run_and_says_so(tmp_path, harness_env
     assert written["unchanged"] == 6 and written["flow_run_id"] is None  # written by the command: no flow run
 
     # one changed photo: the flow runs again and rewrites only that product's outputs
-    from tests.images import studio_photo as photo
+    from tests.support.images import studio_photo as photo
 
     (catalog.parent / "img" / "good-1.jpg").write_bytes(to_bytes(photo(800, 1000, seed=77)[0], "JPEG", quality=92))
     changed = _cli(*args, env=harness_env)

@@ -8,7 +8,7 @@ import pytest
 
 from flows.cli import main
 from tests.conftest import ACME, REPO
-from tests.helpers import make_catalog
+from tests.support.helpers import make_catalog
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -26,15 +26,15 @@ import pytest
 from api.keys import create_key
 from tests.conftest import REPO
 from tests.e2e.test_service import _wait
-from tests.helpers import free_port
-from tests.images import studio_photo, to_bytes
-from tests.test_api import PRODUCT, deployment  # noqa: F401 - the module's Prefect deployment fixture, reused
+from tests.support.helpers import free_port
+from tests.support.images import studio_photo, to_bytes
+from tests.support.api import PRODUCT
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
 @pytest.fixture(scope="module")
-def server(deployment, tmp_path_factory):  # noqa: F811 - the imported fixture
+def server(deployment, tmp_path_factory):
     """``lightbox api`` on a free loopback port, keys for two tenants and an admin, local prefixes configured."""
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL

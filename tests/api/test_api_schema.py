@@ -15,14 +15,13 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 from api.app import Settings, create_app
 from api.keys import create_key
 from tests.conftest import REPO
-from tests.test_api import deployment  # noqa: F401 - the Prefect deployment fixture of tests/test_api.py
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 KEY: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
-def api_schema(deployment, tmp_path_factory):  # noqa: F811 - the imported fixture
+def api_schema(deployment, tmp_path_factory):
     from prefect.client.orchestration import get_client
 
     root = tmp_path_factory.mktemp("schema")

@@ -1,6 +1,6 @@
 """A labelled set of good and bad outputs for the quality gate, made from scratch.
 
-    python -m tests.quality_set OUT_DIR     # writes the images and labels.json, to look at
+    python -m tests.support.quality_set OUT_DIR     # writes the images and labels.json, to look at
 
 Good outputs are real renders of several products on every channel. Bad outputs are the mistakes the
 gate must catch, each labelled with the rule that must catch it: a blank image, an all-background
@@ -33,9 +33,9 @@ from lightbox.quality.checks import check_output
 from lightbox.records import Output
 from lightbox.specs import load_brand_spec, load_channel_presets, resolve_look
 from lightbox.specs.models import Look, SolidBackground
-from tests.images import studio_photo
+from tests.support.images import studio_photo
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHANNELS = ["amazon_main", "walmart_main", "shopify_square", "google_merchant", "ebay_listing", "etsy_listing"]
 
 

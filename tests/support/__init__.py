@@ -1,0 +1,1 @@
+"""Shared test support: catalog and photo builders, platform exports, HTTP servers, free ports, the labelled quality set."""
