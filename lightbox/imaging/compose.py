@@ -152,11 +152,6 @@ def background_rows(look: Look) -> np.ndarray:
     raise ValueError(f"no canvas for background {bg!r}")
 
 
-def background_canvas(look: Look) -> np.ndarray:
-    """A new H x W x 3 canvas of the look's background."""
-    return np.array(background_image(look))
-
-
 def background_image(look: Look) -> Image.Image:
     """The look's background as an RGB image, built once per background and size: shared, never drawn on."""
     ch = look.channel
@@ -294,14 +289,3 @@ def encode(im: Image.Image, channel: ChannelPreset, *, ai_generated: bool = Fals
     else:
         im.save(buf, "WEBP", quality=channel.quality, method=4, icc_profile=SRGB_ICC, **extra)
     return buf.getvalue()
-
-
-def digital_source_type(data: bytes) -> str | None:
-    """Read the IPTC DigitalSourceType back from an encoded image's XMP, if any."""
-    import re
-
-    with Image.open(io.BytesIO(data)) as im:
-        xmp = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp") or b""
-    text = xmp.decode("utf-8", "replace") if isinstance(xmp, bytes) else str(xmp)
-    m = re.search(r"DigitalSourceType>([^<]+)<", text)
-    return m.group(1) if m else None

@@ -91,10 +91,6 @@ def dhash(pixels: np.ndarray | Image.Image, size: int = 16) -> str:
     return f"{int(''.join('1' if b else '0' for b in flat), 2):0{len(flat) // 4}x}"
 
 
-def hamming(a: str, b: str) -> int:
-    return bin(int(a, 16) ^ int(b, 16)).count("1")
-
-
 def decode_output(data: bytes) -> Image.Image:
     """The encoded output decoded (once: the generate stage measures and checks fidelity on it)."""
     im = Image.open(io.BytesIO(data))

@@ -12,6 +12,9 @@ Background and exposure count every photo of a product (its photos must match ea
 part score = 1 - min(1, spread / tolerance); channel score = mean of its parts; catalog score = mean
 over channels. 1.0 = every image framed, lit and backed alike. Near-duplicates: images of different
 SKUs on the same channel whose perceptual hashes (768 bits) differ in at most 2 % of their bits (a re-used photo differs in a handful).
+
+The run state keeps the sums (:func:`score_from_stats`); ``lightbox.testing.oracles.consistency`` computes the same
+score by a pass over every entry, the reference the tests compare it with.
 """
 
 from __future__ import annotations
@@ -27,59 +30,6 @@ NEAR_DUPLICATE_SHARE = 0.02
 
 def _score(spread: float, tol: float) -> float:
     return round(1.0 - min(1.0, spread / tol), 4)
-
-
-def consistency(entries: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    by_channel: dict[str, list[dict[str, Any]]] = {}
-    for e in entries.values():
-        if e.get("metrics"):
-            by_channel.setdefault(e["channel"], []).append(e)
-    channels: dict[str, Any] = {}
-    for ch, rows in sorted(by_channel.items()):
-        parts: dict[str, Any] = {}
-        groups: dict[str, list[list[float]]] = {}
-        for r in rows:
-            if "border_mean" in r["metrics"]:
-                groups.setdefault(r.get("category", ""), []).append(r["metrics"]["border_mean"])
-        spreads = [(float(np.std(np.array(g, dtype=float), axis=0).max()), len(g)) for g in groups.values() if len(g) >= 2]
-        if spreads:
-            spread = sum(s * n for s, n in spreads) / sum(n for _, n in spreads)
-            parts["background"] = {"spread": round(spread, 3), "score": _score(spread, TOLERANCES["background"])}
-        fill = [r["metrics"]["fill_longest"] for r in rows if "fill_longest" in r["metrics"] and r.get("role", "main") == "main"]
-        if len(fill) >= 2:
-            spread = float(np.std(fill))
-            parts["fill"] = {"spread": round(spread, 4), "score": _score(spread, TOLERANCES["fill"])}
-        exp = [r["metrics"]["clipped"] for r in rows if "clipped" in r["metrics"]]
-        if len(exp) >= 2:
-            spread = float(np.std(exp))
-            parts["exposure"] = {"spread": round(spread, 4), "score": _score(spread, TOLERANCES["exposure"])}
-        score = round(float(np.mean([p["score"] for p in parts.values()])), 4) if parts else None
-        channels[ch] = {"images": len(rows), "score": score, "parts": parts}
-    scored = [c["score"] for c in channels.values() if c["score"] is not None]
-    return {
-        "score": round(float(np.mean(scored)), 4) if scored else None,
-        "channels": channels,
-        "near_duplicates": near_duplicates(by_channel),
-        "tolerances": TOLERANCES,
-    }
-
-
-def near_duplicates(by_channel: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    pairs = []
-    for ch, rows in sorted(by_channel.items()):
-        rows = [r for r in rows if r["metrics"].get("phash")]
-        if len(rows) < 2:
-            continue
-        width = max(len(r["metrics"]["phash"]) for r in rows) * 4
-        bits = np.array([[c == "1" for c in bin(int(r["metrics"]["phash"], 16))[2:].zfill(width)] for r in rows])
-        limit = int(NEAR_DUPLICATE_SHARE * width)
-        for i in range(len(rows) - 1):
-            dist = (bits[i + 1 :] != bits[i]).sum(axis=1)
-            for j in np.flatnonzero(dist <= limit):
-                other = rows[i + 1 + int(j)]
-                if other["sku"] != rows[i]["sku"]:
-                    pairs.append({"channel": ch, "a": rows[i]["sku"], "b": other["sku"], "bits": int(dist[j])})
-    return pairs
 
 
 def spread(n: float, s: float, ss: float) -> float:

@@ -17,7 +17,8 @@ from lightbox.engines.diffusion import DiffusersEngine, ModelLoadError, Runtime,
 from lightbox.engines.jobs import RenderJob
 from lightbox.errors import ItemError
 from lightbox.generate import fill_template
-from lightbox.imaging.compose import digital_source_type, encode, layout, resample_product
+from lightbox.imaging.compose import encode, layout, resample_product
+from lightbox.testing.oracles import digital_source_type
 from lightbox.imaging.cutout import cut_out
 from lightbox.state import RunState
 from lightbox.pipeline import run_plain

@@ -6,9 +6,9 @@ from PIL import Image
 from scipy import ndimage
 
 from lightbox.errors import ItemError
+from lightbox.testing.oracles import background_canvas
 from lightbox.imaging.compose import (
     base_span,
-    background_canvas,
     encode,
     layout,
     paste_window,

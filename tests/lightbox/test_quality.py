@@ -3,7 +3,8 @@ image rejected, every bad one caught by the rule it is labelled with."""
 
 import pytest
 
-from lightbox.quality.checks import dhash, hamming
+from lightbox.quality.checks import dhash
+from lightbox.testing.oracles import hamming
 from lightbox.specs import load_channel_presets, load_rule_packs
 from tests.support.quality_set import build_cases
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from lightbox.quality.consistency import consistency
+from lightbox.testing.oracles import consistency
 from lightbox.report import RunSummary
 
 

@@ -11,7 +11,7 @@ import shutil
 import pytest
 
 from lightbox.pipeline import run_plain
-from lightbox.quality.consistency import consistency, near_duplicates
+from lightbox.testing.oracles import consistency, near_duplicates
 from lightbox.records import Output
 from lightbox.layout import BrandLayout
 from lightbox.state import RunState, StateError

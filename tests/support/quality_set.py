@@ -27,7 +27,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from lightbox.generate import construction_metrics
-from lightbox.imaging.compose import background_canvas, encode, render
+from lightbox.imaging.compose import encode, render
+from lightbox.testing.oracles import background_canvas
 from lightbox.imaging.cutout import CutOut, cut_out
 from lightbox.quality.checks import check_output
 from lightbox.records import Output
