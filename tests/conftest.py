@@ -160,3 +160,10 @@ def fresh_database(server_url: str, name: str) -> str:
 
     asyncio.run(create())
     return f"{server_url}/{name}"
+
+
+def pytest_collection_modifyitems(items):
+    """End-to-end tests are slow tests too: the fast lane (``-m "not slow"``) leaves them out."""
+    for item in items:
+        if item.get_closest_marker("e2e") and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)

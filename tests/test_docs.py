@@ -62,6 +62,7 @@ def _user_folder(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", list(BLOCKS))
 def test_a_runnable_block_runs_as_written(where, tmp_path):
     folder = _user_folder(tmp_path / "user")

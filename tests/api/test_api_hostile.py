@@ -313,6 +313,7 @@ def test_a_job_with_a_local_photo_inside_the_prefix_is_allowed_to_read_it(tmp_pa
         SourceFetcher(policy).read(f"file://{photos}/../mug.jpg")
 
 
+@pytest.mark.slow
 def test_prefect_down_is_503_with_retry_after_and_healthz_degraded(tmp_path):
     """Issue 25, items 7 and 16: with the scheduler unreachable, submit, status and cancel answer 503 with
     Retry-After and one line (not 500), nothing is written to _incoming, /healthz says degraded, /livez answers."""

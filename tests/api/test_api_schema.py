@@ -16,7 +16,7 @@ from api.app import Settings, create_app
 from api.keys import create_key
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 KEY: dict[str, str] = {}
 
 

@@ -17,7 +17,7 @@ from tests.conftest import ACME
 from tests.support.http_server import ImageServer
 from tests.support.images import studio_photo, to_bytes
 
-pytestmark = pytest.mark.usefixtures("prefect_harness")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
 CASES = {
     "shopify-classic": (lambda p, img: exports.write_shopify(p / "products_export.csv", img, "classic"),

@@ -36,6 +36,7 @@ def _task_names(flow_run_id) -> list[str]:
     return asyncio.run(read())
 
 
+@pytest.mark.slow
 def test_example_catalog_publishes_every_valid_product_for_every_channel(tmp_path):
     out = tmp_path / "out"
     state = catalog_run(str(EXAMPLE_CATALOG), brand=ACME, out=str(out), chunk_size=6, return_state=True)
@@ -58,6 +59,7 @@ def test_example_catalog_publishes_every_valid_product_for_every_channel(tmp_pat
     assert sum(n.startswith("generate-chunk-") for n in names) == 4  # 24 products / 6 per chunk
 
 
+@pytest.mark.slow
 def test_artifacts_are_created(tmp_path):
     import asyncio
 
@@ -90,6 +92,7 @@ def test_rerun_publishes_nothing_new(tmp_path):
     assert first.published == 6 and second.published == 0 and second.unchanged == 6 and second.generated == 0
 
 
+@pytest.mark.slow
 def test_flow_publishes_to_s3(tmp_path, s3_bucket):
     from lightbox.storage import Store
 
@@ -158,6 +161,7 @@ def test_a_chunk_that_keeps_failing_fails_the_run_after_the_others_publish(tmp_p
     assert {(f["sku"], f["stage"]) for f in summary["failures"]} == {("GOOD-1", "generate")}
 
 
+@pytest.mark.slow
 def test_ai_spec_runs_under_the_gpu_concurrency_limit(tmp_path, ai_spec_path):
     from prefect.client.orchestration import get_client as client_for
 

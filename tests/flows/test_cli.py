@@ -96,6 +96,7 @@ def test_the_flow_takes_the_catalog_as_the_command_line_checked_it(tmp_path, mon
     assert not (folder / "catalog.parquet").exists()  # the flow's ingest did not run
 
 
+@pytest.mark.slow
 def test_validate_and_run_check_photos_and_models_as_the_run_does(tmp_path):
     """Issue 25, item 5: a local photo that does not exist and a segmentation model that cannot load are found by
     ``validate`` (exit 2) and by ``run`` before any server starts (one line, exit 2, nothing written)."""

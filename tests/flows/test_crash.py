@@ -19,6 +19,8 @@ from tests.conftest import ACME, REPO
 from tests.e2e.test_service import _wait
 from tests.support.helpers import make_catalog
 
+pytestmark = pytest.mark.slow
+
 TTL_S = 8
 
 

@@ -20,6 +20,8 @@ from tests.conftest import ACME, REPO
 from tests.e2e.test_service import _wait
 from tests.support.helpers import free_port, make_catalog
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def env(prefect_harness, tmp_path):

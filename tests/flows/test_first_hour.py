@@ -28,6 +28,8 @@ from tests.support.http_server import ImageServer
 from tests.support.images import studio_photo, to_bytes
 from tests.support.helpers import add_thumbnail, animated_gif, make_catalog
 
+pytestmark = pytest.mark.slow
+
 SAMPLES = {
     # writer, SKUs with an image (published), SKUs without one (quarantined)
     "shopify": (lambda d, img: exports.write_shopify_apparel(d / "products_export.csv", img),

@@ -35,6 +35,7 @@ def _hooks(tmp_path, *urls: str, retries: int = 2) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_a_run_limited_to_skus_renders_only_what_changed_and_reports_unknown(tmp_path):
     catalog = make_catalog(tmp_path / "cat", n_good=4)
     out = str(tmp_path / "out")
@@ -51,6 +52,7 @@ def test_a_run_limited_to_skus_renders_only_what_changed_and_reports_unknown(tmp
     assert manifest["GOOD-1/amazon_main"]["run_id"] == s.run_id != manifest["GOOD-0/amazon_main"]["run_id"]
 
 
+@pytest.mark.slow
 def test_signed_webhooks_and_a_receiver_that_is_down(tmp_path, monkeypatch):
     monkeypatch.setenv("LIGHTBOX_TEST_HOOK_SECRET", SECRET)
     catalog = make_catalog(tmp_path / "cat", n_good=3)
@@ -84,6 +86,7 @@ def test_signed_webhooks_and_a_receiver_that_is_down(tmp_path, monkeypatch):
         assert [json.loads(b)["type"] for _, b in rx.posts[before:]] == ["run.completed"]
 
 
+@pytest.mark.slow
 def test_cloudfront_invalidation_of_written_objects(tmp_path, s3_bucket, s3_server, monkeypatch):
     import boto3
 
@@ -111,6 +114,7 @@ def test_cloudfront_invalidation_of_written_objects(tmp_path, s3_bucket, s3_serv
     assert again.published == 0 and again.cdn_invalidation is None  # nothing written, nothing invalidated
 
 
+@pytest.mark.slow
 def test_two_runs_of_one_catalog_at_once_take_turns(tmp_path):
     catalog = make_catalog(tmp_path / "cat", n_good=3)
     out = str(tmp_path / "out")
@@ -164,6 +168,7 @@ def _paused_run_id(started_after: float, timeout: float = 120):
     raise AssertionError("the run never paused for review")
 
 
+@pytest.mark.slow
 def test_operator_approves_flagged_skus_while_the_run_waits(tmp_path, monkeypatch):
     """review_pause: the run pauses with flagged outputs in review; the operator approves one SKU in the
     UI's form (resume_flow_run with input); its outputs are published, the other flagged SKU's are not."""

@@ -66,6 +66,7 @@ def _case(mask_set, name):
     return next(c for c in mask_set if c.name == name)
 
 
+@pytest.mark.slow
 def test_the_mask_set_is_large_and_hard(mask_set):
     assert len(mask_set) >= 60
     classes = {c.cls for c in mask_set}
@@ -75,6 +76,7 @@ def test_the_mask_set_is_large_and_hard(mask_set):
     assert all(c.truth.any() and not c.truth.all() for c in mask_set)
 
 
+@pytest.mark.slow
 def test_plain_photos_are_cut_exactly_or_routed(plain_results):
     """The issue's bar: on a plain backdrop the cut loses no true product pixel outside a 2 px edge band
     and reaches IoU 0.98 - or it says it is unsure (model or review)."""
@@ -94,6 +96,7 @@ def test_plain_photos_are_cut_exactly_or_routed(plain_results):
     assert confident >= 40  # routing is for the hard cases, not a way out
 
 
+@pytest.mark.slow
 def test_example_catalog_cuts_hold(plain_results):
     """Every example product is cut with confidence, the white candle whole, no specks at the shadow line."""
     for name, (case, cut) in plain_results.items():
@@ -109,6 +112,7 @@ def test_example_catalog_cuts_hold(plain_results):
         assert biggest <= 40, (name, biggest)  # measured max 32 px: 1-px slivers of the anti-aliased edge
 
 
+@pytest.mark.slow
 def test_white_on_white_that_cannot_be_separated_is_routed_not_published(plain_results):
     routed = [n for n, (c, cut) in plain_results.items() if c.cls == "white-on-white" and not cut.confident]
     assert len(routed) >= 4
@@ -116,6 +120,7 @@ def test_white_on_white_that_cannot_be_separated_is_routed_not_published(plain_r
         assert "no edge" in plain_results[name][1].reason or "no contrast" in plain_results[name][1].reason
 
 
+@pytest.mark.slow
 def test_enclosed_backdrop_is_cleared(plain_results):
     """A mug handle's hole shows no paper: every true hole pixel is transparent."""
     for name in ("holes-mug-blue", "holes-mug-pink", "holes-ring-copper", "ACM-MUG-001", "ACM-MUG-002"):
@@ -128,6 +133,7 @@ def test_enclosed_backdrop_is_cleared(plain_results):
         assert (a > 16).sum() <= 8 and a.max() <= 64, name
 
 
+@pytest.mark.slow
 def test_opaque_pixels_are_the_sources(plain_results, mask_set):
     case, cut = plain_results["ACM-BTL-003"]
     src = np.asarray(decode_image(case.data, max_pixels=10**8))
@@ -327,6 +333,7 @@ def test_real_model_on_the_scenes(mask_set):
             assert score(cut.rgba[..., 3], case.truth)["iou"] >= 0.9, case.name
 
 
+@pytest.mark.slow
 def test_exported_masks_are_readable(mask_set, tmp_path):
     """The example generator writes the truth it draws: masks match the photos' sizes."""
     from lightbox.testing.cutout_set import main
@@ -345,6 +352,7 @@ def _edited(case, edit) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8), "RGB")
 
 
+@pytest.mark.slow
 def test_the_work_window_changes_nothing(mask_set, monkeypatch):
     """The backdrop cut runs in a window around what is not plain backdrop: the same bytes, diagnostics and
     verdict as over the whole photo - on framed products, thin parts, holes, shadows, white on white, and
@@ -407,6 +415,7 @@ def test_the_work_window_changes_nothing(mask_set, monkeypatch):
     assert sum(s < 0.6 for s in shares) >= 6, shares  # the window is live, not the whole photo every time
 
 
+@pytest.mark.slow
 def test_the_work_window_sees_the_photos_last_partial_blocks(mask_set, monkeypatch):
     """A mark in the last rows (columns) that do not fill a whole 8 x 8 block is still found: the window
     grows to reach it, and the cut equals the whole photo's."""
@@ -440,6 +449,7 @@ REDUCED_IOU = {"thin-hanger-brown": 0.85, "holes-scissors-red": 0.95}
 REDUCED_LOST = {"shadow-box-teal": 30, "glossy-jar-grey": 4}
 
 
+@pytest.mark.slow
 def test_the_reduced_cut_decides_as_the_full_cut(mask_set, monkeypatch):
     """Cut at half size and refined at full size, every hard plain-backdrop photo gets the full cut's verdict
     (sure, unsure, refused), and the sure cuts keep their product: no lost pixel, IoU at the bar."""
@@ -474,6 +484,7 @@ def test_the_reduced_cut_decides_as_the_full_cut(mask_set, monkeypatch):
     assert refined >= 25  # the sure ones took the reduced path (only completed outlines go back to full size)
 
 
+@pytest.mark.slow
 def test_large_example_photos_take_the_reduced_cut(plain_results):
     """At 1200 px and more the backdrop cut runs reduced (1/2 to 1/3) with the edge placed at full size;
     an outline that had to be completed (the white candle) is cut at full size."""

@@ -179,6 +179,7 @@ def test_device_requirement(tiny_models):
     assert resolve_runtime(_cfg(tiny_models, device="auto")) == CPU
 
 
+@pytest.mark.slow
 def test_ai_run_end_to_end_labels_ai_outputs_and_records_generation(ai_spec_path, tmp_path):
     catalog = make_catalog(tmp_path / "cat", n_good=2)
     out = tmp_path / "out"
@@ -200,6 +201,7 @@ def test_ai_run_end_to_end_labels_ai_outputs_and_records_generation(ai_spec_path
     assert again.generated == 0 and again.unchanged == 6  # a rerun regenerates nothing
 
 
+@pytest.mark.slow
 def test_rerender_is_bit_identical(ai_spec_path, tmp_path):
     catalog = make_catalog(tmp_path / "cat", n_good=1)
     a = run_plain(str(catalog), str(ai_spec_path), str(tmp_path / "a"))
@@ -256,6 +258,7 @@ def test_real_weights_keep_the_product_and_make_a_scene(tmp_path):
     assert isinstance(Image.open(io.BytesIO(buf.getvalue())), Image.Image)
 
 
+@pytest.mark.slow
 def test_additional_photos_are_studio_renders_unless_the_spec_asks_for_scenes_on_all(ai_spec_path, tmp_path):
     catalog = make_catalog(tmp_path / "cat", n_good=2)
     text = catalog.read_text().replace("img/good-0.jpg", "img/good-0.jpg|img/good-1.jpg")

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from tests.conftest import ACME, REPO
 
 WITHOUT_AI = textwrap.dedent("""
@@ -31,6 +33,7 @@ def _without_ai(code: str, cwd, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_the_studio_install_renders_and_cuts_with_the_bundled_model_without_torch(tmp_path):
     r = _without_ai("""
         import sys

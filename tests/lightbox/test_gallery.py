@@ -13,7 +13,7 @@ from tests.conftest import ACME
 from tests.support.helpers import add_thumbnail, animated_gif, make_catalog
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver")]
 
 
 @pytest.fixture

@@ -234,6 +234,7 @@ def _numpy_blend(cut, look, canvas: np.ndarray) -> np.ndarray:
     return canvas
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("channel", ["amazon_main", "shopify_square", "google_merchant"])
 def test_pillow_composite_equals_the_numpy_blend(channel):
     """Renders are composited by Pillow; they equal the NumPy blend to the byte - on every alpha value

@@ -104,6 +104,7 @@ def test_waiting_says_who_holds_it_and_gives_up_when_told(tmp_path):
     assert [h["owner"] for h in told] == ["run-a"]
 
 
+@pytest.mark.slow
 def test_a_run_that_hung_past_its_lease_publishes_nothing_more(tmp_path):
     """The fence: a run that stalled (SIGSTOP, a long GC pause, a frozen VM) while another run took its brand
     over checks its lease before every publish and stops writing; what it published before stays."""

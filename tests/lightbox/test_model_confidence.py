@@ -37,6 +37,7 @@ def cases():
     return {c.name: c for c in build_cases()}
 
 
+@pytest.mark.slow
 def test_the_default_install_carries_its_model(cases):
     path = Path(bundled_path("u2netp"))
     assert hashlib.sha256(path.read_bytes()).hexdigest() == U2NETP_SHA256
@@ -141,6 +142,7 @@ def test_an_unsure_model_cut_is_kept_with_its_reason_not_confident():
     assert sure.confident and sure.diagnostics["cutout_confidence"] == 1.0
 
 
+@pytest.mark.slow
 def test_auto_with_the_bundled_model_routes_and_reports_a_confidence(cases):
     params = Cutout()
     seg = get_segmenter(params.model)
@@ -173,6 +175,7 @@ def real_cuts():
     return out
 
 
+@pytest.mark.slow
 @needs_set
 def test_on_real_photographs_an_unsure_cut_is_never_published_and_right_ones_mostly_are(real_cuts):
     """Measured on the development set (docs/cutout.md, "Model cuts"). Per class: the wrong cuts published
@@ -188,6 +191,7 @@ def test_on_real_photographs_an_unsure_cut_is_never_published_and_right_ones_mos
         assert recall >= min_recall, (cls, recall, len(right))
 
 
+@pytest.mark.slow
 @needs_set
 def test_on_real_photographs_every_cut_says_how_sure_it_is(real_cuts):
     for p, cut, _ in real_cuts:

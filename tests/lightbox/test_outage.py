@@ -20,6 +20,8 @@ from lightbox.storage import TMP_DIR, Store
 from tests.conftest import ACME
 from tests.support.helpers import make_catalog
 
+pytestmark = pytest.mark.slow
+
 
 class FlakyProxy:
     """A TCP forwarder to ``target``; :meth:`down` closes the listener and every open connection (clients

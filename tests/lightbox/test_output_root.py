@@ -235,6 +235,7 @@ def test_deploy_refuses_a_bad_lightbox_out(monkeypatch):
         apply.deploy()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["no credentials", "endpoint down"])
 def test_an_s3_root_that_cannot_be_written_is_one_line_and_exit_2(case, tmp_path):
     """``--out s3://bucket/x`` with no credentials (a 71-line NoCredentialsError traceback before), or with an

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+
+import pytest
 from PIL import Image
 
 from lightbox.state import RunState
@@ -53,6 +55,7 @@ FOUND_BY_VALIDATE = {"ZERO": "is empty (0 bytes)", "CORRUPT": "is not an image t
                      "TRUNC": "is cut short (a JPEG without its end marker"}
 
 
+@pytest.mark.slow
 def test_bad_images_fail_alone_and_every_other_product_publishes(tmp_path):
     good_jpeg = to_bytes(studio_photo(400, 500)[0], "JPEG")
     bad = {sku: data for sku, (data, _) in BAD.items()}
@@ -88,6 +91,7 @@ def _clear_png() -> bytes:
     return to_bytes(Image.new("RGBA", (300, 300), (255, 255, 255, 0)), "PNG")
 
 
+@pytest.mark.slow
 def test_every_bad_photo_class_in_one_chunk_fails_alone(tmp_path):
     """One chunk holding good photos and every class of bad one: each bad photo fails with its own reason
     and every good photo is published (a fully transparent PNG used to sink its whole chunk)."""
@@ -127,6 +131,7 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(root)): (p.stat().st_mtime_ns, p.stat().st_size) for p in root.rglob("*.jpg")}
 
 
+@pytest.mark.slow
 def test_second_run_republishes_nothing_and_loses_nothing(tmp_path):
     catalog = make_catalog(tmp_path / "cat")
     out = tmp_path / "out"
@@ -140,6 +145,7 @@ def test_second_run_republishes_nothing_and_loses_nothing(tmp_path):
     assert RunState.of(Store(str(out))).entries("acme-home") == manifest_before
 
 
+@pytest.mark.slow
 def test_state_lost_after_publish_writes_nothing_twice(tmp_path):
     catalog = make_catalog(tmp_path / "cat")
     out = tmp_path / "out"
@@ -173,6 +179,7 @@ def test_manifest_records_what_was_published(tmp_path):
     assert summary["published"] == 3
 
 
+@pytest.mark.slow
 def test_changed_source_photo_rerenders_only_that_product(tmp_path):
     catalog = make_catalog(tmp_path / "cat")
     out = tmp_path / "out"
@@ -184,6 +191,7 @@ def test_changed_source_photo_rerenders_only_that_product(tmp_path):
     assert {e["sku"] for e in RunState.of(Store(str(out))).entries("acme-home").values() if e["run_id"] == s.run_id} == {"GOOD-1"}
 
 
+@pytest.mark.slow
 def test_changed_brand_background_rerenders_only_channels_it_reaches(tmp_path):
     """Amazon locks a white background: a new brand gradient re-renders Shopify and Google only."""
     catalog = make_catalog(tmp_path / "cat")
@@ -197,6 +205,7 @@ def test_changed_brand_background_rerenders_only_channels_it_reaches(tmp_path):
     assert rerendered == {"shopify_square", "google_merchant"} and s.unchanged == 3
 
 
+@pytest.mark.slow
 def test_same_run_on_s3(tmp_path, s3_bucket):
     catalog = make_catalog(tmp_path / "cat", n_good=2)
     out = f"s3://{s3_bucket}/published"
@@ -216,6 +225,7 @@ def _scene_photo() -> bytes:
     return next(c.data for c in build_cases() if c.name == "room-vase-blue")
 
 
+@pytest.mark.slow
 def test_a_scene_photo_is_refused_without_a_model_and_cut_by_the_bundled_one_by_default(tmp_path):
     """The routing end to end: with ``model: null`` the room photo is refused with one line and nothing of it is
     published; by default the bundled model cuts it, and its outputs go live only when the cut is confident -
@@ -259,6 +269,8 @@ def test_a_scene_photo_is_refused_without_a_model_and_cut_by_the_bundled_one_by_
         assert mine and all("unsure" in r["cutout"]["reason"] or r["qc_reasons"] for r in mine)
         assert all(r["placement"]["source_box"] and r["cutout"]["confidence"] is not None for r in mine)
 
+
+@pytest.mark.slow
 def test_every_channel_preset_passes_its_own_packs(tmp_path):
     """One studio product per category on every shipped channel, framed by a brand asking for more (0.95) and less
     (0.80) than some marketplaces allow: every output passes its channel's rules with no warning (Etsy's zoom size,
@@ -282,6 +294,7 @@ def test_every_channel_preset_passes_its_own_packs(tmp_path):
     assert [(e["sku"], e["channel"], e["qc_reasons"]) for e in entries if e["qc"] != "passed"] == []
 
 
+@pytest.mark.slow
 def test_the_trailhead_example_publishes_its_transparent_pngs(tmp_path):
     """The second example brand (issue 25, item 1): its whole catalog, transparent PNGs included, goes live."""
     summary = run_plain(str(REPO / "examples" / "trailhead-outdoor" / "catalog.csv"), TRAILHEAD, str(tmp_path / "out"))

@@ -38,6 +38,7 @@ def _entries(out) -> dict[str, dict]:
     return RunState.of(Store(str(out))).entries("acme-home")
 
 
+@pytest.mark.slow
 def test_every_photo_published_per_channel_then_a_rerun_writes_nothing_and_a_removed_photo_is_retired(tmp_path):
     catalog = make_gallery_catalog(tmp_path / "c1")
     out = tmp_path / "out"
@@ -76,6 +77,7 @@ def test_every_photo_published_per_channel_then_a_rerun_writes_nothing_and_a_rem
     assert len(manifest) == 6
 
 
+@pytest.mark.slow
 def test_a_photo_shared_by_variants_is_fetched_and_cut_once(tmp_path, monkeypatch):
     catalog = make_gallery_catalog(tmp_path)
     spec = load_brand_spec(ACME)
@@ -104,6 +106,7 @@ def test_a_photo_shared_by_variants_is_fetched_and_cut_once(tmp_path, monkeypatc
             assert by[("GAL-MUG-RED", ch, k)].sha256 == by[("GAL-MUG-TEAL", ch, k)].sha256
 
 
+@pytest.mark.slow
 def test_gallery_caps_per_brand_and_channel_and_lowering_one_retires(tmp_path):
     text = open(ACME).read()
     capped = tmp_path / "capped.yaml"
@@ -147,6 +150,7 @@ def _read_back(path, layout: str) -> dict[str, list[str]]:
     return {r["sku"]: r["images"].split("|") for r in frame.to_dict("records")}
 
 
+@pytest.mark.slow
 def test_export_files_read_back_to_the_same_products_and_images(tmp_path, capsys):
     out = tmp_path / "out"
     run_plain(str(make_gallery_catalog(tmp_path / "c")), ACME, str(out))
@@ -205,6 +209,7 @@ def test_shopify_variants_share_their_product_gallery_and_a_variant_photo_stays_
                                            "MUG-GRN": [f"{BASE}/g/1.jpg"]}
 
 
+@pytest.mark.slow
 def test_a_products_angles_from_one_shoot_keep_the_main_photos_scale(tmp_path):
     from tests.support.images import studio_photo, to_bytes
 
@@ -241,6 +246,7 @@ def test_a_products_angles_from_one_shoot_keep_the_main_photos_scale(tmp_path):
     assert run_plain(str(catalog), ACME, str(out)).generated == 6
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
 def test_lightbox_run_retires_a_removed_photo_through_the_flow_and_says_so(tmp_path, capsys):
     from flows.cli import main

@@ -8,6 +8,8 @@ from lightbox.testing.oracles import hamming
 from lightbox.specs import load_channel_presets, load_rule_packs
 from tests.support.quality_set import build_cases
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def judged():

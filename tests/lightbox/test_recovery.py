@@ -30,6 +30,7 @@ for p in sorted(Path(sys.argv[3]).rglob("*.jpg")):
 """
 
 
+@pytest.mark.slow
 def test_the_same_render_in_two_processes_is_byte_identical(tmp_path):
     """The embedded sRGB profile used to carry the time its process started: identical pixels, different
     bytes in every process, so a resume rewrote everything already live."""
@@ -82,6 +83,7 @@ def test_storage_connection_errors_are_transient_wherever_wrapped():
     assert not is_transient(StorageError("no such bucket"))
 
 
+@pytest.mark.slow
 def test_after_an_aborted_update_the_state_tells_the_truth(tmp_path):
     """A run with a changed spec is killed mid-publish: its new bytes are live, the manifest still describes
     the old ones. Resuming with the previous spec must not call those outputs "unchanged" because their
@@ -111,6 +113,7 @@ def test_after_an_aborted_update_the_state_tells_the_truth(tmp_path):
     assert resumed.generated == 6 and resumed.unchanged == 3 and resumed.published == 6
 
 
+@pytest.mark.slow
 def test_what_a_failed_run_made_live_is_recorded_and_not_written_again(tmp_path, monkeypatch):
     """A run that fails after publishing (storage gone past its budget before its export, a kill) has
     already committed every published chunk's rows: the state lists what went live the moment each chunk

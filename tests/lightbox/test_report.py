@@ -63,6 +63,7 @@ def test_failures_on_one_unreachable_host_are_one_line_naming_the_host(tmp_path)
     assert failure_lines(single) == [f"failed FAR-3 (3 outputs, render): {single[0]['reason']}"]  # its own URL, in full
 
 
+@pytest.mark.slow
 def test_counts_add_up_when_what_a_run_renders_is_already_live(tmp_path):
     """Issue 25, item 14: outputs re-rendered to bytes already live (an interrupted attempt, a lost record) were in
     "generated" but neither "published" nor "unchanged" (72 generated, 69 published, 0 unchanged)."""

@@ -106,6 +106,7 @@ def test_a_one_sku_read_returns_that_sku_only_and_brands_and_roots_are_apart(tmp
     assert [e["sku"] for e in a.query("acme", sku="S3")] == ["S3"]
 
 
+@pytest.mark.slow
 def test_a_v1_manifest_is_migrated_on_first_use_and_kept_aside(tmp_path):
     catalog = make_catalog(tmp_path / "cat")
     out = tmp_path / "out"
@@ -162,10 +163,12 @@ def _concurrent_brands(url: str) -> None:
     assert all(state.consistency(f"brand-{k}")["channels"]["amazon_main"]["images"] == 60 for k in range(3))
 
 
+@pytest.mark.slow
 def test_concurrent_writers_of_different_brands_on_sqlite(tmp_path):
     _concurrent_brands(f"sqlite:///{tmp_path}/state.sqlite")
 
 
+@pytest.mark.slow
 def test_concurrent_writers_and_the_run_on_postgresql(postgres, tmp_path, monkeypatch):
     if postgres is None:
         pytest.skip("no PostgreSQL server here (set LIGHTBOX_TEST_PG_URL)")
