@@ -342,19 +342,39 @@ def generate_chunk(
             jobs.append((job, pending, ch, fp))
 
     by_engine: dict[str, list[int]] = {}
-    for i, (job, *_rest) in enumerate(jobs):
+    left: dict[int, int] = {}  # jobs still to stage per pending photo
+    for i, (job, pending, *_rest) in enumerate(jobs):
         by_engine.setdefault(job.look.engine, []).append(i)
+        left[id(pending)] = left.get(id(pending), 0) + 1
+    slots: list[tuple[RenderJob, _Pending, ChannelPreset, str] | None] = list(jobs)
+    del jobs
     for engine_name, idxs in by_engine.items():
         engine = engines[engine_name]
-        t = time.perf_counter()
-        results = render_isolated(engine, [jobs[i][0] for i in idxs])
-        per_job_ms = (time.perf_counter() - t) * 1000 / max(1, len(idxs))
-        for i, res in zip(idxs, results, strict=True):
-            job, pending, ch, fp = jobs[i]
-            outputs.append(_stage(job, pending, ch, fp, res, engine, per_job_ms, spec, ctx, store))
+        # the AI engine batches across the chunk; the studio engine renders one photo's jobs at a time, staged at
+        # once, so a chunk never holds every render of every photo in memory together
+        batches = [idxs] if engine_name != "studio" else _per_photo(idxs, slots)
+        for batch in batches:
+            t = time.perf_counter()
+            results = render_isolated(engine, [slots[i][0] for i in batch])
+            per_job_ms = (time.perf_counter() - t) * 1000 / max(1, len(batch))
+            for i, res in zip(batch, results, strict=True):
+                job, pending, ch, fp = slots[i]
+                outputs.append(_stage(job, pending, ch, fp, res, engine, per_job_ms, spec, ctx, store))
+                slots[i] = None
+                left[id(pending)] -= 1
+                if not left[id(pending)]:  # every output of this photo is staged: its pixels are not needed again
+                    pending.image = pending.cut = None
     n_failed = sum(o.status == "failed" for o in outputs)
     log.info("chunk %d: %d outputs, %d failed; sources: %s", chunk.index, len(outputs), n_failed, sources.stats.as_dict())
     return outputs
+
+
+def _per_photo(idxs: list[int], slots: list) -> list[list[int]]:
+    """``idxs`` grouped by the photo (pending) their jobs render, in order."""
+    groups: dict[int, list[int]] = {}
+    for i in idxs:
+        groups.setdefault(id(slots[i][1]), []).append(i)
+    return list(groups.values())
 
 
 def _main_photos(chunk: Chunk, pendings: list[_Pending], spec: BrandSpec, sources: SourceFetcher) -> list[_Pending]:

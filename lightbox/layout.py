@@ -11,7 +11,7 @@
 <root>/<brand>/latest-run.json                 pointer to the last run's summary
 <root>/<brand>/consistency.json                latest catalog consistency
 <root>/<brand>/_lock/<generation>.json         the brand lock's leases
-<root>/<brand>/_runs/<run>/...                 a run's files: catalog/valid.parquet, summary.json,
+<root>/<brand>/_runs/<run>/...                 a run's files (lightbox/run.py): catalog/valid.parquet, validated.json, summary.json,
 <root>/<brand>/_runs/<run>/staging/...          quarantine.csv, review.html, changes.jsonl; staged outputs
 <root>/<brand>/_review/<run>/<SKU>/<file>      outputs that failed the gate
 <root>/<brand>/_review/<run>/records.jsonl     their records (reasons, cut-out, confidence, placement)
