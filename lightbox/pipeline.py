@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import uuid
 
-from lightbox.catalog.ingest import read_catalog, to_products
-from lightbox.catalog.validate import local_file, validate_catalog
+from lightbox.catalog.ingest import to_products
 from lightbox.fetch_policy import FetchPolicy
 from lightbox.engines import build_engines, prepare_ai
 from lightbox.imaging.segmentation import prepare_segmentation
 from lightbox.errors import ValidationThresholdError
 from lightbox.generate import generate_chunk
 from lightbox.plan import plan_run
+from lightbox.preflight import check_catalog, rejection
 from lightbox.publish import publish_chunk, retire
 from lightbox.quality import check_chunk
 from lightbox.records import RunContext
@@ -38,10 +38,10 @@ def run_plain(
                      cutout_fallback=prepare_segmentation(spec), fetch=(fetch_policy or FetchPolicy()).for_catalog(catalog))
     run = run.noted(engine=engine_note(spec, ctx.ai_fallback))
     engines = build_engines(spec, ctx.ai_fallback)
-    frame = read_catalog(catalog, layout=layout)
-    result = validate_catalog(frame, spec, exists=local_file)
-    if result.invalid_share > spec.quality.max_invalid_share:
-        raise ValidationThresholdError(f"{len(result.quarantined)} of {result.total} catalog rows are invalid")
+    result = check_catalog(catalog, spec, layout)  # read and validated as `lightbox run` and the flow do
+    refused = rejection(result, spec)
+    if refused:
+        raise ValidationThresholdError(refused)
     run = run.validated(result.total, result.quarantined, result.warnings, result.skipped)
     state = RunState.of(store)
     state.ensure_brand(store, spec.name)
