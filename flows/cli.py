@@ -484,6 +484,8 @@ def _print_summary(s) -> None:  # RunSummary
         f"failed: {s.render_failed} to render, {s.qc_failed} quality" + (f"; on a {s.runner}" if getattr(s, "runner", None) else "") + "\n"
         f"summary: {s.summary_uri}\nmanifest: {s.manifest_uri}\n"
     )
+    if getattr(s, "engine", "studio") != "studio":  # an AI look, or its fallback to the studio engine and why
+        _say(f"engine: {s.engine}\n")
     counts = (getattr(s, "cutouts", None) or {}).get("counts")
     if counts:
         _say("cut-out, photos: " + ", ".join(f"{n} {method}" for method, n in counts.items()) + "\n")

@@ -10,7 +10,7 @@ import importlib.util
 from lightbox.errors import LightboxError
 
 AI = ("torch", "diffusers", "transformers")
-INSTALL_AI = "pip install -c constraints.txt 'lightbox[ai]'"
+INSTALL_AI = "pip install -c constraints.txt -e '.[ai]' in the Lightbox checkout"
 
 
 class MissingExtra(LightboxError):

@@ -88,5 +88,11 @@ def build_all(root: str | Path) -> tuple[Path, Path]:
 
 
 if __name__ == "__main__":
+    from lightbox.extras import MissingExtra, require_ai
+
+    try:
+        require_ai("python -m lightbox.testing.tiny_diffusion (it builds diffusers pipelines)")
+    except MissingExtra as e:
+        sys.exit(f"error: {e}")
     inpaint, txt2img = build_all(sys.argv[1] if len(sys.argv) > 1 else "models")
     sys.stdout.write(f"wrote {inpaint} and {txt2img}\n")

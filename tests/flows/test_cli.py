@@ -117,3 +117,18 @@ def test_validate_and_run_check_photos_and_models_as_the_run_does(tmp_path):
         r = _cli(*args)
         assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"lightbox: error: {message}"], r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_run_line_says_when_ai_looks_fell_back_to_the_studio_engine(tmp_path, capsys):
+    """A spec whose AI look cannot run here (no ai extra, a model that cannot load) and whose fallback is studio
+    renders with the studio engine: the terminal says so, not only summary.json."""
+    from flows.cli import _print_summary
+    from lightbox.run import Run
+    from lightbox.storage import Store
+
+    run = Run(run_id="r", brand="acme-home", spec_version=1, catalog="c.csv", out_uri=str(tmp_path), started=0.0,
+              engine="studio (AI fallback: diffusion needs the 'ai' extra; rendering with the studio engine)")
+    _print_summary(run.summary([], Store(str(tmp_path)), clock=lambda: 1.0))
+    assert "engine: studio (AI fallback: diffusion needs the 'ai' extra; rendering with the studio engine)\n" in capsys.readouterr().out
+    _print_summary(run.noted(engine="studio").summary([], Store(str(tmp_path)), clock=lambda: 1.0))
+    assert "engine:" not in capsys.readouterr().out

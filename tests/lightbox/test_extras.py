@@ -72,7 +72,7 @@ def test_a_spec_that_needs_the_ai_extra_is_refused_in_one_line_or_falls_back(tmp
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     assert lines[0] == ("lightbox: error: diffusion (the spec's AI looks) needs the 'ai' extra (torch, diffusers, transformers "
-                        "not installed): pip install -c constraints.txt 'lightbox[ai]'")
+                        "not installed): pip install -c constraints.txt -e '.[ai]' in the Lightbox checkout")
     r = _without_ai("""
         import sys
         from lightbox.engines import prepare_ai
@@ -80,7 +80,7 @@ def test_a_spec_that_needs_the_ai_extra_is_refused_in_one_line_or_falls_back(tmp
         print(prepare_ai(load_brand_spec(sys.argv[1])))
     """, REPO, "brand_specs/acme-home-ai.yaml")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stdout.strip().endswith("'lightbox[ai]'; rendering with the studio engine (diffusion.fallback: studio)")
+    assert r.stdout.strip().endswith("-e '.[ai]' in the Lightbox checkout; rendering with the studio engine (diffusion.fallback: studio)")
 
 
 def test_a_transformers_cut_out_model_needs_the_extra_and_an_onnx_one_does_not(tmp_path):
@@ -96,4 +96,4 @@ def test_a_transformers_cut_out_model_needs_the_extra_and_an_onnx_one_does_not(t
     """, REPO)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.strip() == ("cutout.model '/models/birefnet' (a transformers checkpoint) needs the 'ai' extra (torch, "
-                                "transformers not installed): pip install -c constraints.txt 'lightbox[ai]'")
+                                "transformers not installed): pip install -c constraints.txt -e '.[ai]' in the Lightbox checkout")
