@@ -14,6 +14,7 @@ from lightbox.errors import ItemError, first_line
 from lightbox.specs.models import Cutout as CutoutParams
 from lightbox.imaging.cutout.alpha import from_alpha
 from lightbox.imaging.cutout.backdrop import cut_backdrop
+from lightbox.imaging.cutout.agreement import checked_against_backdrop
 from lightbox.imaging.cutout.model import from_model
 from lightbox.imaging.cutout.result import CutOut
 from lightbox.imaging.cutout.settings import NO_BACKDROP
@@ -93,9 +94,14 @@ def cut_out_many(images: list[Image.Image], params: list[CutoutParams],
             if isinstance(pred, SegmentationError):
                 results[i] = plans[i].fallback or ItemError(f"segmentation model failed: {pred}")
                 continue
-            results[i] = _isolated(lambda i=i, pred=pred: from_model(plans[i].rgb, pred, params[i], plans[i].reason, plans[i].test),
-                                   "the model's cut")
+            results[i] = _isolated(lambda i=i, pred=pred: _model_cut(plans[i], pred, params[i]), "the model's cut")
     return results  # type: ignore[return-value]
+
+
+def _model_cut(plan: _Planned, pred: Prediction, params: CutoutParams) -> CutOut:
+    """The model's cut, checked against the unsure backdrop cut it replaces, when there is one."""
+    cut = from_model(plan.rgb, pred, params, plan.reason, plan.test)
+    return checked_against_backdrop(cut, plan.fallback) if plan.fallback is not None else cut
 
 
 def _isolated(step: Callable[[], Any], what: str) -> Any:
