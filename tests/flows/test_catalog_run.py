@@ -175,6 +175,7 @@ def test_ai_spec_runs_under_the_gpu_concurrency_limit(tmp_path, ai_spec_path):
     assert sum(e["ai_generated"] for e in manifest["entries"].values()) == 4
 
 
+@pytest.mark.slow
 def test_quality_alarm_ends_in_its_own_state_and_alerts_a_webhook(tmp_path):
     """Too many outputs fail the gate: what passed is published, the run ends 'QualityAlarm', and the
     spec's notification block (a custom webhook) reaches a local HTTP receiver."""

@@ -211,6 +211,7 @@ def test_operator_approves_flagged_skus_while_the_run_waits(tmp_path, monkeypatc
     assert state.name == "QualityAlarm"  # the measurement stands: half the attempted outputs failed the gate
 
 
+@pytest.mark.slow
 def test_without_a_decision_flagged_outputs_stay_unpublished(tmp_path):
     catalog = make_catalog(tmp_path / "cat", n_good=1)
     add_thumbnail(catalog)

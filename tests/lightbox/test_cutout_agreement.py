@@ -2,6 +2,7 @@
 the model leaves out (a candle's wick) sends the cut to review, naming the part; edge differences do not."""
 
 import numpy as np
+import pytest
 
 from lightbox.imaging.cutout.agreement import BAND, checked_against_backdrop, dropped_part
 from lightbox.imaging.cutout.result import CutOut
@@ -48,6 +49,7 @@ def test_outlines_that_differ_at_the_edge_or_agree_leave_the_models_cut_as_it_is
     assert dropped_part(_cut(_candle(wick=False), "model"), _cut(speck, "backdrop")) is None
 
 
+@pytest.mark.slow
 def test_the_white_candles_wick_is_not_published_without_it():
     """The example's white pillar candle under a spec that asks the backdrop cut for holes (acme-home-ai.yaml): the
     backdrop cut is unsure where white wax meets white paper, the bundled model's cut (confidence 0.97) leaves the

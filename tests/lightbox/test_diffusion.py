@@ -211,6 +211,7 @@ def test_rerender_is_bit_identical(ai_spec_path, tmp_path):
     assert {k: v["sha256"] for k, v in ea.items()} == {k: v["sha256"] for k, v in eb.items()}
 
 
+@pytest.mark.slow
 def test_variants_are_separate_outputs_with_their_own_seeds(ai_spec_path, tmp_path):
     text = ai_spec_path.read_text().replace("variants: 1", "variants: 2")
     spec = tmp_path / "variants.yaml"

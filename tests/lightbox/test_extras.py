@@ -59,6 +59,7 @@ def test_the_studio_install_renders_and_cuts_with_the_bundled_model_without_torc
     assert "loaded []" in r.stdout  # nothing imported torch, diffusers or transformers
 
 
+@pytest.mark.slow
 def test_a_spec_that_needs_the_ai_extra_is_refused_in_one_line_or_falls_back(tmp_path):
     ai = (REPO / "brand_specs" / "acme-home-ai.yaml").read_text()
     strict = tmp_path / "strict.yaml"
