@@ -111,7 +111,7 @@ def studio_side(catalog: str, spec, chunk_size: int) -> tuple[int, dict[str, flo
         total = time.process_time() - t
     finally:
         timers.restore()
-    rendered = [o for o in outputs if o.status == "rendered"]
+    rendered = [o for o in outputs if o.made]
     timers.cpu["other"] = total - sum(timers.cpu[s] for s in STAGES if s != "other")
     products = [item.product for chunk in plan.chunks for item in chunk.items]
     return len(rendered), dict(timers.cpu), products, timers.cuts

@@ -49,7 +49,7 @@ def _load() -> str:
 
 def _output(sku: str, channel: str, rng: random.Random, root: str) -> Output:
     return Output(sku=sku, row=1, category=rng.choice(["mugs", "vases", "bowls", "lamps"]), channel=channel,
-                  status="rendered", published="written", qc="passed", uri=f"{root}/{BRAND}/{sku}/{channel}.jpg",
+                  state="live", qc="passed", uri=f"{root}/{BRAND}/{sku}/{channel}.jpg",
                   sha256=f"{rng.getrandbits(256):064x}", bytes=rng.randint(40_000, 400_000), width=2000, height=2000,
                   fingerprint=f"{rng.getrandbits(128):032x}", engine="studio", engine_version="1", seed=rng.getrandbits(31),
                   alt_text=f"{sku} on white", timings_ms={"render_ms": 300.0, "encode_ms": 20.0},

@@ -156,7 +156,7 @@ def _run(run: Run, spec: BrandSpec, brand: str, chunk_size: int, layout: str | N
                                      chunk_index=indexes) if hooks.subscribers else [])
     outputs, chunk_errors = _collect(generated, checked, published, plan.chunks, spec, ctx)
     reviewed = operator_review(outputs, spec, ctx)  # only when the spec asks for it and something is flagged
-    approved = [o for o, was in zip(reviewed, outputs, strict=True) if was.published == "review" and o.published == "written"]
+    approved = [o for o, was in zip(reviewed, outputs, strict=True) if was.state == "review" and o.state == "live"]
     if approved and hooks.subscribers:
         notified = [*notified, notify_published.submit(approved, spec, ctx, hooks, chunk_index=-1)]
     outputs = reviewed

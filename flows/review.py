@@ -38,13 +38,13 @@ def approved_skus(decision: ReviewDecision, flagged: set[str]) -> list[str]:
 
 def operator_review(outputs: list[Output], spec: BrandSpec, ctx: RunContext) -> list[Output]:
     """Pause for a decision when the spec asks for one and something is in review; apply it."""
-    flagged = {o.sku for o in outputs if o.published == "review"}
+    flagged = {o.sku for o in outputs if o.state == "review"}
     if not spec.quality.review_pause.enabled or not flagged:
         return outputs
     logger = get_run_logger()
     timeout = spec.quality.review_pause.timeout_s
     rows = "\n".join(f"| {o.sku} | {o.name} | {'; '.join(o.qc_reasons)} | `{o.uri}` |"
-                     for o in outputs if o.published == "review")
+                     for o in outputs if o.state == "review")
     create_markdown_artifact(
         key=artifact_key(spec.name, "review-decision"),
         markdown=(f"# {len(flagged)} SKUs flagged in run `{ctx.run_id}`\n\nResume the run with a decision: "

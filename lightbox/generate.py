@@ -229,7 +229,7 @@ def _sort_unchanged(item: WorkItem, spec: BrandSpec, channels: list[ChannelPrese
             key = output_key(spec, product.sku, ch, v, item.photo)
             name = output_name(ch.name, v, item.photo)
             if item.previous.get(name) == fp and live_matches(store, key, item.recorded.get(name)):
-                outputs.append(Output(**_identity(product, ch.name, v, item.photo), status="unchanged", fingerprint=fp,
+                outputs.append(Output(**_identity(product, ch.name, v, item.photo), state="unchanged", fingerprint=fp,
                                       uri=store.uri(key), seed=seed, engine=look.engine,
                                       alt_text=alt_text, ai_generated=look.generation is not None))
             else:
@@ -364,7 +364,7 @@ def generate_chunk(
                 left[id(pending)] -= 1
                 if not left[id(pending)]:  # every output of this photo is staged: its pixels are not needed again
                     pending.image = pending.cut = None
-    n_failed = sum(o.status == "failed" for o in outputs)
+    n_failed = sum(o.state == "failed" for o in outputs)
     log.info("chunk %d: %d outputs, %d failed; sources: %s", chunk.index, len(outputs), n_failed, sources.stats.as_dict())
     return outputs
 
@@ -427,7 +427,7 @@ def _failed_outputs(product: Product, spec: BrandSpec, channels: list[ChannelPre
                     photo: int = 1) -> list[Output]:
     """Every output of the product's ``photo`` (each channel, each variant), failed with ``reason``."""
     return [
-        Output(**_identity(product, ch.name, v, photo), status="failed", seed=seed_for(product.sku, v, spec.version),
+        Output(**_identity(product, ch.name, v, photo), state="failed", seed=seed_for(product.sku, v, spec.version),
                engine=looks[ch.name].engine, error=reason)
         for ch in channels for v in range(_variants(looks[ch.name]))
     ]
@@ -538,7 +538,7 @@ def _stage(job, pending: _Pending, ch: ChannelPreset, fp: str, res, engine: Engi
     base = dict(**_identity(product, ch.name, job.variant, photo), seed=job.seed, engine=engine.name,
                 engine_version=engine.version, alt_text=pending.alt_text)
     if res.error or res.image is None:
-        return Output(**base, status="failed", fingerprint=fp, error=res.error or "engine returned no image")
+        return Output(**base, state="failed", fingerprint=fp, error=res.error or "engine returned no image")
     ai = res.generation is not None
     try:
         t = time.perf_counter()
@@ -556,7 +556,7 @@ def _stage(job, pending: _Pending, ch: ChannelPreset, fp: str, res, engine: Engi
     except Exception as e:  # one output that cannot be encoded or measured fails alone, never unmeasured
         if is_transient(e):
             raise
-        return Output(**base, status="failed", fingerprint=fp, error=_one_line("encoding and measuring the output", e))
+        return Output(**base, state="failed", fingerprint=fp, error=_one_line("encoding and measuring the output", e))
     sha = hashlib.sha256(blob).hexdigest()
     metrics["measured_sha256"] = sha  # the gate checks the staged bytes against it and keeps these metrics
     measure_ms = (time.perf_counter() - t) * 1000
@@ -566,7 +566,7 @@ def _stage(job, pending: _Pending, ch: ChannelPreset, fp: str, res, engine: Engi
     timings = {**{k: round(v, 1) for k, v in pending.timings.items()}, "render_ms": round(render_ms, 1), "encode_ms": round(enc_ms, 1),
                "measure_ms": round(measure_ms, 1)}
     return Output(
-        **base, status="rendered", fingerprint=fp, staged_uri=store.uri(skey),
+        **base, state="rendered", fingerprint=fp, staged_uri=store.uri(skey),
         uri=store.uri(output_key(spec, product.sku, ch, job.variant, photo)), sha256=sha,
         bytes=len(blob), width=res.image.width, height=res.image.height, timings_ms=timings,
         ai_generated=ai, generation=res.generation, metrics=metrics, **store.waited_since(mark),

@@ -15,7 +15,7 @@ from typing import Any
 
 from lightbox.layout import BrandLayout
 from lightbox.lock import LockLost, superseded
-from lightbox.records import Output, Recorded
+from lightbox.records import LifecycleError, Output, Recorded
 from lightbox.state import RunState, live_matches
 from lightbox.storage import Store
 
@@ -27,14 +27,18 @@ def review_key(brand: str, run_id: str, sku: str, channel_file: str) -> str:
 
 
 def publish_output(o: Output, store: Store, brand: str, run_id: str, entries: dict[str, dict[str, Any]]) -> Output:
-    if o.status != "rendered":
-        return o.model_copy(update={"published": "unchanged" if o.status == "unchanged" else "no"})
+    """A checked output goes live (or is found live already), or to review when its verdict failed; unchanged
+    and failed outputs pass through. An output that was never gated is a defect and raises (never published)."""
+    if o.state in ("unchanged", "failed"):
+        return o
+    if o.state != "checked":
+        raise LifecycleError(f"{o.sku}/{o.name}: an output that is {o.state} is not published (only a checked one is)")
     mark = store.tally()
     staged = store.key_of(o.staged_uri or "")
     if o.qc == "failed":
         dest = review_key(brand, run_id, o.sku, staged.rsplit("/", 1)[-1])
         store.copy_atomic(staged, dest)
-        return o.model_copy(update={"published": "review", "uri": store.uri(dest)}).charged(store.waited_since(mark))
+        return o.to("review", uri=store.uri(dest)).charged(store.waited_since(mark))
     final = store.key_of(o.uri or "")
     entry = entries.get(f"{o.sku}/{o.name}", {})
     recorded = Recorded.of(entry) if entry.get("sha256") == o.sha256 else None
@@ -43,9 +47,9 @@ def publish_output(o: Output, store: Store, brand: str, run_id: str, entries: di
         same = live_matches(store, final, Recorded(bytes=o.bytes, sha256=o.sha256 or ""))
     if same:
         etag = (entry.get("etag") if recorded else None) or _etag(store, final)
-        return o.model_copy(update={"published": "unchanged", "etag": etag}).charged(store.waited_since(mark))
+        return o.to("already_live", etag=etag).charged(store.waited_since(mark))
     store.copy_atomic(staged, final)
-    return o.model_copy(update={"published": "written", "etag": _etag(store, final)}).charged(store.waited_since(mark))
+    return o.to("live", etag=_etag(store, final)).charged(store.waited_since(mark))
 
 
 def live_before_failure(failed: list[Output], entries: dict[str, dict[str, Any]], run_id: str) -> list[Output]:
@@ -56,11 +60,10 @@ def live_before_failure(failed: list[Output], entries: dict[str, dict[str, Any]]
     for o in failed:
         e = entries.get(f"{o.sku}/{o.name}")
         if e and e.get("run_id") == run_id:
-            o = o.model_copy(update={
-                "status": "rendered", "published": "written", "error": None, "uri": e.get("uri"), "sha256": e.get("sha256"),
-                "etag": e.get("etag"), "bytes": e.get("bytes") or 0, "fingerprint": e.get("fingerprint") or "",
-                "qc": e.get("qc") or "passed", "qc_reasons": e.get("qc_reasons") or [], "metrics": e.get("metrics") or {},
-                "alt_text": e.get("alt_text") or "", "width": e.get("width") or 0, "height": e.get("height") or 0})
+            o = o.to("live", error=None, uri=e.get("uri"), sha256=e.get("sha256"), etag=e.get("etag"),
+                     bytes=e.get("bytes") or 0, fingerprint=e.get("fingerprint") or "", qc=e.get("qc") or "passed",
+                     qc_reasons=e.get("qc_reasons") or [], metrics=e.get("metrics") or {},
+                     alt_text=e.get("alt_text") or "", width=e.get("width") or 0, height=e.get("height") or 0)
         out.append(o)
     return out
 
@@ -75,11 +78,10 @@ APPROVED = "approved by an operator despite failing quality checks"
 
 def approve_output(o: Output, store: Store, live_key: str) -> Output:
     """Publish an output an operator approved from the review prefix (atomic, like any publish)."""
-    if o.published != "review":
+    if o.state != "review":
         return o
     store.copy_atomic(store.key_of(o.uri or ""), live_key)
-    return o.model_copy(update={"published": "written", "uri": store.uri(live_key), "etag": _etag(store, live_key),
-                                "qc_reasons": [*o.qc_reasons, APPROVED]})
+    return o.to("live", uri=store.uri(live_key), etag=_etag(store, live_key), qc_reasons=[*o.qc_reasons, APPROVED])
 
 
 def publish_chunk(outputs: list[Output], store: Store, state: RunState, brand: str, run_id: str,
@@ -88,11 +90,11 @@ def publish_chunk(outputs: list[Output], store: Store, state: RunState, brand: s
     task returns; a chunk failing part-way records what it did publish). With the run's ``lock_generation``,
     every publish is fenced: once another run took the brand over (this one hung past its lease) nothing
     more is written and :class:`LockLost` is raised."""
-    entries = state.entries(brand, {o.sku for o in outputs if o.status == "rendered"})
+    entries = state.entries(brand, {o.sku for o in outputs if o.state == "checked"})
     done: list[Output] = []
     try:
         for o in outputs:
-            if lock_generation is not None and o.status == "rendered" and superseded(store, brand, lock_generation):
+            if lock_generation is not None and o.state == "checked" and superseded(store, brand, lock_generation):
                 raise LockLost(f"brand {brand}: run {run_id} lost the brand lock (its lease ran out and another run took "
                                f"it); stopped before publishing {o.sku}/{o.name}")
             done.append(publish_output(o, store, brand, run_id, entries))
@@ -100,9 +102,9 @@ def publish_chunk(outputs: list[Output], store: Store, state: RunState, brand: s
         state.record(brand, done, run_id)
     log.info(
         "published %d, unchanged %d, to review %d",
-        sum(o.published == "written" for o in done),
-        sum(o.published == "unchanged" for o in done),
-        sum(o.published == "review" for o in done),
+        sum(o.state == "live" for o in done),
+        sum(o.state in ("already_live", "unchanged") for o in done),
+        sum(o.state == "review" for o in done),
     )
     return done
 

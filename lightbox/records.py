@@ -109,8 +109,36 @@ class RunContext(_Record):
     lock_generation: int | None = Field(None, description="the brand lock lease this run holds: publishes are fenced by it")
 
 
-Status = Literal["rendered", "unchanged", "failed"]
-QCStatus = Literal["passed", "failed", "warned", "not_run"]
+State = Literal["failed", "unchanged", "rendered", "checked", "review", "live", "already_live"]
+"""Where an output is in its life - its one lifecycle state:
+
+- ``failed``: could not be rendered (``error`` says why); nothing was staged.
+- ``unchanged``: not rendered: its fingerprint equals the live output's, which stays.
+- ``rendered``: staged under the run's staging prefix, not gated yet.
+- ``checked``: gated by its channel's rules; ``qc`` holds the verdict.
+- ``review``: copied to the run's review prefix (the verdict failed); never live.
+- ``live``: written live this run.
+- ``already_live``: rendered to exactly the bytes already live (nothing written).
+"""
+
+# The steps an output may take; anything else is a defect and raises (Output.to).
+STEPS: dict[str, frozenset[str]] = {
+    "rendered": frozenset({"checked"}),
+    "checked": frozenset({"checked", "review", "live", "already_live"}),  # checked -> checked: a verdict amended (main held)
+    "review": frozenset({"live"}),  # an operator approved it
+    "failed": frozenset({"live"}),  # a chunk that failed after its retries had made it live: the run state says so
+    "unchanged": frozenset(),
+    "live": frozenset(),
+    "already_live": frozenset(),
+}
+MADE = frozenset({"rendered", "checked", "review", "live", "already_live"})
+LIVE = frozenset({"live", "already_live"})
+
+Verdict = Literal["passed", "failed", "warned", "not_run"]
+
+
+class LifecycleError(ValueError):
+    """An output asked to take a step its life does not have (a defect, never a user's mistake)."""
 
 
 class Output(_Record):
@@ -125,7 +153,7 @@ class Output(_Record):
     source: str = Field("", description="the source photo's reference as the catalog gives it")
     title: str = ""
     handle: str = Field("", description="the product's handle in its shop (Shopify), when the catalog gives one")
-    status: Status
+    state: State = Field(description="where the output is in its life (see State)")
     fingerprint: str = ""
     staged_uri: str | None = None
     uri: str | None = None
@@ -142,12 +170,29 @@ class Output(_Record):
     generation: dict[str, Any] | None = None
     timings_ms: dict[str, float] = Field(default_factory=dict)
     error: str | None = None
-    qc: QCStatus = "not_run"
+    qc: Verdict = Field("not_run", description="the quality gate's verdict (a measurement kept with the output: an "
+                        "operator-approved output is live with the verdict failed)")
     qc_reasons: list[str] = Field(default_factory=list)
     metrics: dict[str, Any] = Field(default_factory=dict)
-    published: Literal["written", "unchanged", "review", "no"] = "no"
     storage_retries: int = Field(0, description="transient storage failures waited out for this output")
     storage_waited_s: float = Field(0.0, description="seconds spent waiting them out")
+
+    def to(self, state: State, **update: Any) -> Output:
+        """This output one step further in its life, with ``update`` applied; a step its life does not have
+        (publishing an output that was never gated, say) raises :class:`LifecycleError`."""
+        if state not in STEPS[self.state]:
+            raise LifecycleError(f"{self.sku}/{self.name}: an output that is {self.state} cannot become {state}")
+        return self.model_copy(update={**update, "state": state})
+
+    @property
+    def made(self) -> bool:
+        """Rendered this run (whatever happened to it next)."""
+        return self.state in MADE
+
+    @property
+    def live(self) -> bool:
+        """Live after this run, from this run's render: written, or rendered to the bytes already live."""
+        return self.state in LIVE
 
     def charged(self, waits: dict[str, float]) -> Output:
         """This output with storage waits added (what :meth:`lightbox.storage.Store.waited_since` returned)."""

@@ -194,12 +194,12 @@ def catalog_checks(store: Store, brand: str, run_id: str, outputs: list[Output])
     doc = json.dumps({**current, "run_id": run_id, "previous_score": previous}, indent=1).encode()
     store.write_atomic(run_key(brand, run_id, "consistency.json"), doc)
     store.write_atomic(BrandLayout(brand).consistency, doc)
-    reviewed = [o for o in outputs if o.published == "review"]
+    reviewed = [o for o in outputs if o.state == "review"]
     if reviewed:
         from lightbox.state import entry_for
 
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        lines = [json.dumps(entry_for(o, run_id, now) | {"published": "review"}, sort_keys=True) for o in reviewed]
+        lines = [json.dumps(entry_for(o, run_id, now) | {"state": o.state}, sort_keys=True) for o in reviewed]
         store.write_atomic(BrandLayout(brand).review_records(run_id), ("\n".join(lines) + "\n").encode())
     page = build_gallery(outputs, store, f"Lightbox review - {brand} - run {run_id}", current)
     key = run_key(brand, run_id, "review.html")
@@ -214,7 +214,7 @@ def run_key(brand: str, run_id: str, name: str) -> str:
 def failures_of(outputs: list[Output]) -> list[dict[str, Any]]:
     rows = []
     for o in outputs:
-        if o.status == "failed":
+        if o.state == "failed":
             rows.append({"row": o.row, "sku": o.sku, "channel": o.name, "stage": "generate", "reason": o.error or ""})
         elif o.qc == "failed":
             rows.append({"row": o.row, "sku": o.sku, "channel": o.name, "stage": "quality",
@@ -275,7 +275,7 @@ def cutout_summary(outputs: list[Output]) -> dict[str, Any]:
             unsure = o.metrics.get("cutout_confident") is False
             per_sku[key] = {"method": o.metrics["cutout_method"] + (" unsure (its outputs to review)" if unsure else ""),
                             "reason": o.metrics.get("cutout_reason", "")}
-        elif o.status == "failed" and (o.error or "").startswith("cut-out refused"):
+        elif o.state == "failed" and (o.error or "").startswith("cut-out refused"):
             per_sku[key] = {"method": "refused", "reason": o.error or ""}
     counts: dict[str, int] = {}
     for v in per_sku.values():

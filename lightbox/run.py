@@ -28,7 +28,6 @@ from lightbox.errors import LightboxError
 from lightbox.layout import BrandLayout
 from lightbox.records import Output, QuarantinedRow, Validated
 from lightbox.report import RunSummary, catalog_checks, cutout_summary, failures_of, write_summary
-from lightbox.state import recorded
 from lightbox.storage import Store
 
 Clock = Callable[[], float]
@@ -152,12 +151,12 @@ class Run(BaseModel):
         ``render_failed_share``) and rendered outputs that failed quality checks (``failed_share``, which alone
         raises the quality alarm)."""
         wall_s = max(clock() - self.started, 0.0)
-        generated = sum(o.status == "rendered" for o in outputs)
-        unchanged = sum(o.status == "unchanged" for o in outputs)
-        render_failed = sum(o.status == "failed" for o in outputs)
+        generated = sum(o.made for o in outputs)
+        unchanged = sum(o.state == "unchanged" for o in outputs)
+        render_failed = sum(o.state == "failed" for o in outputs)
         qc_failed = sum(o.qc == "failed" for o in outputs)
         attempted = generated + render_failed
-        live = [o for o in outputs if recorded(o)]  # written, or re-rendered to the bytes already live: both are this run's
+        live = [o for o in outputs if o.live]  # written, or re-rendered to the bytes already live: both are this run's
         checked = generated + unchanged
         failed_share = round(qc_failed / checked, 4) if checked else 0.0
         return RunSummary(
@@ -167,7 +166,7 @@ class Run(BaseModel):
             failed=render_failed + qc_failed, published=len(live), render_failed=render_failed, qc_failed=qc_failed,
             warned=sum(o.qc == "warned" for o in outputs),
             render_failed_share=round(render_failed / attempted, 4) if attempted else 0.0, stopped=stopped,
-            to_review=sum(o.published == "review" for o in outputs), wall_s=round(wall_s, 2),
+            to_review=sum(o.state == "review" for o in outputs), wall_s=round(wall_s, 2),
             images_per_s=round(generated / wall_s, 3) if wall_s > 0 else 0.0,
             invalid_share=round(len(self.quarantine) / self.ingested, 4) if self.ingested else 0.0,
             failed_share=failed_share, alarm=failed_share > self.max_failed_share,
@@ -175,7 +174,7 @@ class Run(BaseModel):
             manifest_uri=self.manifest_uri or store.uri(self.layout.exports[1]), engine=self.engine,
             summary_uri=store.uri(self.key("summary.json")),
             quarantine=self.quarantine, skipped_rows=self.skipped, warnings=self.warnings, failures=failures_of(outputs),
-            already_live=sum(o.published == "unchanged" for o in live),
+            already_live=sum(o.state == "already_live" for o in live),
             published_images=[{"sku": o.sku, "channel": o.name, "uri": o.uri, "sha256": o.sha256, "qc": o.qc} for o in live],
             cutouts=cutout_summary(outputs),
             storage_retries=sum(o.storage_retries for o in outputs) + store.outage_retries,

@@ -255,11 +255,6 @@ def entry_for(o: Output, run_id: str, now: str) -> dict[str, Any]:
     }
 
 
-def recorded(o: Output) -> bool:
-    """Whether the state records this output after publishing: written, or re-rendered to the same bytes."""
-    return o.published == "written" or (o.published == "unchanged" and o.status == "rendered")
-
-
 def _stat_values(entry: dict[str, Any]) -> dict[str, float]:
     """What an image adds to the consistency sums: background and exposure of every photo (a product's
     photos must match each other as its products do), fill of main images only (an additional photo is
@@ -381,7 +376,7 @@ class RunState:
         transaction with the catalog-check indexes. Idempotent: committing the same outputs again changes
         nothing. Raises :class:`StateError` when the table cannot be written."""
         now = _now()
-        docs = {f"{o.sku}/{o.name}": entry_for(o, run_id, now) for o in outputs if recorded(o)}
+        docs = {f"{o.sku}/{o.name}": entry_for(o, run_id, now) for o in outputs if o.live}  # written, or rendered to the same bytes
         if not docs:
             return 0
         try:

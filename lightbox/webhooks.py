@@ -156,7 +156,7 @@ def product_events(outputs: list, brand: str, run_id: str) -> list[dict[str, Any
     """One ``image.published`` event per SKU with images written in this run (``Output`` records)."""
     by_sku: dict[str, list] = {}
     for o in outputs:
-        if o.published == "written":
+        if o.state == "live":
             by_sku.setdefault(o.sku, []).append(o)
     return [
         event("image.published", brand, run_id, {

@@ -143,7 +143,7 @@ def generate_chunk(chunk: Chunk, spec: BrandSpec, ctx: RunContext) -> list[Outpu
         outputs = _generate_chunk(chunk, spec, spec_channels(spec), ctx, Store(ctx.out_uri), engines)
     logger = get_run_logger()
     for o in outputs:
-        if o.status == "failed":
+        if o.state == "failed":
             logger.warning("%s/%s failed: %s", o.sku, o.name, o.error)
     return outputs
 
@@ -208,7 +208,7 @@ def invalidate_cdn(outputs: list[Output], spec: BrandSpec, ctx: RunContext, reti
     if config is None:
         return None
     store = Store(ctx.out_uri)
-    keys = [store.key_of(o.uri) for o in outputs if o.published == "written" and o.uri]
+    keys = [store.key_of(o.uri) for o in outputs if o.state == "live" and o.uri]
     keys += [store.key_of(r["uri"]) for r in retired or [] if r.get("uri")]
     inv = invalidate(keys, spec.name, ctx.run_id, config)
     if inv:
@@ -224,6 +224,6 @@ def approve_reviewed(outputs: list[Output], approved: list[str], spec: BrandSpec
     wanted = set(approved)
     done = [approve_output(o, store, output_key(spec, o.sku, channels[o.channel], o.variant, o.photo)) if o.sku in wanted else o
             for o in outputs]
-    get_run_logger().info("operator approved %d flagged outputs of %d SKUs", sum(o.sku in wanted and o.published == "written"
+    get_run_logger().info("operator approved %d flagged outputs of %d SKUs", sum(o.sku in wanted and o.state == "live"
                                                                                for o in done), len(wanted))
     return done

@@ -364,4 +364,4 @@ def check_output(output: Output, data: bytes, look: Look) -> Output:
     status, reasons, _ = evaluate(metrics, look, output.ai_generated, output.role)
     if output.sha256 and output.sha256 != sha:
         status, reasons = "failed", [*reasons, "[fail] integrity: staged bytes differ from what generate wrote"]
-    return output.model_copy(update={"qc": status, "qc_reasons": reasons, "metrics": metrics})
+    return output.to("checked", qc=status, qc_reasons=reasons, metrics=metrics)

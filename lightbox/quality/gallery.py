@@ -23,13 +23,13 @@ LIVE_MAX = 600  # live outputs drawn on the contact sheet (each a ~5 KB inline t
 STATES = ("failed", "review", "live")
 
 
+_SHOWN = {"failed": "failed", "review": "review", "live": "live", "already_live": "live"}
+
+
 def _state(o: Output) -> str | None:
-    """failed (could not be rendered), review (the gate failed it), live (published or unchanged, rendered this run)."""
-    if o.status == "failed":
-        return "failed"
-    if o.status != "rendered":
-        return None  # unchanged: live from an earlier run, nothing new to show
-    return "review" if o.published == "review" or o.qc == "failed" else "live"
+    """failed (could not be rendered), review (the gate failed it), live (rendered this run and live: written, or
+    the same bytes already live); None for an unchanged output (live from an earlier run, nothing new to show)."""
+    return _SHOWN.get(o.state)
 
 
 def _thumb(data: bytes, size: int = 240) -> str:
@@ -84,7 +84,7 @@ def build_gallery(outputs: list[Output], store: Store, title: str, consistency: 
         keep = set(map(id, live[:LIVE_MAX]))
         shown_outputs = [o for o in shown_outputs if _state(o) != "live" or id(o) in keep]
     counts = {st: sum(_state(o) == st for o in outputs) for st in STATES}
-    unchanged = sum(o.status == "unchanged" for o in outputs)
+    unchanged = sum(o.state == "unchanged" for o in outputs)
     channels = sorted({o.channel for o in shown_outputs})
     rules = sorted({r for o in shown_outputs for r in _rule_ids(o)})
     cards = []
@@ -102,7 +102,8 @@ def build_gallery(outputs: list[Output], store: Store, title: str, consistency: 
         reasons = "".join(f"<li>{html.escape(r)}</li>" for r in ([o.error or "could not be rendered"] if state == "failed" else o.qc_reasons))
         image = (f'<img src="{src}" alt="{html.escape(o.sku)} {html.escape(o.channel)}" loading="lazy">' if src
                  else '<div class="noimage">no image</div>')
-        badge = {"failed": "failed to render", "review": "to review", "live": "live" + (" (warned)" if o.qc == "warned" else "")}[state]
+        badge = {"failed": "failed to render", "review": "to review",
+                 "live": "live" + {"warned": " (warned)", "failed": " (approved)"}.get(o.qc, "")}[state]
         cards.append(
             f'<article class="card state-{state} qc-{o.qc or "none"}" data-state="{state}" data-channel="{html.escape(o.channel)}" '
             f'data-rules="{html.escape(" ".join(_rule_ids(o)))}">{image}'
@@ -111,7 +112,7 @@ def build_gallery(outputs: list[Output], store: Store, title: str, consistency: 
             + (f'<details><summary>metrics</summary><table>{metrics}</table></details>' if metrics else "")
             + f'<p class="uri">{html.escape(uri)}</p></article>'
         )
-    measured = [o for o in outputs if o.metrics and o.status == "rendered"]
+    measured = [o for o in outputs if o.metrics and o.made]
     plots = "".join(
         _histogram(name, [float(o.metrics[name]) for o in measured if isinstance(o.metrics.get(name), (int, float)) and not isinstance(o.metrics.get(name), bool)])
         for name in PLOTTED

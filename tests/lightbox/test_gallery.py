@@ -105,7 +105,7 @@ def test_a_run_whose_every_output_failed_to_render_does_not_say_nothing_to_revie
     from lightbox.records import Output
     from lightbox.storage import Store
 
-    outputs = [Output(sku=f"S-{i}", row=i + 1, category="mugs", channel=ch, variant=0, status="failed", seed=0, engine="studio",
+    outputs = [Output(sku=f"S-{i}", row=i + 1, category="mugs", channel=ch, variant=0, state="failed", seed=0, engine="studio",
                       error="source image not found: img/s.jpg") for i in range(2) for ch in ("amazon_main", "shopify_square")]
     page = build_gallery(outputs, Store(str(tmp_path)), "t")
     assert "Nothing" not in page and "every output passed" not in page

@@ -133,7 +133,7 @@ def test_a_run_that_hung_past_its_lease_publishes_nothing_more(tmp_path):
               for c in plan.chunks]
     state = RunState.of(store)
     first = publish_chunk(staged[0], store, state, spec.name, "hung", lock_generation=lock.generation)
-    assert [o.published for o in first] == ["written"] * 3
+    assert [o.state for o in first] == ["live"] * 3
 
     later = Clock(2_000_000_000.0)  # the lease ran out while the run was stalled; another run took the brand
     assert BrandLock(store, spec.name, "next", ttl_s=60, clock=later).try_acquire() is None

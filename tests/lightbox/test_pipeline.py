@@ -117,13 +117,13 @@ def test_every_bad_photo_class_in_one_chunk_fails_alone(tmp_path):
     store = Store(ctx.out_uri)
     outputs = check_chunk(generate_chunk(plan.chunks[0], spec, spec_channels(spec), ctx, store, build_engines(spec, None)),
                           spec, spec_channels(spec), store)
-    failures = {(o.sku, o.channel): o.error or "; ".join(o.qc_reasons) for o in outputs if o.status == "failed" or o.qc == "failed"}
+    failures = {(o.sku, o.channel): o.error or "; ".join(o.qc_reasons) for o in outputs if o.state == "failed" or o.qc == "failed"}
     reasons = {sku: reason for sku, (_, reason) in BAD.items()} | {"CLEAR": "transparent image has no visible pixels"}
     for sku, reason in reasons.items():
         for ch in CHANNELS:
             assert reason in failures[(sku, ch)], (sku, failures.get((sku, ch)))
     assert {sku for sku, _ in failures} == set(reasons) | {"DOT"}
-    passed = {(o.sku, o.channel) for o in outputs if o.status == "rendered" and o.qc in ("passed", "warned")}
+    passed = {(o.sku, o.channel) for o in outputs if o.state == "checked" and o.qc in ("passed", "warned")}
     assert passed == {(f"GOOD-{i}", ch) for i in range(5) for ch in CHANNELS}
 
 

@@ -97,7 +97,7 @@ def test_a_photo_shared_by_variants_is_fetched_and_cut_once(tmp_path, monkeypatc
     store = Store(ctx.out_uri)
     outputs = generate.generate_chunk(plan.chunks[1], spec, spec_channels(spec), ctx, store, build_engines(spec, None))
     assert cut == [3]  # six photos in the chunk, three distinct
-    assert len(outputs) == 18 and all(o.status == "rendered" for o in outputs)
+    assert len(outputs) == 18 and all(o.state == "rendered" for o in outputs)
     shared = {(o.sku, o.photo) for o in outputs if o.metrics.get("cutout_shared")}
     assert shared == {("GAL-MUG-TEAL", k) for k in (1, 2, 3)}
     by = {(o.sku, o.channel, o.photo): o for o in outputs}

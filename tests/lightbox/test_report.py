@@ -94,16 +94,16 @@ def test_a_failed_chunk_counts_what_it_made_live_before_failing(tmp_path):
     store = Store(str(tmp_path / "out"))
     state = RunState.of(store)
     state.ensure_brand(store, "acme-home")
-    made = [Output(sku="A", row=1, category="kitchen", channel=ch, status="rendered", published="written", qc="passed",
+    made = [Output(sku="A", row=1, category="kitchen", channel=ch, state="live", qc="passed",
                    uri=store.uri(f"acme-home/A/{ch}.jpg"), sha256="ab" * 32, bytes=1000, fingerprint="f") for ch in ("amazon_main", "shopify_square")]
     state.record("acme-home", made, "run-2")
     state.record("acme-home", [made[0].model_copy(update={"sku": "B"})], "run-1")  # an earlier run's, not this one's
-    failed = [Output(sku=s, row=1, category="kitchen", channel=ch, status="failed", error="chunk 0: publish failed")
+    failed = [Output(sku=s, row=1, category="kitchen", channel=ch, state="failed", error="chunk 0: publish failed")
               for s in ("A", "B") for ch in ("amazon_main", "shopify_square", "google_merchant")]
     got = live_before_failure(failed, state.entries("acme-home"), "run-2")
-    assert [(o.sku, o.channel, o.published, o.status) for o in got if o.published == "written"] == [
-        ("A", "amazon_main", "written", "rendered"), ("A", "shopify_square", "written", "rendered")]
-    assert sum(o.status == "failed" for o in got) == 4 and got[0].uri == made[0].uri and got[0].sha256 == "ab" * 32
+    assert [(o.sku, o.channel, o.state) for o in got if o.state == "live"] == [
+        ("A", "amazon_main", "live"), ("A", "shopify_square", "live")]
+    assert sum(o.state == "failed" for o in got) == 4 and got[0].uri == made[0].uri and got[0].sha256 == "ab" * 32
 
 
 def test_an_incremental_rerun_is_measured_against_the_catalog_it_checks_not_the_few_it_renders(tmp_path):
@@ -113,9 +113,9 @@ def test_an_incremental_rerun_is_measured_against_the_catalog_it_checks_not_the_
     from lightbox.run import Run
     from lightbox.storage import Store
 
-    outputs = [Output(sku=f"S{i}", row=i + 1, category="kitchen", channel="amazon_main", status="unchanged", qc="passed")
+    outputs = [Output(sku=f"S{i}", row=i + 1, category="kitchen", channel="amazon_main", state="unchanged", qc="passed")
                for i in range(39)]
-    outputs += [Output(sku="BAD", row=40, category="kitchen", channel=ch, status="rendered", qc="failed")
+    outputs += [Output(sku="BAD", row=40, category="kitchen", channel=ch, state="checked", qc="failed")
                 for ch in ("amazon_main", "shopify_square", "google_merchant")]
     run = Run(run_id="r", brand="acme-home", spec_version=1, catalog="c.csv", out_uri=str(tmp_path), started=0.0, ingested=14,
               products=14, max_failed_share=0.2)

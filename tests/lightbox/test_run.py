@@ -21,13 +21,13 @@ def spec():
 
 
 def _outputs() -> list[Output]:
-    ok = dict(row=1, category="kitchen", published="written", uri="u", sha256="ab" * 32)
+    ok = dict(row=1, category="kitchen", state="live", uri="u", sha256="ab" * 32)
     return [
-        Output(sku="A", channel="amazon_main", status="rendered", qc="passed", **ok),
-        Output(sku="A", channel="shopify_square", status="rendered", qc="warned", **ok),
-        Output(sku="B", channel="amazon_main", status="rendered", qc="failed", row=2, category="kitchen", published="review"),
-        Output(sku="C", channel="amazon_main", status="failed", qc="not_run", row=3, category="kitchen", error="unreadable"),
-        Output(sku="D", channel="amazon_main", status="unchanged", qc="passed", row=4, category="kitchen", published="unchanged",
+        Output(sku="A", channel="amazon_main", qc="passed", **ok),
+        Output(sku="A", channel="shopify_square", qc="warned", **ok),
+        Output(sku="B", channel="amazon_main", state="review", qc="failed", row=2, category="kitchen"),
+        Output(sku="C", channel="amazon_main", state="failed", qc="not_run", row=3, category="kitchen", error="unreadable"),
+        Output(sku="D", channel="amazon_main", state="unchanged", qc="passed", row=4, category="kitchen",
                uri="u", sha256="cd" * 32),
     ]
 

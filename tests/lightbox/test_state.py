@@ -22,7 +22,7 @@ from tests.support.helpers import make_catalog
 
 def _output(sku: str, channel: str, phash: str, *, category: str = "mugs", fill: float = 0.8, clipped: float = 0.01,
             border: tuple[float, float, float] = (250.0, 248.0, 245.0), sha: str = "0" * 64) -> Output:
-    return Output(sku=sku, row=1, category=category, channel=channel, status="rendered", published="written", qc="passed",
+    return Output(sku=sku, row=1, category=category, channel=channel, state="live", qc="passed",
                   uri=f"/x/{sku}/{channel}.jpg", sha256=sha, bytes=10,
                   metrics={"phash": phash, "fill_longest": fill, "clipped": clipped, "border_mean": list(border)})
 

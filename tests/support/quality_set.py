@@ -50,7 +50,7 @@ class Case:
     expect: str | None  # None: good; else the id of the rule that must fail it
 
     def judge(self) -> Output:
-        out = Output(sku=self.name, row=1, category="kitchen", channel=self.channel, status="rendered", metrics=self.metrics)
+        out = Output(sku=self.name, row=1, category="kitchen", channel=self.channel, state="rendered", metrics=self.metrics)
         return check_output(out, self.data, self.look)
 
 
