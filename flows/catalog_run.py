@@ -1,4 +1,7 @@
-"""catalog-run: ingest -> validate -> plan -> generate (mapped over chunks) -> quality-check -> publish -> report."""
+"""catalog-run: ingest -> validate -> plan -> generate (mapped over chunks) -> quality-check -> publish -> report.
+
+The order is the one composition of the stages (lightbox/composition.py); `AsTasks` runs each stage as Prefect tasks.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +10,18 @@ import time
 
 from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.futures import as_completed
+from prefect.futures import PrefectFutureList, as_completed
 from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
 from lightbox import progress
 from lightbox.engines import uses_ai
+from lightbox.composition import compose
 from lightbox.errors import CatalogError, LightboxError
 from lightbox.generate import failed_item
 from lightbox.lock import BrandLock, describe
+from lightbox.plan import Plan
 from lightbox.publish import live_before_failure
 from lightbox.state import RunState, StateError
 from lightbox.storage import Store, parse_output_root
@@ -112,79 +117,119 @@ def catalog_run(
 
 def _run(run: Run, spec: BrandSpec, brand: str, chunk_size: int, layout: str | None, policy: FetchPolicy,
          hooks: WebhookConfig, lock: BrandLock, handed: Validated | None) -> RunSummary | State:
-    skus = run.skus_requested
     ai_fallback = prepare_engine(spec)
     cutout_fallback = prepare_cutout(spec)
     ctx = RunContext(run_id=run.run_id, brand_uri=brand, out_uri=run.out_uri, ai_fallback=ai_fallback,
                      cutout_fallback=cutout_fallback, fetch=policy, lock_generation=lock.generation)
-    run = run.noted(engine=engine_note(spec, ai_fallback))
     sweep_stale(spec, ctx)  # earlier runs' staging and temporary files: none of those runs is alive (we hold the lock)
+    stages = AsTasks(spec, ctx, chunk_size, layout, hooks, lock, handed, skus=run.skus_requested)
+    return compose(run.noted(engine=engine_note(spec, ai_fallback)), stages)
 
-    if handed is not None:  # 1.-2. done by the caller (lightbox run's preflight): not read and validated again
-        validated = handed
-        get_run_logger().info("catalog as validated before the run: %d rows, %d invalid, %d skipped",
-                              validated.ingested, len(validated.quarantined), len(validated.skipped))
-    else:
-        # 1. Ingest (a catalog that cannot be read is reported like a refused one)
-        ingested = ingest_catalog(run, layout, return_state=True)
-        if ingested.is_failed() and isinstance(unreadable := ingested.result(raise_on_failure=False), CatalogError):
-            report_stopped(run, str(unreadable))
-            return Failed(name=INVALID_CATALOG, message=str(unreadable))
-        # 2. Validate
-        validated = validate_catalog(ingested.result(), spec, run)
-    run = run.validated(validated.ingested, validated.quarantined, validated.warnings, validated.skipped)
-    if validated.rejected:
-        summary = report_stopped(run, validated.rejected)
-        return Failed(name=INVALID_CATALOG, message=f"{validated.rejected}; quarantine report: {summary.quarantine_uri}")
+
+class AsTasks:
+    """The run's stages (lightbox/composition.py) as Prefect tasks: the chunk stages mapped over the chunks,
+    futures handed from stage to stage, so chunks overlap on the task runner."""
+
+    def __init__(self, spec: BrandSpec, ctx: RunContext, chunk_size: int, layout: str | None, hooks: WebhookConfig,
+                 lock: BrandLock, handed: Validated | None, skus: list[str] | None) -> None:
+        self.spec, self.ctx, self.chunk_size, self.layout = spec, ctx, chunk_size, layout
+        self.hooks, self.lock, self.handed, self.skus = hooks, lock, handed, skus
+        self.validated: Validated | None = handed
+        self.unreadable = False
+        self.ran_on = ""
+        self.notified: list = []  # webhook futures
+        self.approved: list[Output] = []
+        self.chunk_errors: list[str] = []
+        self.indexes: list[int] = []
+
+    # 1.-2. Ingest and validate
+    def validate(self, run: Run) -> tuple[Run, str | None]:
+        if self.handed is not None:  # done by the caller (lightbox run's preflight): not read and validated again
+            get_run_logger().info("catalog as validated before the run: %d rows, %d invalid, %d skipped",
+                                  self.handed.ingested, len(self.handed.quarantined), len(self.handed.skipped))
+        else:
+            ingested = ingest_catalog(run, self.layout, return_state=True)
+            if ingested.is_failed() and isinstance(unreadable := ingested.result(raise_on_failure=False), CatalogError):
+                self.unreadable = True  # reported like a refused catalog
+                return run, str(unreadable)
+            self.validated = validate_catalog(ingested.result(), self.spec, run)
+        v = self.validated
+        assert v is not None
+        return run.validated(v.ingested, v.quarantined, v.warnings, v.skipped), v.rejected
+
+    def stop(self, run: Run, reason: str) -> State:
+        summary = report_stopped(run, reason)
+        return Failed(name=INVALID_CATALOG, message=reason if self.unreadable else f"{reason}; quarantine report: {summary.quarantine_uri}")
+
     # 3. Plan
-    plan = plan_run(validated, spec, ctx, chunk_size, skus)
-    run = run.planned(plan)
-    indexes = [c.index for c in plan.chunks]
+    def plan(self, run: Run) -> Plan:
+        assert self.validated is not None
+        return plan_run(self.validated, self.spec, self.ctx, self.chunk_size, self.skus)
+
     # 4. Generate (mapped over chunks; the task runner bounds concurrency; GPU work on GPU workers)
-    runner = FlowRunContext.get().task_runner
-    gpu_work = (uses_ai(spec) and ai_fallback is None) or bool(spec.segmentation_models() and cutout_fallback is None)
-    with cluster.on_gpu(runner, gpu_work) as pinned:
-        if pinned:
-            get_run_logger().info("generate: pinned to Dask workers declaring a %s resource", cluster.GPU_RESOURCE)
-        generated = generate_chunk.map(plan.chunks, spec=unmapped(spec), ctx=unmapped(ctx))
-    ran_on = cluster.describe(runner)  # after the first submission: a Dask runner connects to its scheduler then
+    def generate(self, chunks: list[Chunk]) -> PrefectFutureList:
+        runner = FlowRunContext.get().task_runner
+        spec, ctx = self.spec, self.ctx
+        gpu_work = (uses_ai(spec) and ctx.ai_fallback is None) or bool(spec.segmentation_models() and ctx.cutout_fallback is None)
+        with cluster.on_gpu(runner, gpu_work) as pinned:
+            if pinned:
+                get_run_logger().info("generate: pinned to Dask workers declaring a %s resource", cluster.GPU_RESOURCE)
+            generated = generate_chunk.map(chunks, spec=unmapped(spec), ctx=unmapped(ctx))
+        self.ran_on = cluster.describe(runner)  # after the first submission: a Dask runner connects to its scheduler then
+        self.indexes = [c.index for c in chunks]
+        return generated
+
     # 5. Quality check
-    checked = quality_check_chunk.map(generated, spec=unmapped(spec), ctx=unmapped(ctx), chunk_index=indexes)
+    def check(self, generated: PrefectFutureList) -> PrefectFutureList:
+        return quality_check_chunk.map(generated, spec=unmapped(self.spec), ctx=unmapped(self.ctx), chunk_index=self.indexes)
+
     # 6. Publish (then tell subscribers, per chunk, without holding publication up)
-    published = publish_chunk.map(checked, spec=unmapped(spec), ctx=unmapped(ctx), chunk_index=indexes)
-    notified = (notify_published.map(published, spec=unmapped(spec), ctx=unmapped(ctx), webhooks=unmapped(hooks),
-                                     chunk_index=indexes) if hooks.subscribers else [])
-    outputs, chunk_errors = _collect(generated, checked, published, plan.chunks, spec, ctx)
-    reviewed = operator_review(outputs, spec, ctx)  # only when the spec asks for it and something is flagged
-    approved = [o for o, was in zip(reviewed, outputs, strict=True) if was.state == "review" and o.state == "live"]
-    if approved and hooks.subscribers:
-        notified = [*notified, notify_published.submit(approved, spec, ctx, hooks, chunk_index=-1)]
-    outputs = reviewed
-    lock.ensure_held()  # a run whose lease ran out (it hung) must not write the export over the next run's
-    retired = retire_photos(plan.retire, spec, ctx) if plan.retire else ([], [])  # photos the catalog dropped
-    manifest_uri = export_manifest(approved, spec, ctx, skus)
-    cdn = invalidate_cdn(outputs, spec, ctx, retired[0], return_state=True)
+    def publish(self, checked: PrefectFutureList) -> PrefectFutureList:
+        published = publish_chunk.map(checked, spec=unmapped(self.spec), ctx=unmapped(self.ctx), chunk_index=self.indexes)
+        if self.hooks.subscribers:
+            self.notified = list(notify_published.map(published, spec=unmapped(self.spec), ctx=unmapped(self.ctx),
+                                                      webhooks=unmapped(self.hooks), chunk_index=self.indexes))
+        return published
+
+    def collect(self, chunks: list[Chunk], generated: PrefectFutureList, checked: PrefectFutureList,
+                published: PrefectFutureList) -> list[Output]:
+        outputs, self.chunk_errors = _collect(generated, checked, published, chunks, self.spec, self.ctx)
+        reviewed = operator_review(outputs, self.spec, self.ctx)  # only when the spec asks for it and something is flagged
+        self.approved = [o for o, was in zip(reviewed, outputs, strict=True) if was.state == "review" and o.state == "live"]
+        if self.approved and self.hooks.subscribers:
+            self.notified.append(notify_published.submit(self.approved, self.spec, self.ctx, self.hooks, chunk_index=-1))
+        return reviewed
+
+    def retire(self, run: Run, plan: Plan) -> Run:
+        self.lock.ensure_held()  # a run whose lease ran out (it hung) must not write the export over the next run's
+        retired, problems = retire_photos(plan.retire, self.spec, self.ctx) if plan.retire else ([], [])  # photos the catalog dropped
+        return run.noted(retired=retired, retire_failures=problems)
+
     # 7. Report
-    run = run.noted(manifest_uri=manifest_uri, runner=ran_on, retired=retired[0], retire_failures=retired[1],
-                    cdn_invalidation=cdn.result() if cdn.is_completed() else f"failed: {cdn.message}")
-    summary = report_run(outputs, spec, run, deliveries=_deliveries(notified), webhooks=hooks)
-    if chunk_errors:
-        return Failed(message=f"{len(chunk_errors)} of {len(plan.chunks)} chunks failed after retries; first: {chunk_errors[0]}")
-    limit = spec.quality.max_failed_share
-    if summary.render_failed_share > limit:
-        first = next(f for f in summary.failures if f["stage"] == "generate")
-        return Failed(message=(f"{summary.render_failed} outputs could not be rendered ({summary.render_failed_share:.0%}, "
-                               f"over the spec's quality.max_failed_share of {limit:.0%}); first: {first['sku']}: {first['reason']}"))
-    if summary.alarm:  # a distinct final state operators can filter and automate on
-        return Failed(
-            name=QUALITY_ALARM,
-            message=(f"{summary.failed_share:.0%} of the run's outputs failed quality checks (limit {limit:.0%}); "
-                     f"published {summary.published}, to review {summary.to_review}: {summary.review_uri}"),
-        )
-    return summary
+    def report(self, run: Run, plan: Plan, outputs: list[Output]) -> RunSummary | State:
+        spec, ctx = self.spec, self.ctx
+        manifest_uri = export_manifest(self.approved, spec, ctx, self.skus)
+        cdn = invalidate_cdn(outputs, spec, ctx, run.retired, return_state=True)
+        run = run.noted(manifest_uri=manifest_uri, runner=self.ran_on,
+                        cdn_invalidation=cdn.result() if cdn.is_completed() else f"failed: {cdn.message}")
+        summary = report_run(outputs, spec, run, deliveries=_deliveries(self.notified), webhooks=self.hooks)
+        if self.chunk_errors:
+            return Failed(message=f"{len(self.chunk_errors)} of {len(plan.chunks)} chunks failed after retries; first: {self.chunk_errors[0]}")
+        limit = spec.quality.max_failed_share
+        if summary.render_failed_share > limit:
+            first = next(f for f in summary.failures if f["stage"] == "generate")
+            return Failed(message=(f"{summary.render_failed} outputs could not be rendered ({summary.render_failed_share:.0%}, "
+                                   f"over the spec's quality.max_failed_share of {limit:.0%}); first: {first['sku']}: {first['reason']}"))
+        if summary.alarm:  # a distinct final state operators can filter and automate on
+            return Failed(
+                name=QUALITY_ALARM,
+                message=(f"{summary.failed_share:.0%} of the run's outputs failed quality checks (limit {limit:.0%}); "
+                         f"published {summary.published}, to review {summary.to_review}: {summary.review_uri}"),
+            )
+        return summary
 
 
-def _deliveries(notified) -> list[Delivery]:  # PrefectFutureList
+def _deliveries(notified) -> list[Delivery]:  # webhook futures
     out: list[Delivery] = []
     for fut in notified:
         fut.wait()

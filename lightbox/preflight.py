@@ -14,15 +14,21 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from lightbox.catalog.ingest import only_skus, read_catalog
 from lightbox.catalog.validate import ValidationResult, local_file, validate_catalog
+from lightbox.composition import WouldRender, compose
 from lightbox.fetch_policy import FetchPolicy
-from lightbox.records import QuarantinedRow
+from lightbox.plan import Plan
+from lightbox.records import Chunk, Output, QuarantinedRow
 from lightbox.report import RunSummary, write_summary
 from lightbox.run import Run
 from lightbox.specs.models import BrandSpec
 from lightbox.storage import Store
+
+if TYPE_CHECKING:
+    from lightbox.state import RunState
 
 
 def check_catalog(catalog: str, spec: BrandSpec, layout: str | None = None, skus: list[str] | None = None) -> ValidationResult:
@@ -96,18 +102,13 @@ def reason_lines(rows: list[QuarantinedRow], top: int = 5) -> list[str]:
 def unchanged_run(run: Run, brand_uri: str, spec: BrandSpec, store: Store, checked: ValidationResult, policy: FetchPolicy,
                   chunk_size: int) -> RunSummary | None:
     """When every output of the planned products is unchanged (fingerprints from the photos' bytes match the
-    manifest and the objects exist), the run's summary - written, with no flow run - else None. Stops at the
-    first output that would render. Only for studio specs (an AI engine is identified once its model loads),
+    manifest and the objects exist), the run's summary - written, with no flow run - else None. The run's own
+    composition (:func:`lightbox.composition.compose`) with stages that only compare fingerprints: it stops at
+    the first output that would render. Only for studio specs (an AI engine is identified once its model loads),
     only once the run state knows the brand (a first run imports the previous state under the lock), and
     only when no earlier run left staging behind (the flow run sweeps it under the lock)."""
-    from lightbox.catalog.ingest import to_products
-    from lightbox.engines import build_engines, uses_ai
-    from lightbox.fetch import SourceFetcher
-    from lightbox.generate import all_unchanged
-    from lightbox.plan import plan_run
+    from lightbox.engines import uses_ai
     from lightbox.publish import leftovers
-    from lightbox.records import RunContext
-    from lightbox.specs.loader import spec_channels
     from lightbox.state import RunState, state_exists
 
     if uses_ai(spec) or not state_exists(store):  # no state yet: the flow run creates it (under the brand lock)
@@ -115,17 +116,73 @@ def unchanged_run(run: Run, brand_uri: str, spec: BrandSpec, store: Store, check
     state = RunState.of(store)
     if not state.knows(spec.name) or leftovers(store, spec.name):
         return None
-    skus = run.skus_requested
-    known = {q.sku for q in checked.quarantined + checked.skipped}
-    plan = plan_run(to_products(checked.valid), spec, state.entries(spec.name, skus), chunk_size, only=skus, known=known)
-    if plan.retire:  # photos to take down: the flow run does it, under the brand lock
+    try:
+        return compose(run, FingerprintsOnly(brand_uri, spec, store, state, checked, policy, chunk_size))
+    except WouldRender:
         return None
-    ctx = RunContext(run_id=run.run_id, brand_uri=brand_uri, out_uri=store.root_uri, fetch=policy.for_catalog(run.catalog))
-    items = [item for chunk in plan.chunks for item in chunk.items]
-    outputs = all_unchanged(items, spec, spec_channels(spec), ctx, store, build_engines(spec, None), SourceFetcher(ctx.fetch, ctx.run_id))
-    if outputs is None:
-        return None
-    run = run.validated(checked.total, checked.quarantined, checked.warnings, checked.skipped).planned(plan)
-    summary = run.summary(outputs, store)
-    write_summary(store, summary)
-    return summary
+
+
+class FingerprintsOnly:
+    """The run's stages for a run with nothing to render: generate compares fingerprints and raises
+    :class:`~lightbox.composition.WouldRender` at the first output that would render (or when a photo is to be
+    retired: the flow does that under the brand lock); nothing is gated or published, the summary is written."""
+
+    def __init__(self, brand_uri: str, spec: BrandSpec, store: Store, state: RunState, checked: ValidationResult,
+                 policy: FetchPolicy, chunk_size: int) -> None:
+        self.brand_uri, self.spec, self.store, self.state = brand_uri, spec, store, state
+        self.checked, self.policy, self.chunk_size = checked, policy, chunk_size
+        self.run_id, self.catalog = "", ""
+
+    def validate(self, run: Run) -> tuple[Run, str | None]:
+        c = self.checked  # as the command line read and validated it
+        self.run_id, self.catalog = run.run_id, run.catalog
+        return run.validated(c.total, c.quarantined, c.warnings, c.skipped), rejection(c, self.spec)
+
+    def stop(self, run: Run, reason: str) -> RunSummary | None:
+        raise WouldRender(reason)  # the command line refuses such a catalog itself
+
+    def plan(self, run: Run) -> Plan:
+        from lightbox.catalog.ingest import to_products
+        from lightbox.plan import plan_run
+
+        skus = run.skus_requested
+        known = {q.sku for q in self.checked.quarantined + self.checked.skipped}
+        plan = plan_run(to_products(self.checked.valid), self.spec, self.state.entries(self.spec.name, skus),
+                        self.chunk_size, only=skus, known=known)
+        if plan.retire:
+            raise WouldRender(f"{len(plan.retire)} photos to retire")
+        return plan
+
+    def generate(self, chunks: list[Chunk]) -> list[list[Output]]:
+        from lightbox.engines import build_engines
+        from lightbox.fetch import SourceFetcher
+        from lightbox.generate import all_unchanged
+        from lightbox.records import RunContext
+        from lightbox.specs.loader import spec_channels
+
+        ctx = RunContext(run_id=self.run_id, brand_uri=self.brand_uri, out_uri=self.store.root_uri,
+                         fetch=self.policy.for_catalog(self.catalog))
+        items = [item for chunk in chunks for item in chunk.items]
+        outputs = all_unchanged(items, self.spec, spec_channels(self.spec), ctx, self.store,
+                                build_engines(self.spec, None), SourceFetcher(ctx.fetch, ctx.run_id))
+        if outputs is None:
+            raise WouldRender("an output would render")
+        return [outputs]
+
+    def check(self, generated: list[list[Output]]) -> list[list[Output]]:
+        return generated  # every output is unchanged: nothing to gate
+
+    def publish(self, checked: list[list[Output]]) -> list[list[Output]]:
+        return checked  # nothing to publish
+
+    def collect(self, chunks: list[Chunk], generated: list[list[Output]], checked: list[list[Output]],
+                published: list[list[Output]]) -> list[Output]:
+        return [o for outputs in published for o in outputs]
+
+    def retire(self, run: Run, plan: Plan) -> Run:
+        return run  # nothing: a plan with photos to retire stopped this composition
+
+    def report(self, run: Run, plan: Plan, outputs: list[Output]) -> RunSummary | None:
+        summary = run.summary(outputs, self.store)
+        write_summary(self.store, summary)
+        return summary

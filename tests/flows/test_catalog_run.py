@@ -84,12 +84,24 @@ def test_artifacts_are_created(tmp_path):
     assert "6** published" in arts["acme-home-run-report"].data
 
 
-def test_rerun_publishes_nothing_new(tmp_path):
+def test_rerun_publishes_nothing_new(tmp_path, monkeypatch):
+    """Also: the flow runs the one composition of the stages (lightbox/composition.py), with its stages as tasks."""
+    import flows.catalog_run
+    from lightbox.composition import compose
+
+    composed: list[str] = []
+
+    def counted(run, stages):
+        composed.append(type(stages).__name__)
+        return compose(run, stages)
+
+    monkeypatch.setattr(flows.catalog_run, "compose", counted)
     catalog = make_catalog(tmp_path / "cat", n_good=2)
     out = str(tmp_path / "out")
     first = catalog_run(str(catalog), brand=ACME, out=out)
     second = catalog_run(str(catalog), brand=ACME, out=out)
     assert first.published == 6 and second.published == 0 and second.unchanged == 6 and second.generated == 0
+    assert composed == ["AsTasks", "AsTasks"]
 
 
 @pytest.mark.slow
