@@ -238,13 +238,24 @@ def _deliveries(notified) -> list[Delivery]:  # webhook futures
     return out
 
 
-def _first_failure(stages: dict) -> str:  # stage name -> future
-    """The earliest stage of a chunk that failed, and its error (later stages only say 'not ready')."""
+def _first_failure(stages: dict) -> tuple[str, dict[str, float]]:  # stage name -> future
+    """The earliest stage of a chunk that failed, and its error (later stages only say 'not ready'); and the
+    storage outages the chunk waited out on the way: those its completed stages charged to its outputs, and
+    those the failed stage's attempts waited (on its last error: tasks/_policy.py's StorageAttempt)."""
+    retries, waited, last_done = 0, 0.0, None
     for name, fut in stages.items():
+        if fut.state.is_completed():
+            last_done = fut.state.result(raise_on_failure=False)
+            continue
         if fut.state.is_failed():
             exc = fut.state.result(raise_on_failure=False)
-            return f"{name} failed: {type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else f"{name} failed"
-    return "did not complete"
+            if isinstance(last_done, list):  # a stage's outputs carry the waits of the stages before it
+                retries += sum(o.storage_retries for o in last_done)
+                waited += sum(o.storage_waited_s for o in last_done)
+            n, s = getattr(exc, "storage_waits", (0, 0.0))
+            waits = {"storage_retries": retries + n, "storage_waited_s": round(waited + s, 2)} if retries + n else {}
+            return (f"{name} failed: {type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else f"{name} failed"), waits
+    return "did not complete", {}
 
 
 def _collect(generated, checked, published, chunks: list[Chunk], spec, ctx: RunContext) -> tuple[list[Output], list[str]]:
@@ -268,9 +279,12 @@ def _collect(generated, checked, published, chunks: list[Chunk], spec, ctx: RunC
             outputs.extend(fut.result())
         except Exception:  # recorded per product and re-raised after the report
             stages = {"generate": generated[i], "quality-check": checked[i], "publish": published[i]}
-            reason = f"chunk {chunk.index}: {_first_failure(stages)}"
+            why, waits = _first_failure(stages)
+            reason = f"chunk {chunk.index}: {why}"
             errors.append(reason)
             failed = [o for item in chunk.items for o in failed_item(item, spec, spec_channels(spec), ctx, reason)]
+            if failed:  # what the chunk waited out before it failed is counted in the run's report
+                failed[0] = failed[0].charged(waits)
             try:
                 entries = RunState.of(Store(ctx.out_uri)).entries(spec.name, skus={o.sku for o in failed})
             except (StateError, LightboxError) as e:  # the state is what failed: the outputs stay failed, the report says why

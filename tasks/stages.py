@@ -8,6 +8,7 @@ import io
 import pandas as pd
 from prefect import get_run_logger, task
 from prefect.concurrency.sync import concurrency
+from prefect.runtime import task_run
 
 from lightbox.catalog.ingest import only_skus, read_catalog, to_products
 from lightbox.catalog.validate import local_file
@@ -32,9 +33,14 @@ from lightbox.specs import BrandSpec, load_brand_spec, spec_channels
 from lightbox.state import RunState
 from lightbox.storage import Store
 from lightbox.webhooks import Delivery, Notifier, WebhookConfig, product_events
-from tasks._policy import RETRY_DELAYS, ensure_concurrency_limit, retry_transient
+from tasks._policy import RETRY_DELAYS, StorageAttempt, ensure_concurrency_limit, retry_transient
 
 RETRIES = dict(retries=len(RETRY_DELAYS), retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=retry_transient)
+
+
+def _attempt(store: Store) -> StorageAttempt:
+    """This attempt of the running task (see :class:`StorageAttempt`)."""
+    return StorageAttempt(store, str(task_run.get_id() or "local"))
 
 
 @task(name="load-brand-spec", **RETRIES)
@@ -136,11 +142,14 @@ def plan_run(validated: Validated, spec: BrandSpec, ctx: RunContext, chunk_size:
 @task(name="generate", task_run_name="generate-chunk-{chunk.index}", **RETRIES)
 def generate_chunk(chunk: Chunk, spec: BrandSpec, ctx: RunContext) -> list[Output]:
     engines = build_engines(spec, ctx.ai_fallback)
-    if "diffusers" in engines:  # AI work holds a slot of the shared accelerator limit
-        with concurrency(spec.diffusion.concurrency_limit, occupy=1, strict=True):
-            outputs = _generate_chunk(chunk, spec, spec_channels(spec), ctx, Store(ctx.out_uri), engines)
-    else:
-        outputs = _generate_chunk(chunk, spec, spec_channels(spec), ctx, Store(ctx.out_uri), engines)
+    store = Store(ctx.out_uri)
+    with _attempt(store) as attempt:
+        if "diffusers" in engines:  # AI work holds a slot of the shared accelerator limit
+            with concurrency(spec.diffusion.concurrency_limit, occupy=1, strict=True):
+                outputs = _generate_chunk(chunk, spec, spec_channels(spec), ctx, store, engines)
+        else:
+            outputs = _generate_chunk(chunk, spec, spec_channels(spec), ctx, store, engines)
+    outputs = attempt.charge(outputs)
     logger = get_run_logger()
     for o in outputs:
         if o.state == "failed":
@@ -150,7 +159,9 @@ def generate_chunk(chunk: Chunk, spec: BrandSpec, ctx: RunContext) -> list[Outpu
 
 @task(name="quality-check", task_run_name="quality-check-{chunk_index}", **RETRIES)
 def quality_check_chunk(outputs: list[Output], spec: BrandSpec, ctx: RunContext, chunk_index: int) -> list[Output]:
-    checked = check_chunk(outputs, spec, spec_channels(spec), Store(ctx.out_uri))
+    store = Store(ctx.out_uri)
+    with _attempt(store) as attempt:
+        checked = attempt.charge(check_chunk(outputs, spec, spec_channels(spec), store))
     logger = get_run_logger()
     for o in checked:
         if o.qc == "failed":
@@ -163,7 +174,9 @@ def publish_chunk(outputs: list[Output], spec: BrandSpec, ctx: RunContext, chunk
     """Publish the chunk and commit its rows to the run state (a state that cannot be written fails the
     chunk, which is retried: what went live is then found live and recorded)."""
     store = Store(ctx.out_uri)
-    return _publish_chunk(outputs, store, RunState.of(store), spec.name, ctx.run_id, lock_generation=ctx.lock_generation)
+    with _attempt(store) as attempt:
+        published = _publish_chunk(outputs, store, RunState.of(store), spec.name, ctx.run_id, lock_generation=ctx.lock_generation)
+    return attempt.charge(published)
 
 
 @task(name="retire", **RETRIES)
