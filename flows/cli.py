@@ -81,7 +81,10 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--format", required=True, choices=["shopify", "woocommerce", "google-merchant"])
     exp.add_argument("--channel", default=None, help="whose images (default: shopify_square for shopify, google_merchant "
                      "for google-merchant, else the brand's only channel)")
-    exp.add_argument("--base-url", default=None, help="public URL of the output root, e.g. https://cdn.example.com/media")
+    exp.add_argument("--base-url", default=None, help="public URL of the output root, e.g. https://cdn.example.com/media "
+                     "(default: $LIGHTBOX_PUBLIC_BASE_URL, else the one saved for the root with --remember)")
+    exp.add_argument("--remember", action="store_true", help="save --base-url with the output root "
+                     "(<root>/_lightbox/settings.json): later exports from it use it without --base-url")
     exp.add_argument("--to", default=None, help="write the file here (default: standard output)")
 
     api = sub.add_parser("api", help="serve the job API (FastAPI; settings from LIGHTBOX_API_* variables)")
@@ -554,13 +557,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     """The platform's import file on stdout (or --to FILE); what was left out and the counts on stderr."""
     from pathlib import Path
 
-    from lightbox.catalog.export import default_channel, export
+    from lightbox.catalog.export import RootSettings, default_channel, export, public_base_url
     from lightbox.errors import LightboxError
     from lightbox.state import StateError
     from lightbox.storage import Store
 
+    if args.remember and not args.base_url:
+        return _fail("--remember saves --base-url for the output root: give --base-url URL", 2)
     try:
         store = Store(args.out)
+        base_url = public_base_url(args.base_url, store)
+        if args.remember:
+            sys.stderr.write(f"public base URL {base_url} saved for {store.root_uri} "
+                             f"({RootSettings(public_base_url=base_url).save(store)})\n")
         state = _brand_state(store, args.brand)
         if state is None:
             return _fail(f"brand {args.brand!r}: no run state under {store.uri('')}; a run of the brand creates it", 2)
@@ -569,7 +578,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         channel = args.channel or default_channel(args.format, channels)
         if channel not in channels:
             return _fail(f"--channel: no live {channel!r} images for {args.brand} (live: {', '.join(channels) or 'none'})", 2)
-        made = export(entries, args.format, channel, store.key_of, args.base_url)
+        made = export(entries, args.format, channel, store.key_of, base_url)
     except StateError as e:
         return _fail(str(e), 1)
     except LightboxError as e:

@@ -2,6 +2,7 @@
 
 ```
 <root>/_lightbox/state.sqlite                  the run state (default; lightbox/state.py)
+<root>/_lightbox/settings.json                 the root's own settings: its public base URL (lightbox export)
 <root>/<brand>/<SKU>/<output>.<ext>            live images; <output> is spelled by output_name():
                                                <channel>[-<photo>][-v<variant>], e.g. amazon_main.jpg
                                                (the main photo), amazon_main-2.jpg (the second photo)
@@ -26,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 STATE_DIR = "_lightbox"  # under the root: the default run state; under a brand: files kept aside
+ROOT_SETTINGS = f"{STATE_DIR}/settings.json"  # under the root: what the root keeps about itself
 
 
 def output_name(channel: str, variant: int = 0, photo: int = 1) -> str:

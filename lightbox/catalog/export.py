@@ -4,8 +4,9 @@
 brand (the run state: one entry per published photo and channel) and writes, for one channel, each
 product's gallery in order - its main image, then its additional photos - as public URLs:
 
-- public URL = the base URL the output root is served at (``--base-url``, else ``$LIGHTBOX_PUBLIC_BASE_URL``)
-  + the object's key under the root, percent-encoded; an output root on a web server needs no base URL;
+- public URL = the base URL the output root is served at (``--base-url``, else ``$LIGHTBOX_PUBLIC_BASE_URL``,
+  else the one saved for the output root with ``--remember``: :class:`RootSettings`) + the object's key under
+  the root, percent-encoded; an output root on a web server needs no base URL;
 - a product whose main image is not live (it failed the gate, or was never rendered) is left out and
   named on the side: exporting its additional photos would make one of them the main image;
 - gaps close up: photos 1, 2 and 4 live become positions 1, 2, 3.
@@ -16,17 +17,22 @@ reads back through them to the same products and images.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
 from lightbox.catalog.formats import Listing
 from lightbox.catalog.formats.merchant import export_tsv
 from lightbox.catalog.formats.shopify import export_csv as shopify_csv
 from lightbox.catalog.formats.woocommerce import export_csv as woocommerce_csv
 from lightbox.errors import LightboxError
+from lightbox.layout import ROOT_SETTINGS
+from lightbox.storage import Store
 
 FORMATS: dict[str, Callable[[list[Listing]], str]] = {
     "shopify": shopify_csv, "woocommerce": woocommerce_csv, "google-merchant": export_tsv}
@@ -37,6 +43,63 @@ BASE_URL_ENV = "LIGHTBOX_PUBLIC_BASE_URL"
 
 class ExportError(LightboxError):
     """The export cannot be made as asked (no public URL, an unknown channel, nothing live)."""
+
+
+def _is_base_url(url: str) -> bool:
+    return url.startswith(("https://", "http://")) and len(url) > len("https://") and not any(c.isspace() for c in url)
+
+
+def check_base_url(url: str, where: str = "--base-url") -> str:
+    if not _is_base_url(url):
+        raise ExportError(f"{where}: must be an https:// or http:// URL, got {url[:80]!r}")
+    return url
+
+
+class RootSettings(BaseModel):
+    """What an output root keeps about itself (``<root>/_lightbox/settings.json``): the public URL it is served
+    at, so every export from it - and every operator - uses the same one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    public_base_url: str | None = Field(None, description="the URL the output root is served at (a CDN)")
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not _is_base_url(v):
+            raise ValueError(f"must be an https:// or http:// URL, got {v[:80]!r}")
+        return v
+
+    @classmethod
+    def load(cls, store: Store) -> RootSettings:
+        try:
+            return cls.model_validate_json(store.read(ROOT_SETTINGS))
+        except FileNotFoundError:
+            return cls()
+        except (ValidationError, ValueError) as e:
+            raise ExportError(f"{store.uri(ROOT_SETTINGS)}: not an output root's settings ({_first_error(e)}); "
+                              "save them again with lightbox export ... --base-url URL --remember") from None
+
+    def save(self, store: Store) -> str:
+        store.write_atomic(ROOT_SETTINGS, json.dumps(self.model_dump(), indent=1).encode())
+        return store.uri(ROOT_SETTINGS)
+
+
+def _first_error(e: Exception) -> str:
+    if isinstance(e, ValidationError):
+        err = e.errors()[0]
+        return f"{'.'.join(str(p) for p in err['loc']) or 'file'}: {err['msg']}"
+    return type(e).__name__
+
+
+def public_base_url(given: str | None, store: Store) -> str | None:
+    """The base URL an export uses: ``given`` (--base-url), else ``$LIGHTBOX_PUBLIC_BASE_URL``, else the output
+    root's saved one, else None (the images' own URIs)."""
+    if given:
+        return check_base_url(given)
+    if env := os.environ.get(BASE_URL_ENV):
+        return check_base_url(env, BASE_URL_ENV)
+    return RootSettings.load(store).public_base_url
 
 
 @dataclass
@@ -89,18 +152,18 @@ def _url(uri: str, key_of: Callable[[str], str], base_url: str | None) -> str:
     if uri.startswith(("https://", "http://")):
         return uri
     raise ExportError(f"the images are at {uri.split('://', 1)[0] + '://' if '://' in uri else 'a local path'}, not a "
-                      f"public URL: give --base-url (the URL the output root is served at, e.g. your CDN) or "
-                      f"set {BASE_URL_ENV}")
+                      f"public URL: give --base-url (the URL the output root is served at, e.g. your CDN; add "
+                      f"--remember to keep it for this output root) or set {BASE_URL_ENV}")
 
 
 def export(entries: list[dict[str, Any]], fmt: str, channel: str, key_of: Callable[[str], str],
            base_url: str | None = None) -> Export:
-    """The import file of ``fmt`` for the ``channel`` images among the brand's live ``entries``."""
+    """The import file of ``fmt`` for the ``channel`` images among the brand's live ``entries``; ``base_url`` as
+    :func:`public_base_url` resolved it (None: the images' own URIs, which must then be public URLs)."""
     if fmt not in FORMATS:
         raise ExportError(f"--format: unknown format {fmt!r} (known: {', '.join(FORMATS)})")
-    base_url = base_url or os.environ.get(BASE_URL_ENV) or None
-    if base_url is not None and not base_url.startswith(("https://", "http://")):
-        raise ExportError(f"--base-url: must start with https:// or http://, got {base_url[:80]!r}")
+    if base_url is not None:
+        check_base_url(base_url)
     items, left_out = listings(entries, channel, key_of, base_url)
     if not items:
         raise ExportError(f"nothing to export: no live {channel} images" + (f" ({len(left_out)} products without a live "

@@ -28,7 +28,7 @@ from lightbox.specs.models import resolve_look
 from lightbox.state import RunState
 from lightbox.storage import Store
 from tests.conftest import ACME
-from tests.support.helpers import GALLERY, make_gallery_catalog
+from tests.support.helpers import GALLERY, make_catalog, make_gallery_catalog
 
 CHANNELS = ["amazon_main", "google_merchant", "shopify_square"]
 BASE = "https://cdn.example.com/media"
@@ -182,6 +182,38 @@ def test_export_files_read_back_to_the_same_products_and_images(tmp_path, capsys
     table = capsys.readouterr().out.splitlines()
     assert table[0].split()[:5] == ["sku", "channel", "photo", "role", "qc"]
     assert sum(line.split()[2:4] == ["3", "additional"] for line in table[1:-1]) == 3
+
+
+def test_the_public_base_url_is_kept_per_output_root(tmp_path, monkeypatch, capsys):
+    """--remember saves --base-url with the output root; later exports from that root (a cron job, another
+    operator) use it; --base-url and $LIGHTBOX_PUBLIC_BASE_URL still win; a damaged file is one line."""
+    from flows.cli import main
+    from lightbox.catalog.export import RootSettings
+
+    monkeypatch.delenv("LIGHTBOX_PUBLIC_BASE_URL", raising=False)
+    out = tmp_path / "out"
+    run_plain(str(make_catalog(tmp_path / "c", n_good=1)), ACME, str(out))
+    args = ["export", "acme-home", "--out", str(out), "--format", "google-merchant"]
+
+    def links() -> set[str]:
+        rows = csv.DictReader(io.StringIO(capsys.readouterr().out), delimiter="\t")
+        return {r["image_link"].rsplit("/acme-home/", 1)[0] for r in rows}
+
+    assert main(args) == 2 and "add --remember" in capsys.readouterr().err  # local files are no public URLs
+    assert main([*args, "--remember"]) == 2 and "give --base-url URL" in capsys.readouterr().err
+    assert main([*args, "--base-url", "ftp://cdn.example.com", "--remember"]) == 2
+    assert "must be an https:// or http:// URL" in capsys.readouterr().err and not (out / "_lightbox" / "settings.json").exists()
+    assert main([*args, "--base-url", BASE, "--remember"]) == 0 and links() == {BASE}
+    assert RootSettings.load(Store(str(out))).public_base_url == BASE
+    assert main(args) == 0 and links() == {BASE}  # remembered for this root
+    assert main([*args, "--base-url", "https://other.example.com"]) == 0 and links() == {"https://other.example.com"}
+    monkeypatch.setenv("LIGHTBOX_PUBLIC_BASE_URL", "https://env.example.com")
+    assert main(args) == 0 and links() == {"https://env.example.com"}
+    monkeypatch.delenv("LIGHTBOX_PUBLIC_BASE_URL")
+    (out / "_lightbox" / "settings.json").write_text('{"public_base_url": "cdn.example.com"}')
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "settings.json: not an output root's settings (public_base_url:" in err and "--remember" in err
 
 
 def test_a_product_without_a_live_main_image_is_left_out_and_positions_close_up():
