@@ -510,8 +510,8 @@ def _print_summary(s) -> None:  # RunSummary
     if s.consistency and s.consistency.get("score") is not None:
         _say(f"catalog consistency: {s.consistency['score']:.3f}\n")
     if s.review_uri:  # the gallery: what to look at, and a contact sheet of what went live
-        failed = f", {s.render_failed} failed to render" if s.render_failed else ""
-        _say(f"review: {s.warned} warned, {s.to_review} to review, {s.qc_failed} failed quality{failed}: {s.review_uri}\n")
+        failed = f", {s.render_failed} failed to render" if s.render_failed else ""  # images, not catalog rows
+        _say(f"review: {s.published} images live ({s.warned} with warnings), {s.to_review} to review{failed}: {s.review_uri}\n")
 
 
 def _brand_state(store, brand: str):  # Store -> RunState | None

@@ -1,6 +1,7 @@
 """The ``lightbox`` command: early errors exit 2 with one line, before any server starts; a full
 run (under the session harness) prints the summary and exits 0; a failed run exits 1."""
 
+import re
 import subprocess
 import sys
 
@@ -41,6 +42,8 @@ def test_full_run_prints_summary(tmp_path, capsys):
     assert "acme-home: 2 rows, 0 quarantined, 0 skipped, 6 generated, 0 unchanged, 6 published" in out
     assert "failed: 0 to render, 0 quality" in out
     assert "manifest: " in out
+    review = next(line for line in out.splitlines() if line.startswith("review: "))  # images, said as such
+    assert re.match(r"review: 6 images live \([0-6] with warnings\), 0 to review: \S+review.html$", review), review
 
 
     capsys.readouterr()
