@@ -4,6 +4,7 @@ synthetic labelled set (lightbox.testing.cutout_set) when no set is given.
 
     python bench/bench_cutout.py --set ../shared/realmasks          # real photos: auto, model, bare model call
     python bench/bench_cutout.py --set DIR --per-photo               # and one line per photo
+    python bench/bench_cutout.py --set DIR --perturb                 # each photo mirrored, scaled, recompressed, cropped
     python bench/bench_cutout.py                                      # the synthetic set: backdrop and auto
 
 Real set, per class (plain, scene) and method:
@@ -174,11 +175,91 @@ def run_set(root: Path, per_photo: bool) -> None:
                       f"{r['conf']:>6.2f}{int(r['published']):>5}  {r['why'][:120]}")
 
 
+def _perturbations():
+    """Photo changes a seller's copy of a photo may have (mirrored, smaller, recompressed, cropped tighter), each
+    with the same change applied to the mask: the confidence should not flip a wrong cut to published."""
+    import io
+
+    from PIL import Image
+
+    def resize(im: Image.Image, f: float, resample) -> Image.Image:
+        return im.resize((max(1, round(im.width * f)), max(1, round(im.height * f))), resample)
+
+    def crop(im: Image.Image, f: float = 0.04) -> Image.Image:
+        dx, dy = round(im.width * f), round(im.height * f)
+        return im.crop((dx, dy, im.width - dx, im.height - dy))
+
+    def jpeg(im: Image.Image) -> Image.Image:
+        buf = io.BytesIO()
+        im.convert("RGB").save(buf, "JPEG", quality=70)
+        return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+    near = Image.Resampling.NEAREST
+    return {
+        "flip": (lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT), lambda m: m.transpose(Image.Transpose.FLIP_LEFT_RIGHT)),
+        "scale 0.7": (lambda im: resize(im, 0.7, Image.Resampling.LANCZOS), lambda m: resize(m, 0.7, near)),
+        "jpeg q70": (jpeg, lambda m: m),
+        "crop 4%": (crop, crop),
+    }
+
+
+def run_perturbed(root: Path) -> None:
+    """``--perturb``: the auto method on every photo of the set as it is and under each perturbation."""
+    from PIL import Image
+
+    from lightbox.imaging.segmentation import get_segmenter
+    from lightbox.testing.cutout_set import score
+    from lightbox.testing.photo_set import RIGHT_IOU, RIGHT_LOST
+
+    photos = read_set(root)
+    cfg = _model_cfg()
+    seg = get_segmenter(cfg)
+    params = Cutout(model=cfg)
+    changes = {"as is": (lambda im: im, lambda m: m), **_perturbations()}
+    rows = []
+    for p in photos:
+        im0 = decode_image(p.path.read_bytes(), max_pixels=10**8).convert("RGB")
+        mask0 = Image.open(p.mask_path).convert("L")
+        for name, (photo_fn, mask_fn) in changes.items():
+            im, m = photo_fn(im0), np.asarray(mask_fn(mask0))
+            truth, valid = m >= 128, (m != 128) if p.unknown_band else None
+            try:
+                cut = cut_out(im, params, seg)
+                sc = score(cut.rgba[..., 3], truth, valid=valid)
+                published, conf = cut.confident, cut.diagnostics.get("cutout_confidence", 1.0)
+            except ItemError:
+                sc, published, conf = {"iou": 0.0, "lost": 1.0}, False, 0.0
+            right = sc["iou"] >= RIGHT_IOU and sc["lost"] <= RIGHT_LOST
+            rows.append({"photo": p, "change": name, "published": published, "right": right, "iou": sc["iou"], "lost": sc["lost"],
+                         "conf": conf})
+    load = os.getloadavg()
+    print(f"cut-out under perturbations, {root} ({len(photos)} photos), auto with {seg.name}; "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n")
+    print(f"{'change':<11}{'class':<7}{'n':>4}{'right':>6}{'publ':>6}{'recall':>8}{'wrong publ':>11}")
+    for name in changes:
+        for cls in ("plain", "scene"):
+            rs = [r for r in rows if r["change"] == name and r["photo"].cls == cls]
+            right = [r for r in rs if r["right"]]
+            recall = f"{sum(r['published'] for r in right) / len(right):.2f}" if right else "-"
+            print(f"{name:<11}{cls:<7}{len(rs):>4}{len(right):>6}{sum(r['published'] for r in rs):>6}{recall:>8}"
+                  f"{sum(r['published'] and not r['right'] for r in rs):>11}")
+    wrong = [r for r in rows if r["published"] and not r["right"]]
+    for r in wrong:
+        print(f"wrong published: {r['photo'].name} ({r['change']}): IoU {r['iou']:.3f}, lost {r['lost']:.3f}, confidence {r['conf']:.2f}")
+    flips = {r["photo"].name for r in rows if r["right"] and r["published"]} & {r["photo"].name for r in rows if r["right"] and not r["published"]}
+    print(f"photos whose right cut is published under some changes and not others: {len(flips)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--set", type=Path, help="a folder with INDEX.csv (file, mask, backdrop, object) and the photos and masks it names")
     ap.add_argument("--per-photo", action="store_true", help="print one line per photo (the auto method)")
+    ap.add_argument("--perturb", action="store_true", help="with --set: the auto method on each photo as it is, "
+                    "mirrored, scaled to 0.7, recompressed (JPEG 70) and cropped 4 %%, each judged against its mask")
     args = ap.parse_args()
+    if args.set and args.perturb:
+        run_perturbed(args.set)
+        return
     if args.set:
         run_set(args.set, args.per_photo)
         return
