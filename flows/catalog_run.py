@@ -68,6 +68,7 @@ def catalog_run(
     webhooks: str | None = None,
     local_files: list[str] | None = None,
     checked: str | None = None,
+    retire_missing: bool = False,
 ) -> RunSummary | State:
     """Render a catalog for one brand spec and publish what passes.
 
@@ -84,6 +85,8 @@ def catalog_run(
     checked: the catalog as the caller already read and validated it (``lightbox run`` hands over its preflight's
         result: validated.json in the run's folder under ``out``); the run takes that run id and skips ingest and
         validate (default None: the flow reads and validates the catalog)
+    retire_missing: take down the live images of products the catalog no longer has at all (a product deleted
+        from the shop); default False: they stay live and the report names them. Whole-catalog runs only.
 
     Tasks run on a thread pool, or on a Dask cluster named by ``LIGHTBOX_CLUSTER`` (``local:N`` or
     ``tcp://HOST:8786``: flows/cluster.py); GPU work goes to workers declaring a ``GPU`` resource.
@@ -112,17 +115,18 @@ def catalog_run(
         flow_run_id = str(flow_run.get_id()) if flow_run.get_id() else None
         run_id = handed.run_id if handed else new_run_id(flow_run_id or "local")
         run = Run.start(spec, catalog, out, run_id=run_id, skus=skus, clock=lambda: started)
-        return _run(run.noted(flow_run_id=flow_run_id), spec, brand, chunk_size, layout, policy, hooks, lock, handed)
+        return _run(run.noted(flow_run_id=flow_run_id), spec, brand, chunk_size, layout, policy, hooks, lock, handed,
+                    retire_missing)
 
 
 def _run(run: Run, spec: BrandSpec, brand: str, chunk_size: int, layout: str | None, policy: FetchPolicy,
-         hooks: WebhookConfig, lock: BrandLock, handed: Validated | None) -> RunSummary | State:
+         hooks: WebhookConfig, lock: BrandLock, handed: Validated | None, retire_missing: bool = False) -> RunSummary | State:
     ai_fallback = prepare_engine(spec)
     cutout_fallback = prepare_cutout(spec)
     ctx = RunContext(run_id=run.run_id, brand_uri=brand, out_uri=run.out_uri, ai_fallback=ai_fallback,
                      cutout_fallback=cutout_fallback, fetch=policy, lock_generation=lock.generation)
     sweep_stale(spec, ctx)  # earlier runs' staging and temporary files: none of those runs is alive (we hold the lock)
-    stages = AsTasks(spec, ctx, chunk_size, layout, hooks, lock, handed, skus=run.skus_requested)
+    stages = AsTasks(spec, ctx, chunk_size, layout, hooks, lock, handed, skus=run.skus_requested, retire_missing=retire_missing)
     return compose(run.noted(engine=engine_note(spec, ai_fallback)), stages)
 
 
@@ -131,8 +135,8 @@ class AsTasks:
     futures handed from stage to stage, so chunks overlap on the task runner."""
 
     def __init__(self, spec: BrandSpec, ctx: RunContext, chunk_size: int, layout: str | None, hooks: WebhookConfig,
-                 lock: BrandLock, handed: Validated | None, skus: list[str] | None) -> None:
-        self.spec, self.ctx, self.chunk_size, self.layout = spec, ctx, chunk_size, layout
+                 lock: BrandLock, handed: Validated | None, skus: list[str] | None, retire_missing: bool = False) -> None:
+        self.spec, self.ctx, self.chunk_size, self.layout, self.retire_missing = spec, ctx, chunk_size, layout, retire_missing
         self.hooks, self.lock, self.handed, self.skus = hooks, lock, handed, skus
         self.validated: Validated | None = handed
         self.unreadable = False
@@ -164,7 +168,7 @@ class AsTasks:
     # 3. Plan
     def plan(self, run: Run) -> Plan:
         assert self.validated is not None
-        return plan_run(self.validated, self.spec, self.ctx, self.chunk_size, self.skus)
+        return plan_run(self.validated, self.spec, self.ctx, self.chunk_size, self.skus, self.retire_missing)
 
     # 4. Generate (mapped over chunks; the task runner bounds concurrency; GPU work on GPU workers)
     def generate(self, chunks: list[Chunk]) -> PrefectFutureList:

@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
                           "plus local files when the catalog itself is local)")
     run.add_argument("--skus", default=None, help="comma-separated SKUs: only these (unknown ones are reported)")
     run.add_argument("--webhooks", default=None, help="webhook subscribers YAML (default: $LIGHTBOX_WEBHOOKS)")
+    run.add_argument("--retire-missing", action="store_true", help="take down the live images of products the catalog "
+                     "no longer has (deleted from the shop); without it they stay live and the run names them")
     run.add_argument("--chunk-size", type=int, default=8, help="products per generate task (default: 8)")
     run.add_argument("--workers", type=int, default=None, help="concurrent tasks (default: CPU count, 2..8)")
     run.add_argument("--cluster", default=None,
@@ -355,7 +357,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_rows(summary.quarantine, summary.skipped_rows, summary.warnings, summary.quarantine_uri)
         return _fail(f"{refused}; quarantine report: {summary.quarantine_uri}", 2)
     if not hooks.subscribers:
-        summary = unchanged_run(run, args.brand, spec, store, checked, policy, args.chunk_size)
+        summary = unchanged_run(run, args.brand, spec, store, checked, policy, args.chunk_size, args.retire_missing)
         if summary is not None:
             _print_summary(summary)
             _say(f"nothing to render: every output is unchanged (checked in {summary.wall_s:.1f} s; no flow run started)\n")
@@ -391,7 +393,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         with api_for_workers(cluster_setting):
             state = flow(catalog=args.catalog, brand=args.brand, out=args.out, chunk_size=args.chunk_size,
                          layout=None if args.layout == "auto" else args.layout, fetch_policy=args.fetch_policy,
-                         skus=skus, webhooks=args.webhooks, checked=handed, return_state=True)
+                         skus=skus, webhooks=args.webhooks, checked=handed, retire_missing=args.retire_missing,
+                         return_state=True)
     except Exception as e:  # the server or the engine broke: one line here, the traceback with -v
         logging.getLogger(__name__).debug("the run raised", exc_info=True)
         _forget_run(store, run, args.out, out_existed)
@@ -507,6 +510,10 @@ def _print_summary(s) -> None:  # RunSummary
         _say(f"not retired: {line}\n")
     if s.unknown_skus:
         _say(f"unknown SKUs (not in the catalog): {', '.join(s.unknown_skus)}\n")
+    gone = getattr(s, "not_in_catalog", None) or []
+    if gone and not set(gone) <= {r.get("sku") for r in retired}:
+        _say(f"not in this catalog: {len(gone)} products still live ({', '.join(gone[:5])}{', ...' if len(gone) > 5 else ''}); "
+             "--retire-missing takes them down\n")
     if s.consistency and s.consistency.get("score") is not None:
         _say(f"catalog consistency: {s.consistency['score']:.3f}\n")
     if s.review_uri:  # the gallery: what to look at, and a contact sheet of what went live

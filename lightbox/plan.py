@@ -24,6 +24,7 @@ class Plan:
     skipped: list[QuarantinedRow]
     unknown_skus: list[str] = field(default_factory=list)
     retire: list[str] = field(default_factory=list)  # run-state names (sku/output) of photos the catalog dropped
+    absent: list[str] = field(default_factory=list)  # SKUs live in the run state that the catalog has no row of
 
     @property
     def products(self) -> int:
@@ -58,6 +59,14 @@ def retired(products: list[Product], spec: BrandSpec, manifest: dict[str, dict[s
     return sorted(out)
 
 
+def absent(products: list[Product], known: set[str], manifest: dict[str, dict[str, Any]]) -> list[str]:
+    """The SKUs with live images that the catalog has no row of at all (a product deleted from the shop): not
+    its products, nor ``known`` (rows quarantined or skipped this time - an invalid edit never takes a product
+    down)."""
+    have = {p.sku for p in products} | known
+    return sorted({e.get("sku") or k.partition("/")[0] for k, e in manifest.items()} - have)
+
+
 def _shared_groups(products: list[Product]) -> list[list[Product]]:
     """``products`` in order, those that share a photo (variants of one product) gathered into one group at the
     place of its first member, so one chunk fetches and cuts a shared photo once (up to a chunk's size)."""
@@ -84,6 +93,7 @@ def _shared_groups(products: list[Product]) -> list[list[Product]]:
 def plan_run(
     products: list[Product], spec: BrandSpec, manifest: dict[str, dict[str, Any]], chunk_size: int,
     only: list[str] | None = None, known: set[str] | None = None, max_chunks: int = MAX_CHUNKS,
+    retire_missing: bool = False,
 ) -> Plan:
     """Hero products are skipped; the rest go highest priority first, then by SKU, in chunks of
     ``chunk_size`` products - larger when that would make more than ``max_chunks`` chunks (a big catalog gets
@@ -92,6 +102,9 @@ def plan_run(
 
     ``only``: limit the run to these SKUs (a catalog-update event). SKUs in ``only`` that are neither
     products nor in ``known`` (quarantined or skipped rows) are returned as ``unknown_skus``.
+
+    A whole-catalog run (no ``only``) names the products live in ``manifest`` that the catalog no longer has
+    (``absent``); with ``retire_missing`` their images are retired too (else they stay live, and the run says so).
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -125,7 +138,11 @@ def plan_run(
             current.extend(part)
     if current:
         chunks.append(_chunk(len(chunks), current, spec, previous, recorded))
-    plan = Plan(chunks=chunks, skipped=skipped, unknown_skus=unknown, retire=retired(todo, spec, manifest))
+    gone = absent(products, known or set(), manifest) if only is None else []
+    retire = retired(todo, spec, manifest)
+    if retire_missing and gone:
+        retire = sorted({*retire, *(k for k, e in manifest.items() if (e.get("sku") or k.partition("/")[0]) in set(gone))})
+    plan = Plan(chunks=chunks, skipped=skipped, unknown_skus=unknown, retire=retire, absent=gone)
     log.info("planned %d products (%d photos) in %d chunks of <= %d; %d heroes skipped; %d photos to retire", plan.products,
              plan.photos, len(chunks), chunk_size, len(skipped), len(plan.retire))
     return plan

@@ -100,7 +100,7 @@ def reason_lines(rows: list[QuarantinedRow], top: int = 5) -> list[str]:
 
 
 def unchanged_run(run: Run, brand_uri: str, spec: BrandSpec, store: Store, checked: ValidationResult, policy: FetchPolicy,
-                  chunk_size: int) -> RunSummary | None:
+                  chunk_size: int, retire_missing: bool = False) -> RunSummary | None:
     """When every output of the planned products is unchanged (fingerprints from the photos' bytes match the
     manifest and the objects exist), the run's summary - written, with no flow run - else None. The run's own
     composition (:func:`lightbox.composition.compose`) with stages that only compare fingerprints: it stops at
@@ -117,7 +117,7 @@ def unchanged_run(run: Run, brand_uri: str, spec: BrandSpec, store: Store, check
     if not state.knows(spec.name) or leftovers(store, spec.name):
         return None
     try:
-        return compose(run, FingerprintsOnly(brand_uri, spec, store, state, checked, policy, chunk_size))
+        return compose(run, FingerprintsOnly(brand_uri, spec, store, state, checked, policy, chunk_size, retire_missing))
     except WouldRender:
         return None
 
@@ -128,9 +128,9 @@ class FingerprintsOnly:
     retired: the flow does that under the brand lock); nothing is gated or published, the summary is written."""
 
     def __init__(self, brand_uri: str, spec: BrandSpec, store: Store, state: RunState, checked: ValidationResult,
-                 policy: FetchPolicy, chunk_size: int) -> None:
+                 policy: FetchPolicy, chunk_size: int, retire_missing: bool = False) -> None:
         self.brand_uri, self.spec, self.store, self.state = brand_uri, spec, store, state
-        self.checked, self.policy, self.chunk_size = checked, policy, chunk_size
+        self.checked, self.policy, self.chunk_size, self.retire_missing = checked, policy, chunk_size, retire_missing
         self.run_id, self.catalog = "", ""
 
     def validate(self, run: Run) -> tuple[Run, str | None]:
@@ -148,7 +148,7 @@ class FingerprintsOnly:
         skus = run.skus_requested
         known = {q.sku for q in self.checked.quarantined + self.checked.skipped}
         plan = plan_run(to_products(self.checked.valid), self.spec, self.state.entries(self.spec.name, skus),
-                        self.chunk_size, only=skus, known=known)
+                        self.chunk_size, only=skus, known=known, retire_missing=self.retire_missing)
         if plan.retire:
             raise WouldRender(f"{len(plan.retire)} photos to retire")
         return plan

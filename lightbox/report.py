@@ -66,6 +66,8 @@ class RunSummary(BaseModel):
     runner: str | None = Field(None, description="where the tasks ran: the thread pool and its size, or the Dask scheduler and its workers")
     skus_requested: list[str] | None = Field(None, description="the run was limited to these SKUs (catalog update)")
     unknown_skus: list[str] = Field(default_factory=list, description="requested SKUs the catalog does not have")
+    not_in_catalog: list[str] = Field(default_factory=list, description="SKUs with live images that this (whole) catalog "
+                                      "has no row of: retired with --retire-missing, else still live")
     webhooks_sent: int = 0
     webhook_failures: list[dict[str, Any]] = Field(default_factory=list)
     cdn_invalidation: str | None = None
@@ -146,6 +148,11 @@ class RunSummary(BaseModel):
         if self.skus_requested is not None:
             lines.append(f"- limited to {len(self.skus_requested)} requested SKUs"
                          + (f"; unknown to the catalog: {_md(', '.join(self.unknown_skus))}" if self.unknown_skus else ""))
+        if self.not_in_catalog:
+            lines.append(f"- {len(self.not_in_catalog)} products with live images are not in this catalog: "
+                         f"{_md(', '.join(self.not_in_catalog[:20]))}{' ...' if len(self.not_in_catalog) > 20 else ''}"
+                         + ("" if set(self.not_in_catalog) <= {r.get("sku") for r in self.retired}
+                            else " (still live; `--retire-missing` takes them down)"))
         if self.webhooks_sent or self.webhook_failures:
             lines.append(f"- webhooks: {self.webhooks_sent} delivered, {len(self.webhook_failures)} failed")
         if self.cdn_invalidation:

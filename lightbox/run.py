@@ -62,6 +62,7 @@ class Run(BaseModel):
     products: int = 0
     skus_requested: list[str] | None = None
     unknown_skus: list[str] = Field(default_factory=list)
+    not_in_catalog: list[str] = Field(default_factory=list)
     runner: str | None = None
     manifest_uri: str | None = None
     cdn_invalidation: str | None = None
@@ -88,7 +89,8 @@ class Run(BaseModel):
 
     def planned(self, plan: Any) -> Run:  # lightbox.plan.Plan
         """The plan's counts: products planned, rows it skipped, requested SKUs the catalog does not have."""
-        return self.noted(products=plan.products, skipped=[*self.skipped, *plan.skipped], unknown_skus=plan.unknown_skus)
+        return self.noted(products=plan.products, skipped=[*self.skipped, *plan.skipped], unknown_skus=plan.unknown_skus,
+                          not_in_catalog=plan.absent)
 
     # -- its folder --------------------------------------------------------------------------------------
     @property
@@ -181,7 +183,7 @@ class Run(BaseModel):
             storage_waited_s=round(sum(o.storage_waited_s for o in outputs) + store.outage_waited_s, 1),
             storage_waited_outputs=sum(o.storage_retries > 0 for o in outputs),
             flow_run_id=self.flow_run_id, runner=self.runner, skus_requested=self.skus_requested,
-            unknown_skus=self.unknown_skus, cdn_invalidation=self.cdn_invalidation, retired=self.retired,
+            unknown_skus=self.unknown_skus, not_in_catalog=self.not_in_catalog, cdn_invalidation=self.cdn_invalidation, retired=self.retired,
             retire_failures=self.retire_failures,
         )
 

@@ -127,15 +127,20 @@ def validate_catalog(catalog_ref: str, spec: BrandSpec, run: Run) -> Validated:
 
 
 @task(name="plan", **RETRIES)
-def plan_run(validated: Validated, spec: BrandSpec, ctx: RunContext, chunk_size: int, skus: list[str] | None = None) -> Plan:
+def plan_run(validated: Validated, spec: BrandSpec, ctx: RunContext, chunk_size: int, skus: list[str] | None = None,
+             retire_missing: bool = False) -> Plan:
     store = Store(ctx.out_uri)
     frame = pd.read_parquet(io.BytesIO(store.read(store.key_of(validated.valid_uri))))
     known = {q.sku for q in validated.quarantined + validated.skipped}
-    plan = _plan_run(to_products(frame), spec, RunState.of(store).entries(spec.name, skus), chunk_size, only=skus, known=known)
+    plan = _plan_run(to_products(frame), spec, RunState.of(store).entries(spec.name, skus), chunk_size, only=skus, known=known,
+                     retire_missing=retire_missing)
     logger = get_run_logger()
     logger.info("%d products in %d chunks; %d skipped", plan.products, len(plan.chunks), len(plan.skipped))
     if plan.unknown_skus:
         logger.warning("%d requested SKUs are not in the catalog: %s", len(plan.unknown_skus), ", ".join(plan.unknown_skus))
+    if plan.absent:
+        logger.warning("%d products with live images are not in the catalog%s: %s", len(plan.absent),
+                       " (retired)" if retire_missing else " (kept live; retire_missing takes them down)", ", ".join(plan.absent[:20]))
     return plan
 
 

@@ -216,6 +216,37 @@ def test_the_public_base_url_is_kept_per_output_root(tmp_path, monkeypatch, caps
     assert "settings.json: not an output root's settings (public_base_url:" in err and "--remember" in err
 
 
+def test_a_product_the_catalog_no_longer_has_is_named_and_retired_when_asked(tmp_path, capsys):
+    """A product deleted from the shop is gone from its next export: its images stayed live, silently, and the
+    manifest and the import files kept offering it. Now the run names it (kept live: a partial catalog must
+    not take the brand down), and --retire-missing takes it down; a row that is only invalid this time is not
+    "missing" (an edit mistake never takes a product down)."""
+    import pandas as pd
+
+    from flows.cli import main
+
+    catalog, out = make_catalog(tmp_path / "c", n_good=6), tmp_path / "out"  # 1 invalid row of 5: under the spec's 25 %
+    run_plain(str(catalog), ACME, str(out))
+    frame = pd.read_csv(catalog)
+    frame = frame[frame["sku"] != "GOOD-2"]  # deleted from the shop
+    frame.loc[frame["sku"] == "GOOD-1", "category"] = "garden"  # an invalid edit: quarantined this time
+    frame.to_csv(catalog, index=False)
+    kept = run_plain(str(catalog), ACME, str(out))
+    assert kept.not_in_catalog == ["GOOD-2"] and kept.retired == [] and kept.invalid == 1
+    assert "1 products with live images are not in this catalog: GOOD-2 (still live" in kept.markdown()
+    assert len(list((out / "acme-home" / "GOOD-2").glob("*.jpg"))) == 3 and sum(n.startswith("GOOD-2/") for n in _entries(out)) == 3
+    assert main(["run", str(catalog), "--brand", ACME, "--out", str(out)]) == 0  # the command line says so too
+    assert "not in this catalog: 1 products still live (GOOD-2); --retire-missing takes them down" in capsys.readouterr().out
+
+    gone = run_plain(str(catalog), ACME, str(out), retire_missing=True)
+    assert sorted((r["sku"], r["channel"]) for r in gone.retired) == [("GOOD-2", ch) for ch in CHANNELS]
+    assert not list((out / "acme-home" / "GOOD-2").glob("*.jpg")) and not any(n.startswith("GOOD-2/") for n in _entries(out))
+    assert len(list((out / "acme-home" / "GOOD-1").glob("*.jpg"))) == 3  # invalid this time, not missing: still live
+    assert "(still live" not in gone.markdown()
+    again = run_plain(str(catalog), ACME, str(out), retire_missing=True)
+    assert again.not_in_catalog == [] and again.retired == []
+
+
 def test_a_product_without_a_live_main_image_is_left_out_and_positions_close_up():
     def entry(sku, photo, ch="shopify_square"):
         name = ch if photo == 1 else f"{ch}-{photo}"
