@@ -126,13 +126,16 @@ def public_url(key: str, base_url: str) -> str:
 
 
 def listings(entries: list[dict[str, Any]], channel: str, key_of: Callable[[str], str], base_url: str | None) -> tuple[list[Listing], list[str]]:
-    """The channel's live galleries, one :class:`Listing` per SKU (in SKU order), and the SKUs left out."""
+    """The channel's live galleries, one :class:`Listing` per SKU (in SKU order), and the SKUs left out: those
+    whose main image is not live on the channel, and those live on other channels only."""
     photos: dict[str, list[dict[str, Any]]] = {}
     for e in entries:
         if e.get("channel") == channel and int(e.get("variant") or 0) == 0 and e.get("uri"):
             photos.setdefault(e["sku"], []).append(e)
     out: list[Listing] = []
-    left_out: list[str] = []
+    elsewhere = sorted({e["sku"] for e in entries if e.get("sku")} - set(photos))
+    left_out = [f"{sku}: no live {channel} image (it failed the gate, or the channel was not rendered for it); "
+                f"live on {', '.join(sorted({e['channel'] for e in entries if e.get('sku') == sku}))}" for sku in elsewhere]
     for sku in sorted(photos):
         gallery = sorted(photos[sku], key=lambda e: int(e.get("photo") or 1))
         if int(gallery[0].get("photo") or 1) != 1:
@@ -166,7 +169,7 @@ def export(entries: list[dict[str, Any]], fmt: str, channel: str, key_of: Callab
         check_base_url(base_url)
     items, left_out = listings(entries, channel, key_of, base_url)
     if not items:
-        raise ExportError(f"nothing to export: no live {channel} images" + (f" ({len(left_out)} products without a live "
-                                                                           "main image)" if left_out else ""))
+        raise ExportError(f"nothing to export: no live {channel} images" + (f" ({len(left_out)} products left out: "
+                                                                           f"{left_out[0]})" if left_out else ""))
     return Export(text=FORMATS[fmt](items), products=len(items), images=sum(len(i.images) for i in items),
                   left_out=left_out)

@@ -253,11 +253,14 @@ def test_a_product_without_a_live_main_image_is_left_out_and_positions_close_up(
         return {"sku": sku, "channel": ch, "photo": photo, "variant": 0, "uri": f"/r/b/{sku}/{name}.jpg", "title": sku,
                 "alt_text": f"{sku} {photo}"}
 
-    entries = [entry("A", 1), entry("A", 2), entry("A", 4), entry("B", 2), entry("B", 3)]
+    entries = [entry("A", 1), entry("A", 2), entry("A", 4), entry("B", 2), entry("B", 3), entry("C", 1, "google_merchant")]
     made = export(entries, "woocommerce", "shopify_square", lambda uri: uri.removeprefix("/r/"), BASE)
     assert made.text.splitlines()[1:] == [f"A,\"{BASE}/b/A/shopify_square.jpg, {BASE}/b/A/shopify_square-2.jpg, "
                                           f"{BASE}/b/A/shopify_square-4.jpg\""]
-    assert made.left_out and made.left_out[0].startswith("B: its main image is not live")
+    assert len(made.left_out) == 2 and made.left_out[1].startswith("B: its main image is not live")
+    # a product live on another channel only is named too (it failed this channel's gate), not dropped silently
+    assert made.left_out[0] == ("C: no live shopify_square image (it failed the gate, or the channel was not rendered "
+                                "for it); live on google_merchant")
 
 
 def test_shopify_variants_share_their_product_gallery_and_a_variant_photo_stays_its_own(tmp_path):
