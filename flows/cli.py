@@ -11,6 +11,7 @@ failure it prints one line naming the file and the problem.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -390,7 +391,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     progress.set_listener(on_progress)
     try:
         flow = catalog_run.with_options(task_runner=task_runner(cluster_setting, workers))
-        with api_for_workers(cluster_setting):
+        with _stop_at_once(store, spec.name), api_for_workers(cluster_setting):
             state = flow(catalog=args.catalog, brand=args.brand, out=args.out, chunk_size=args.chunk_size,
                          layout=None if args.layout == "auto" else args.layout, fetch_policy=args.fetch_policy,
                          skus=skus, webhooks=args.webhooks, checked=handed, retire_missing=args.retire_missing,
@@ -604,6 +605,51 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+INTERRUPTED = "interrupted; what was published stays published - run the same command again to go on"
+
+
+@contextlib.contextmanager
+def _stop_at_once(store, brand: str):  # Store
+    """While the flow runs, Ctrl-C (SIGINT) or SIGTERM stop the run at once: one line, the brand's lock handed
+    back if this process holds it, this run's child processes (the temporary Prefect server, local Dask
+    workers) stopped, exit 130 (143 for SIGTERM). Left to Prefect, a Ctrl-C took 2-6 minutes: the terminal's
+    SIGINT also stops the temporary server, and the engine then retried its reports to it before failing with
+    "Connection refused". Stopping at once is a crash as far as the outputs go, and a run recovers from a crash:
+    a publish is atomic, each chunk's run-state rows commit in one transaction, the next run sweeps the staging
+    and renders only what is not live (tests/flows/test_crash.py)."""
+    import signal
+    import threading
+
+    def stop(signum: int, _frame) -> None:
+        sys.stderr.write("\n")
+        _fail(INTERRUPTED, 130)
+        sys.stderr.flush()
+        from lightbox.lock import release_held_here
+
+        handing = threading.Thread(target=lambda: release_held_here(store, brand), daemon=True)
+        handing.start()
+        handing.join(5)  # bounded: the storage may be what hangs
+        try:
+            import psutil
+
+            children = psutil.Process().children(recursive=True)
+            for child in children:
+                child.terminate()
+            _, alive = psutil.wait_procs(children, timeout=5)
+            for child in alive:
+                child.kill()
+        except Exception:  # already gone, or not ours to stop: we are leaving either way
+            pass
+        os._exit(130 if signum == signal.SIGINT else 143)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     verbose = getattr(args, "verbose", False)
@@ -623,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return commands[args.command](args)
     except KeyboardInterrupt:  # Ctrl-C: one line, no traceback; what a run made live stays live and recorded
-        return _fail("interrupted; what was published stays published - run the same command again to go on", 130)
+        return _fail(INTERRUPTED, 130)
     except BrokenPipeError:  # `lightbox manifest ... | head`: the reader left; nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
         return 0

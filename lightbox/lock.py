@@ -184,6 +184,20 @@ class BrandLock:
             self.release()
 
 
+def release_held_here(store: Store, brand: str) -> bool:
+    """Hand back the brand's lease if this process holds it (a run stopped by Ctrl-C, which ends the process at
+    once): its lease is marked released, as :meth:`BrandLock.release` does. Never touches a lease of another
+    process or host, nor one taken over since. True when a lease was released."""
+    g, lease = current(store, brand)
+    if (lease is None or lease.get("released") or lease.get("host") != socket.gethostname()
+            or lease.get("pid") != os.getpid()):
+        return False
+    now = time.time()
+    store.write_atomic(_key(brand, g), json.dumps({**lease, "expires_at": now, "expires_at_iso": _iso(now),
+                                                   "released": True, "released_by": "interrupted"}).encode())
+    return True
+
+
 def superseded(store: Store, brand: str, generation: int) -> bool:
     """Whether the lease ``generation`` was taken over or force-released (a later generation exists): one
     check of one key. The fence before every publish of a run that may have hung past its lease."""

@@ -15,8 +15,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -259,3 +261,56 @@ def test_api_keys_live_under_lightbox_home_and_rotate(tmp_path):
     assert keys.check(rotated) == "me" and keys.check(key) is None
     listed = _cli("api-key", "list", env=env, cwd=tmp_path).stdout
     assert listed.startswith("me\t") and "lbx_" not in listed
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_run_at_once_and_the_same_command_goes_on(tmp_path):
+    """A terminal's Ctrl-C (SIGINT to the whole foreground group: the command and its temporary Prefect server).
+    It took 2-6 minutes, printed Prefect's connection errors and ended 'Connection refused', exit 1. Now: one
+    line, exit 130 within seconds, the brand's lock handed back, no process of the run left; the same command
+    again publishes the rest, nothing twice."""
+    import signal
+
+    import psutil
+
+    from lightbox.lock import current
+    from lightbox.storage import Store
+
+    out = tmp_path / "out"
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    env.pop("PREFECT_API_URL", None)  # the temporary server, as a first-hour user has it
+    args = [sys.executable, "-m", "flows.cli", "run", str(REPO / "examples" / "acme-home" / "catalog.csv"), "--out", str(out)]
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group, as a terminal's job
+    try:
+        deadline = time.monotonic() + 300
+        while not list(out.glob("acme-home/*/amazon_main.jpg")) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()
+        family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        assert len(family) >= 2  # the command and its temporary server at least
+        os.killpg(proc.pid, signal.SIGINT)
+        sent = time.monotonic()
+        stdout, stderr = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130 and took < 20, (proc.returncode, took, stderr[-2000:])
+    lines = [line for line in stderr.splitlines() if line.strip() and "%|" not in line]  # the progress bar aside
+    assert lines[-1] == "lightbox: error: interrupted; what was published stays published - run the same command again to go on"
+    assert "Traceback" not in stderr
+    _, gone = psutil.wait_procs(family, timeout=10)
+    assert not [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]  # nothing of the run left
+    g, lease = current(Store(str(out)), "acme-home")
+    assert lease is not None and lease["released"] and lease["released_by"] == "interrupted"  # no wait for its lease
+
+    again = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    assert again.returncode == 0, again.stderr[-2000:]
+    first = again.stdout.splitlines()[0]
+    generated = int(re.search(r"(\d+) generated", first).group(1))
+    unchanged = int(re.search(r"(\d+) unchanged", first).group(1))
+    assert generated + unchanged == 72  # every output once: unchanged if recorded before the stop, else rendered
+    assert unchanged > 0 or "already live" in first  # what was published before the stop is not written again
+    rows = [json.loads(line) for line in (out / "acme-home" / "manifest.jsonl").read_text().splitlines()]
+    assert len(rows) == len({(r["sku"], r["channel"], r["photo"], r["variant"]) for r in rows}) == 72
