@@ -5,7 +5,6 @@ the edges a crash leaves: temporary files never in live folders, earlier runs' s
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 
@@ -19,7 +18,7 @@ from lightbox.state import RunState
 from lightbox.storage import TMP_DIR, Store
 from tests.conftest import ACME
 from tests.support.helpers import make_catalog
-from tests.support.proxy import FlakyProxy
+from tests.support.proxy import FlakyProxy, OutageWhenPublishing
 
 pytestmark = pytest.mark.slow
 
@@ -30,32 +29,10 @@ def test_a_25_second_s3_outage_mid_publish_is_waited_out(tmp_path, s3_bucket, s3
     monkeypatch.setenv("LIGHTBOX_STORAGE_RETRY_S", "90")
     s3fs.S3FileSystem.clear_instance_cache()
     catalog = make_catalog(tmp_path / "cat", n_good=4)
-    direct = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")  # the test watches moto directly
-    outage: dict[str, float] = {}
-
-    def cut_when_publishing() -> None:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            keys = [o["Key"] for o in direct.list_objects_v2(Bucket=s3_bucket, Prefix="live/acme-home/").get("Contents", [])]
-            if any(k.endswith("/amazon_main.jpg") and "/_" not in k for k in keys):
-                proxy.down()
-                outage["start"] = time.monotonic()
-                try:  # the outage is real: nothing answers on the endpoint's port
-                    socket.create_connection(("127.0.0.1", proxy.port), timeout=2).close()
-                except OSError:
-                    outage["refused"] = True
-                time.sleep(25)
-                proxy.up()
-                outage["end"] = time.monotonic()
-                return
-            time.sleep(0.05)
-
-    watcher = threading.Thread(target=cut_when_publishing)
-    watcher.start()
+    outage = OutageWhenPublishing(proxy, s3_server, s3_bucket, "live/acme-home/", 25)
     summary = run_plain(str(catalog), ACME, f"s3://{s3_bucket}/live", chunk_size=1, run_id="outage")
-    watcher.join(timeout=60)
+    assert outage.done()  # a real outage, mid-run
     proxy.down()
-    assert outage.get("refused") and outage.get("end", 0) - outage.get("start", 0) >= 25  # a real outage, mid-run
     assert summary.published == 12 and summary.failed == 0
     assert summary.storage_retries > 0 and summary.storage_waited_outputs >= 1  # the report names the outage
     # the outage's length, not only the backoff sleeps between attempts (a 25 s refusal read "0.2 s of retries")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 
 class FlakyProxy:
@@ -74,3 +75,41 @@ class FlakyProxy:
                     s.close()
                 except OSError:
                     pass
+
+
+class OutageWhenPublishing:
+    """Takes ``proxy`` down for ``seconds`` once the first live image of the brand lands in ``bucket`` under
+    ``prefix`` (watched on moto directly, not through the proxy), then brings it back. Records whether the
+    endpoint really refused connections and when the outage started and ended."""
+
+    def __init__(self, proxy: FlakyProxy, s3_endpoint: str, bucket: str, prefix: str, seconds: float) -> None:
+        import boto3
+
+        self.proxy, self.bucket, self.prefix, self.seconds = proxy, bucket, prefix, seconds
+        self.direct = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+        self.refused = False
+        self.start = self.end = 0.0
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _watch(self) -> None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            keys = [o["Key"] for o in self.direct.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix).get("Contents", [])]
+            if any(k.endswith("/amazon_main.jpg") and "/_" not in k for k in keys):
+                self.proxy.down()
+                self.start = time.monotonic()
+                try:  # the outage is real: nothing answers on the endpoint's port
+                    socket.create_connection(("127.0.0.1", self.proxy.port), timeout=2).close()
+                except OSError:
+                    self.refused = True
+                time.sleep(self.seconds)
+                self.proxy.up()
+                self.end = time.monotonic()
+                return
+            time.sleep(0.05)
+
+    def done(self, timeout: float = 60) -> bool:
+        """Whether a real outage of the full length happened (waits for the watcher)."""
+        self.thread.join(timeout=timeout)
+        return self.refused and self.end - self.start >= self.seconds
