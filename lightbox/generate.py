@@ -467,7 +467,8 @@ def construction_metrics(cut: CutOut, look: Look, blob: bytes | Image.Image, anc
         # the source photo's rectangle (source pixels, after EXIF rotation) that was placed, and the output's
         # rectangle it fills (the same rectangle, scaled): an overlay of the cut on its source, or a check of
         # the output against a mask of the source
-        "placement": {"source_box": list(cut.bbox), "box": [crop.x, crop.y, crop.x + crop.width, crop.y + crop.height],
+        "placement": {"source_box": list(cut.bbox), "source_size": [int(cut.rgba.shape[1]), int(cut.rgba.shape[0])],
+                      "box": [crop.x, crop.y, crop.x + crop.width, crop.y + crop.height],
                       **({"main_box": list(anchor)} if anchor else {})},
         "upscale": round(solid.scale, 4),
         "cutout_method": cut.method,

@@ -11,6 +11,7 @@ import html
 import io
 import json
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 from PIL import Image
@@ -44,6 +45,35 @@ def _thumb(data: bytes, size: int = 240) -> str:
         else:
             im.save(buf, "JPEG", quality=80)
     return f"data:image/{'png' if alpha else 'jpeg'};base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _source_url(ref: str) -> str | None:
+    """A browser's URL for a source photo reference: http(s) as given, a local path as file:// (the gallery opened
+    from disk); None for what a browser cannot open (s3://)."""
+    if ref.startswith(("https://", "http://", "file://")):
+        return ref
+    if ref.startswith("/"):
+        return "file://" + quote(ref)
+    return None
+
+
+def _source_view(o: Output) -> str:
+    """The source photo beside an output to review, with the rectangle that was cut out of it drawn over it:
+    whether the cut is the right object, and whole, shows at a glance. The browser loads the photo from where
+    the catalog has it; nothing is copied."""
+    url = _source_url(o.source)
+    if url is None:
+        return ""
+    box = ""
+    placement = o.metrics.get("placement") or {}
+    (x0, y0, x1, y1), size = placement.get("source_box") or (0, 0, 0, 0), placement.get("source_size")
+    if size and size[0] > 0 and size[1] > 0 and x1 > x0 and y1 > y0:
+        w, h = size
+        box = (f'<span class="cutbox" style="left:{100 * x0 / w:.2f}%;top:{100 * y0 / h:.2f}%;'
+               f'width:{100 * (x1 - x0) / w:.2f}%;height:{100 * (y1 - y0) / h:.2f}%"></span>')
+    return (f'<figure class="source"><span class="frame"><img src="{html.escape(url)}" alt="source photo of '
+            f'{html.escape(o.sku)}" loading="lazy">{box}</span>'
+            f'<figcaption>source photo{" - the box is what was cut out" if box else ""}</figcaption></figure>')
 
 
 def _rule_ids(o: Output) -> list[str]:
@@ -106,7 +136,7 @@ def build_gallery(outputs: list[Output], store: Store, title: str, consistency: 
                  "live": "live" + {"warned": " (warned)", "failed": " (approved)"}.get(o.qc, "")}[state]
         cards.append(
             f'<article class="card state-{state} qc-{o.qc or "none"}" data-state="{state}" data-channel="{html.escape(o.channel)}" '
-            f'data-rules="{html.escape(" ".join(_rule_ids(o)))}">{image}'
+            f'data-rules="{html.escape(" ".join(_rule_ids(o)))}">{image}{_source_view(o) if state != "live" else ""}'
             f'<h3>{html.escape(o.sku)} <small>{html.escape(o.name)}</small> <span class="badge">{badge}</span></h3>'
             f'<ul class="reasons">{reasons}</ul>'
             + (f'<details><summary>metrics</summary><table>{metrics}</table></details>' if metrics else "")
@@ -137,6 +167,9 @@ body {{ font: 14px system-ui, sans-serif; margin: 24px; color: #222; }}
 .badge {{ font-size: 11px; padding: 1px 6px; border-radius: 8px; background: #eee; }}
 .reasons {{ color: #a00; padding-left: 18px; }} .uri {{ font-size: 11px; color: #777; word-break: break-all; }}
 .plots {{ display: flex; flex-wrap: wrap; gap: 12px; }} figure {{ margin: 0; }}
+.source {{ margin-top: 6px; }} .source .frame {{ position: relative; display: block; overflow: hidden; }}
+.source img {{ display: block; background: none; }} .source figcaption {{ font-size: 11px; color: #777; }}
+.cutbox {{ position: absolute; outline: 2px solid #d33; pointer-events: none; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>{score}
 <p><span id="count">{len(shown_outputs)}</span> of {len(shown_outputs)} outputs shown: {counts["failed"]} failed to render, {counts["review"]} to review, {counts["live"]} live ({sum(o.qc == "warned" for o in live)} warned).{note}</p>

@@ -1,10 +1,12 @@
 """The review gallery in a real browser: Debian's chromium + chromedriver, headless, via Selenium
 (never downloads a browser). Skips only where chromium is not installed; .ci/run installs it."""
 
+import json
 import shutil
 import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -72,8 +74,8 @@ def test_review_page_loads_filters_and_shows_images(browser, served):
     assert {st: len(cs) for st, cs in by_state.items()} == {"failed": 3, "review": 3, "live": 6}
     # every thumbnail decoded by the browser (naturalWidth > 0), not a broken image; render failures have none
     # (the thumbnails load lazily: each is scrolled into view, and the wait for them is bounded)
-    browser.execute_script("document.querySelectorAll('.card img').forEach(i => i.scrollIntoView())")
-    widths_js = "return [...document.querySelectorAll('.card img')].map(i => i.complete ? i.naturalWidth : 0)"
+    browser.execute_script("document.querySelectorAll('.card > img').forEach(i => i.scrollIntoView())")
+    widths_js = "return [...document.querySelectorAll('.card > img')].map(i => i.complete ? i.naturalWidth : 0)"
     WebDriverWait(browser, 15).until(lambda d: all(w > 0 for w in d.execute_script(widths_js)))
     widths = browser.execute_script(widths_js)
     assert len(widths) == 9 and all(w > 0 for w in widths)
@@ -97,6 +99,29 @@ def test_review_page_loads_filters_and_shows_images(browser, served):
     plots = browser.find_elements(By.CSS_SELECTOR, "figure.plot svg rect")
     assert len(plots) >= 20  # histogram bars were drawn
     assert "Catalog consistency" in browser.find_element(By.ID, "consistency").text
+
+    # beside each output to review (and each render failure), its source photo; over it, the rectangle that was
+    # cut out. Local photos load where the gallery is opened from disk (a browser keeps file:// from http pages)
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".card[data-state=review] figure.source .cutbox")) == 3
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".card[data-state=failed] figure.source")) == 3
+    assert not browser.find_elements(By.CSS_SELECTOR, ".card[data-state=live] figure.source")
+    browser.get("file://" + summary.review_uri)
+    browser.execute_script("document.querySelectorAll('.source img').forEach(i => i.scrollIntoView())")
+    src_js = "return [...document.querySelectorAll('.card[data-state=review] .source img')].map(i => i.complete ? i.naturalWidth : 0)"
+    WebDriverWait(browser, 15).until(lambda d: all(w > 0 for w in d.execute_script(src_js)))
+    assert browser.execute_script(src_js) == [120, 120, 120]  # the thumbnail's own photo, 120 px wide
+    geometry = browser.execute_script(
+        "const f = document.querySelector('.card[data-state=review] .source .frame'), b = f.querySelector('.cutbox');"
+        "const i = f.querySelector('img').getBoundingClientRect(), r = b.getBoundingClientRect();"
+        "return [i.left, i.top, i.width, i.height, r.left, r.top, r.width, r.height];")
+    il, it, iw, ih, bl, bt, bw, bh = geometry
+    records = Path(summary.review_uri).parents[2] / "_review" / summary.run_id / "records.jsonl"
+    placement = json.loads(records.read_text().splitlines()[0])["placement"]
+    (x0, y0, x1, y1), (w, h) = placement["source_box"], placement["source_size"]
+    assert (w, h) == (120, 160) and 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+    # drawn where the record says, within a pixel of the photo's own scale
+    assert abs((bl - il) / iw * w - x0) < 1.5 and abs((bt - it) / ih * h - y0) < 1.5
+    assert abs(bw / iw * w - (x1 - x0)) < 1.5 and abs(bh / ih * h - (y1 - y0)) < 1.5
 
 
 def test_a_run_whose_every_output_failed_to_render_does_not_say_nothing_to_review(tmp_path):
