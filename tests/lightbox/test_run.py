@@ -36,10 +36,12 @@ def test_the_stages_report_into_the_run_and_the_summary_counts_from_it(spec, tmp
     run = Run.start(spec, "catalog.csv", str(tmp_path), run_id="20261206T000000Z-abcdef12", skus=["A", "Z"], clock=lambda: 100.0)
     bad = QuarantinedRow(row=5, sku="E", reason="category 'garden' is not in the brand spec")
     hero = QuarantinedRow(row=6, sku="H", reason="hero row")
-    plan = SimpleNamespace(products=4, skipped=[QuarantinedRow(row=7, sku="G", reason="grouped")], unknown_skus=["Z"])  # a Plan's counts
+    plan = SimpleNamespace(products=4, skipped=[QuarantinedRow(row=7, sku="G", reason="grouped")], unknown_skus=["Z"],
+                           absent=["GONE-1"])  # a Plan's counts
     run = run.validated(7, [bad], [], [hero]).planned(plan).noted(runner="threads (2)", manifest_uri="m.jsonl")
     s = run.summary(_outputs(), Store(str(tmp_path)), clock=lambda: 104.0)
     assert (s.ingested, s.invalid, s.skipped, s.products, s.unknown_skus, s.skus_requested) == (7, 1, 2, 4, ["Z"], ["A", "Z"])
+    assert s.not_in_catalog == ["GONE-1"]
     assert (s.generated, s.unchanged, s.render_failed, s.qc_failed, s.warned, s.to_review) == (3, 1, 1, 1, 1, 1)
     assert (s.published, s.failed, s.failed_share, s.render_failed_share) == (2, 2, 0.25, 0.25)  # D was live before
     assert (s.wall_s, s.images_per_s, s.runner, s.manifest_uri, s.engine) == (4.0, 0.75, "threads (2)", "m.jsonl", "studio")
