@@ -86,7 +86,8 @@ def catalog_run(
         result: validated.json in the run's folder under ``out``); the run takes that run id and skips ingest and
         validate (default None: the flow reads and validates the catalog)
     retire_missing: take down the live images of products the catalog no longer has at all (a product deleted
-        from the shop); default False: they stay live and the report names them. Whole-catalog runs only.
+        from the shop; with ``skus``, those of the requested SKUs); default False: they stay live and the report
+        names them.
 
     Tasks run on a thread pool, or on a Dask cluster named by ``LIGHTBOX_CLUSTER`` (``local:N`` or
     ``tcp://HOST:8786``: flows/cluster.py); GPU work goes to workers declaring a ``GPU`` resource.

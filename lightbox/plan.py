@@ -103,8 +103,9 @@ def plan_run(
     ``only``: limit the run to these SKUs (a catalog-update event). SKUs in ``only`` that are neither
     products nor in ``known`` (quarantined or skipped rows) are returned as ``unknown_skus``.
 
-    A whole-catalog run (no ``only``) names the products live in ``manifest`` that the catalog no longer has
-    (``absent``); with ``retire_missing`` their images are retired too (else they stay live, and the run says so).
+    The products live in ``manifest`` that the catalog no longer has are named (``absent``; in a run limited to
+    ``only``, those of its SKUs: ``manifest`` then holds their rows only); with ``retire_missing`` their images are
+    retired too (else they stay live, and the run says so).
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -138,7 +139,7 @@ def plan_run(
             current.extend(part)
     if current:
         chunks.append(_chunk(len(chunks), current, spec, previous, recorded))
-    gone = absent(products, known or set(), manifest) if only is None else []
+    gone = absent(products, known or set(), manifest)
     retire = retired(todo, spec, manifest)
     if retire_missing and gone:
         retire = sorted({*retire, *(k for k, e in manifest.items() if (e.get("sku") or k.partition("/")[0]) in set(gone))})

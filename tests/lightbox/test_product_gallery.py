@@ -238,6 +238,15 @@ def test_a_product_the_catalog_no_longer_has_is_named_and_retired_when_asked(tmp
     assert main(["run", str(catalog), "--brand", ACME, "--out", str(out)]) == 0  # the command line says so too
     assert "not in this catalog: 1 products still live (GOOD-2); --retire-missing takes them down" in capsys.readouterr().out
 
+    # a catalog-update event for the deleted SKU (lightbox run --skus GOOD-2 --retire-missing; the plan is what
+    # the run then does): only the requested SKUs' rows of the state are read, and only those are named
+    spec, state = load_brand_spec(ACME), RunState.of(Store(str(out)))
+    products = to_products(validate_catalog(read_catalog(str(catalog)), spec).valid)
+    event = plan_run(products, spec, state.entries("acme-home", ["GOOD-2"]), 8, only=["GOOD-2"], retire_missing=True)
+    assert event.absent == ["GOOD-2"] and event.unknown_skus == ["GOOD-2"] and len(event.retire) == 3
+    other = plan_run(products, spec, state.entries("acme-home", ["GOOD-0"]), 8, only=["GOOD-0"], retire_missing=True)
+    assert other.absent == [] and other.retire == []
+
     gone = run_plain(str(catalog), ACME, str(out), retire_missing=True)
     assert sorted((r["sku"], r["channel"]) for r in gone.retired) == [("GOOD-2", ch) for ch in CHANNELS]
     assert not list((out / "acme-home" / "GOOD-2").glob("*.jpg")) and not any(n.startswith("GOOD-2/") for n in _entries(out))
