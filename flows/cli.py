@@ -511,8 +511,8 @@ def _print_summary(s) -> None:  # RunSummary
         _say(f"not retired: {line}\n")
     if s.unknown_skus:
         _say(f"unknown SKUs (not in the catalog): {', '.join(s.unknown_skus)}\n")
-    gone = getattr(s, "not_in_catalog", None) or []
-    if gone and not set(gone) <= {r.get("sku") for r in retired}:
+    gone = getattr(s, "still_live_absent", None) or []
+    if gone:
         _say(f"not in this catalog: {len(gone)} products still live ({', '.join(gone[:5])}{', ...' if len(gone) > 5 else ''}); "
              "--retire-missing takes them down\n")
     if s.consistency and s.consistency.get("score") is not None:

@@ -142,7 +142,8 @@ def plan_run(
     gone = absent(products, known or set(), manifest)
     retire = retired(todo, spec, manifest)
     if retire_missing and gone:
-        retire = sorted({*retire, *(k for k, e in manifest.items() if (e.get("sku") or k.partition("/")[0]) in set(gone))})
+        dropped = set(gone)
+        retire = sorted({*retire, *(k for k, e in manifest.items() if (e.get("sku") or k.partition("/")[0]) in dropped)})
     plan = Plan(chunks=chunks, skipped=skipped, unknown_skus=unknown, retire=retire, absent=gone)
     log.info("planned %d products (%d photos) in %d chunks of <= %d; %d heroes skipped; %d photos to retire", plan.products,
              plan.photos, len(chunks), chunk_size, len(skipped), len(plan.retire))

@@ -79,6 +79,12 @@ class RunSummary(BaseModel):
                                           "no longer has them (sku, channel, photo, uri)")
     retire_failures: list[str] = Field(default_factory=list, description="photos to retire that could not be deleted (still live)")
 
+    @property
+    def still_live_absent(self) -> list[str]:
+        """The products this catalog no longer has whose images were not retired (still live)."""
+        retired = {r.get("sku") for r in self.retired}
+        return [sku for sku in self.not_in_catalog if sku not in retired]
+
     def storage_line(self) -> str | None:
         """'storage: ...' when the run waited out transient storage failures, else None."""
         if not self.storage_retries:
@@ -151,8 +157,7 @@ class RunSummary(BaseModel):
         if self.not_in_catalog:
             lines.append(f"- {len(self.not_in_catalog)} products with live images are not in this catalog: "
                          f"{_md(', '.join(self.not_in_catalog[:20]))}{' ...' if len(self.not_in_catalog) > 20 else ''}"
-                         + ("" if set(self.not_in_catalog) <= {r.get("sku") for r in self.retired}
-                            else " (still live; `--retire-missing` takes them down)"))
+                         + (" (still live; `--retire-missing` takes them down)" if self.still_live_absent else ""))
         if self.webhooks_sent or self.webhook_failures:
             lines.append(f"- webhooks: {self.webhooks_sent} delivered, {len(self.webhook_failures)} failed")
         if self.cdn_invalidation:
