@@ -28,7 +28,7 @@ from lightbox.engines import Engine, Rendered, RenderJob
 from lightbox.errors import ItemError, first_line
 from lightbox.fetch import SourceFetcher
 from lightbox.imaging.compose import encode, interior_after_resample, layout, resample_product, resampled_image
-from lightbox.imaging.cutout import CutOut, cut_out_many, erode_cross
+from lightbox.imaging.cutout import CUTOUT_VERSION, CutOut, cut_out_many, erode_cross
 from lightbox.imaging.decode import decode_image
 from lightbox.imaging.segmentation import segmenter_for
 from lightbox.quality.checks import decode_output, fidelity, measure
@@ -51,8 +51,9 @@ def staging_key(spec: BrandSpec, run_id: str, sku: str, channel: ChannelPreset, 
 
 
 def engine_id(look: Look, engines: dict[str, Engine]) -> str:
+    """The engine and the cut-out that made an output: a change to either renders its outputs again."""
     e = engines[look.engine]
-    return f"{e.name}/{e.version}"
+    return f"{e.name}/{e.version}+cutout/{CUTOUT_VERSION}"
 
 
 def fingerprint(product: Product, source_sha256: str, look: Look, spec: BrandSpec, engine: str, variant: int = 0, seed: int = 0,

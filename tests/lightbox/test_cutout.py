@@ -30,9 +30,9 @@ from lightbox.testing.cutout_set import PLAIN, SCENES, build_cases, score
 from lightbox.testing.tiny_segmentation import tiny_birefnet, tiny_onnx
 
 # Measured exceptions, each named with why; anything else must meet the bar (and these must not regress).
-# ACM-CDL-018: the white candle's top edge is the paper's colour over a few px; completing the outline
-#   there leaves two notches 3-4 px deep (30 px of 106,000) - near-invisible on white, but counted.
-LOST_ALLOWED = {"ACM-CDL-018": 40}
+# ACM-CDL-018: the white candle's top edge is the paper's colour over a few px; the outline completed there
+#   along the gap's chord dips ~1 px into it (4 px of 106,000; 35 when it was completed by dilations).
+LOST_ALLOWED = {"ACM-CDL-018": 10}
 # IoU is dominated by the 1-px edge band on a 5 px wire (hanger); the scissors keep a patch of floor
 # shadow between their loops. Both lose no product pixel.
 IOU_FLOOR = {"thin-hanger-brown": 0.75, "holes-scissors-red": 0.93}

@@ -367,7 +367,9 @@ def _example(name: str) -> Image.Image:
 def test_a_transparent_png_shows_no_pale_rim_on_a_dark_page():
     """Issue 25, item 9: the red mug's transparent PNG over a dark page showed pale specks and a dotted light rim
     (2,371 edge pixels of the 1600 px PNG brighter than the product beside them: the paper kept opaque along the
-    outline; 103 now, single pixels beside the specular stripe and at a concave corner)."""
+    outline; 103 once the rim step cleared it; 57 since the rim step recovers the colour of a pixel it keeps at
+    half cover with the cover the colour shows - the dotted pink outline in the handle's hole -; what is left:
+    single pixels beside the specular stripe and the paper in the two corners where the handle meets the body)."""
     spec = load_brand_spec(ACME)
     look = resolve_look(spec, "kitchen", load_channel_presets()["web_transparent"])
     out, _ = render(cut_out(_example("acm-mug-002.jpg"), look.cutout), look)
@@ -377,7 +379,7 @@ def test_a_transparent_png_shows_no_pale_rim_on_a_dark_page():
     _, (iy, ix) = ndimage.distance_transform_edt(~inner, return_indices=True)
     on_dark = lum * a / 255.0  # over black
     pale = (a > 0) & ~inner & (on_dark > lum[iy, ix] + 40)
-    assert int(pale.sum()) <= 150, f"{int(pale.sum())} pale rim pixels"
+    assert int(pale.sum()) <= 80, f"{int(pale.sum())} pale rim pixels"
 
 
 def test_the_contact_shadow_sits_under_the_base_not_under_a_handle():
@@ -394,3 +396,38 @@ def test_the_contact_shadow_sits_under_the_base_not_under_a_handle():
     assert abs(centre - (bx0 + bx1) / 2) < 0.03 * solid.width, (centre, bx0, bx1, solid)
     handle = int(bx1 + 0.1 * solid.width), solid.x + solid.width  # columns only the handle spans
     assert cols[handle[0] : handle[1]].max() < 0.25 * cols.max()
+
+
+def test_the_white_candles_outline_has_no_notch_tent_or_strip_of_shadow():
+    """Issue 25, item 9: the white candle (ACM-CDL-018), whose top is the paper's brightness over a few px, was cut
+    with a V notch in its top edge (the outline completed with diamond-shaped dilations, 3-5 px deep), a white
+    "tent" of paper at the wick's base (closing filled the corner), and a 3-4 px strip of its floor shadow along
+    its base (shadow beside a step was never backdrop), with steps where the completed gaps were. Compared with
+    the photo's true mask, column by column, on the cut the transparent PNG is rendered from."""
+    from tests.conftest import REPO
+
+    spec = load_brand_spec(ACME)
+    look = resolve_look(spec, "lighting", load_channel_presets()["web_transparent"])
+    cut = cut_out(_example("acm-cdl-018.jpg"), look.cutout)
+    assert cut.confident, cut.reason
+    alpha = cut.rgba[..., 3] >= 128
+    truth = np.asarray(Image.open(REPO / "examples" / "acme-home" / "masks" / "acm-cdl-018.png")) >= 128
+    rows = np.nonzero(truth.sum(axis=1) > 50)[0]  # the body's rows (the wick is a few px wide)
+    top = int(rows.min())
+    wick = np.nonzero(truth[:top].any(axis=0))[0]
+    body = np.nonzero(truth[top + 20])[0]
+    cols = np.arange(body.min() + 40, body.max() - 40)  # the flat top and base, off the rounded corners
+    cols = cols[(cols < wick.min() - 3) | (cols > wick.max() + 3)]
+    def first(m, c):
+        return int(np.argmax(m[:, c]))
+
+    def last(m, c):
+        return m.shape[0] - 1 - int(np.argmax(m[::-1, c]))
+
+    top_off = np.array([first(alpha, c) - first(truth, c) for c in cols])  # > 0: the cut's edge below the true one
+    base_off = np.array([last(alpha, c) - last(truth, c) for c in cols])  # > 0: kept below the true base
+    # measured on 133 columns: before, 10 columns of the top 3-7 px off and 102 of the base 3-4 px; now 1 and 2
+    assert (top_off >= 3).sum() <= 2, f"top edge: {int((top_off >= 3).sum())} columns notched 3 px or more"
+    assert (base_off >= 3).sum() <= 5, f"base: {int((base_off >= 3).sum())} columns keep 3 px or more of shadow"
+    around_wick = alpha[top - 15 : top, wick.min() - 15 : wick.max() + 16] & ~truth[top - 15 : top, wick.min() - 15 : wick.max() + 16]
+    assert int(around_wick.sum()) <= 3, f"{int(around_wick.sum())} paper pixels kept at the wick's base"  # was 42

@@ -21,8 +21,8 @@ from lightbox.imaging.cutout.morphology import dilate_cross, erode_cross
 from lightbox.imaging.cutout.diagnostics import diagnose
 from lightbox.imaging.cutout.result import CutOut
 from lightbox.imaging.cutout.routing import cut_out, cut_out_many, plan_cut
-from lightbox.imaging.cutout.settings import NO_BACKDROP
+from lightbox.imaging.cutout.settings import CUTOUT_VERSION, NO_BACKDROP
 from lightbox.imaging.cutout.surface import BackdropTest, assess_backdrop
 
-__all__ = ["NO_BACKDROP", "BackdropTest", "CutOut", "assess_backdrop", "cut_out", "cut_out_many", "diagnose", "dilate_cross",
+__all__ = ["CUTOUT_VERSION", "NO_BACKDROP", "BackdropTest", "CutOut", "assess_backdrop", "cut_out", "cut_out_many", "diagnose", "dilate_cross",
            "erode_cross", "plan_cut"]

@@ -70,7 +70,9 @@ def _threshold(params: CutoutParams, sigma: float) -> float:
     return float(min(params.threshold, max(params.min_threshold, params.noise_factor * sigma)))
 
 
-def _backdrop_full(rgb: np.ndarray, params: CutoutParams, test: BackdropTest) -> CutOut:
+def _backdrop_full(rgb: np.ndarray, params: CutoutParams, test: BackdropTest, reduced: bool = False) -> CutOut:
+    """The cut made on every pixel of ``rgb`` (steps 1-7). ``reduced``: ``rgb`` is a reduced photo, whose
+    pixels at the outline mix product and paper (their edge is placed at full size afterwards)."""
     h, w, _ = rgb.shape
     sigma = max(test.noise, 0.5)  # per-pixel noise (levels) of the backdrop around its fit
     t = _threshold(params, sigma)
@@ -93,8 +95,9 @@ def _backdrop_full(rgb: np.ndarray, params: CutoutParams, test: BackdropTest) ->
     # wherever light or a floor shadow makes it brighter or darker. A white product on paper of a
     # slightly different white differs there even where its brightness matches (5x5 means: a fifth of
     # a pixel's noise). Tolerance: the border's own chromaticity spread, at least 0.0025.
+    model_sum = mplanes[0] + mplanes[1] + mplanes[2]
     same_colour, shadow_dark = _paper_colour([ndimage.uniform_filter(p, size=5) for p in planes],
-                                             mplanes[0] + mplanes[1] + mplanes[2], test, sigma, params.shadow_depth)
+                                             model_sum, test, sigma, params.shadow_depth)
     shadow_like = same_colour & shadow_dark
     del shadow_dark, mplanes
 
@@ -135,26 +138,39 @@ def _backdrop_full(rgb: np.ndarray, params: CutoutParams, test: BackdropTest) ->
     labels, _ = ndimage.label(near)
     border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
     border = border[border > 0]
-    bg = np.isin(labels, border)
-    # a wall is a few pixels wide: its pixels that are near the backdrop on the backdrop's side belong to it
+    flood = np.isin(labels, border)
+    bg = flood.copy()
+    # a wall is a few pixels wide: its pixels that are near the backdrop on the backdrop's side belong to it,
+    # and so does a floor shadow right beside the step, judged pixel by pixel (3x3 means: the 5x5 ones mix
+    # the product in there) - a white candle standing in its shadow keeps no strip of it. Not on a reduced
+    # photo: there a pixel at the outline is a mean of product and paper, which can look like shadow.
+    beside = passable
+    if not reduced:
+        px_same, px_dark = _paper_colour(smooth, model_sum, test, sigma, params.shadow_depth)
+        beside = passable | (px_same & px_dark)
+        del px_same, px_dark
+    del model_sum
     for _ in range(2):  # (never across the step itself: a light label reaching the outline stays whole)
-        bg |= ndimage.binary_dilation(bg) & passable & ~raw_wall
+        bg |= ndimage.binary_dilation(bg) & beside & ~raw_wall
     fg = ~bg
     frame = _Frame(rgb, win, model, test.coef)
     first = _finish_backdrop(frame, fg, bg, near, dist, t, sigma, raw_wall, backdrop_like, params, test.why)
     if first.confident:
         return first
     # Where the product's colour crosses the backdrop's, its outline vanishes for a few pixels and the
-    # flood runs in along the product's own shading. Complete the outline over such gaps (the edges
-    # closed, the inside filled) and keep that cut if it then holds: enclosed backdrop is cleared again.
+    # flood runs in along the product's own shading. Flood again where a disk of radius ``gap`` fits: it
+    # cannot pass a gap narrower than twice that, so the gap is sealed along its chord (no notch), and the
+    # backdrop in a concave corner, which the disks do not reach, is given back to the first flood (no tent).
     for gap in OUTLINE_GAPS:
-        thick = ndimage.binary_fill_holes(ndimage.binary_dilation(raw_wall | fg, iterations=gap))  # gaps up to 2 x gap bridged
-        filled = ndimage.binary_erosion(thick, iterations=gap, border_value=1) | fg
-        filled = ndimage.binary_closing(filled, iterations=gap, border_value=0) & thick  # no notch where a gap was
-        if filled.sum() > 0.97 * h * w or np.array_equal(filled, fg):
+        found = _sealed_flood(near, flood, gap)
+        if found is None:
             continue
+        sealed, sealed_in = found  # the backdrop; the product the first flood ran into (it looks like the paper)
+        for _ in range(2):
+            sealed |= ndimage.binary_dilation(sealed) & beside & ~raw_wall
         try:
-            second = _finish_backdrop(frame, filled, ~filled, near, dist, t, sigma, raw_wall, backdrop_like, params,
+            second = _finish_backdrop(frame, ~sealed, sealed, near, dist, t, sigma, raw_wall, backdrop_like & ~sealed_in,
+                                      params,
                                       f"{test.why}; outline completed over gaps up to {2 * gap} px", pockets=False)
         except ItemError:
             continue
@@ -179,7 +195,7 @@ def _coarse_to_fine(rgb: np.ndarray, params: CutoutParams, test: BackdropTest, f
     if not stest.plain:
         return None
     try:
-        coarse = _backdrop_full(small, params, stest)
+        coarse = _backdrop_full(small, params, stest, reduced=True)
     except ItemError:
         return None
     if not coarse.confident or coarse.completed:  # unsure, or sure only once its outline was completed: a hard case
@@ -273,6 +289,35 @@ def _refine(rgb: np.ndarray, coarse: CutOut, f: int, test: BackdropTest, params:
     return CutOut(rgba=rgba, bbox=bbox, solid_bbox=solid, method="backdrop",
                   reason=f"{coarse.reason}; cut at 1/{f} size, edge placed at full size", diagnostics=diag, source=rgb)
 
+
+def _sealed_flood(near: np.ndarray, flooded: np.ndarray, gap: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Where the first flood (``flooded``, through ``near`` from the border) ran into the product through gaps
+    narrower than ``2 * gap`` in its outline: (the backdrop, the product it ran into), or None when it did not.
+
+    A disk of radius ``gap`` moved from the border through ``near`` cannot pass such a gap: what the first flood
+    reached and those disks do not is either a corner of the backdrop (small) or the product behind a gap. The
+    backdrop's shape is drawn with disks three times larger (those that fit where the small ones go), whose
+    edge dips at most ~1 px into a gap (the small ones' ~3 px); what they leave that the small ones reach
+    too is backdrop again unless it lies against the product behind a gap."""
+    room = ndimage.distance_transform_edt(near)
+    labels, _ = ndimage.label(room > gap)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    centres = np.isin(labels, edge[edge > 0])
+    if not centres.any():
+        return None
+    reached = ndimage.distance_transform_edt(~centres) <= gap
+    big = centres & (room > 3 * gap)
+    drawn = ndimage.distance_transform_edt(~big) <= 3 * gap if big.any() else reached
+    pieces, n = ndimage.label(flooded & ~drawn)
+    if n == 0:
+        return None
+    behind = np.bincount(pieces[~reached].ravel(), minlength=n + 1)  # what no small disk reaches, per piece
+    behind[0] = 0
+    inside = behind > gap * gap * 4  # a corner leaves under ~gap^2 px to the small disks; a gap leads into the product
+    if not inside.any():
+        return None
+    sealed_in = inside[pieces]
+    return flooded & ~sealed_in, sealed_in
 
 def _reach(through: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     """``seeds`` and the pixels of ``through`` connected to them (4-connected)."""

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# the cut-out's own version, in every output's fingerprint: a change to what it cuts renders outputs again
+# 2: no floor shadow kept beside a step at full size; an outline completed along the gap's chord; a rim pixel kept
+#    at half cover takes the colour its projection shows (no pale rim)
+CUTOUT_VERSION = "2"
 NO_BACKDROP = "no plain backdrop in the source photo, and no segmentation model this run to cut it with: set cutout.model"
 SHADOW_WALL_GAP = 2  # shadow-like pixels this close to a step are not backdrop (mixed colours)
 OUTLINE_GAPS = (3, 6)  # unsure cuts: the outline is completed over gaps up to twice these (px)
