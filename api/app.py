@@ -153,11 +153,16 @@ class JobRequest(BaseModel):
     priority: Literal["urgent", "normal", "low"] = "normal"
     layout: Literal["lightbox", "shopify", "woocommerce", "google-merchant"] | None = None
     chunk_size: int = Field(8, ge=1, le=256)
+    retire_missing: bool = Field(False, description="take down the live images of products the catalog no longer has "
+                                                    "(with 'skus': of those SKUs); only with 'catalog'")
 
     @model_validator(mode="after")
     def _one_source(self) -> JobRequest:
         if (self.catalog is None) == (self.products is None):
             raise ValueError("give exactly one of 'catalog' and 'products'")
+        if self.retire_missing and self.products is not None:
+            raise ValueError("'retire_missing' needs a 'catalog': a product list is not the whole catalog, and every "
+                             "product not in it would be taken down")
         names = {n.lower() for p in self.products or [] for n in p.attributes}
         if len(names) > MAX_ATTRIBUTE_NAMES:
             raise ValueError(f"at most {MAX_ATTRIBUTE_NAMES} distinct attribute names per job, got {len(names)}")
@@ -191,6 +196,8 @@ class JobStatus(BaseModel):
     counts: dict[str, Any] | None = None
     published: list[dict[str, Any]] = Field(default_factory=list)
     unknown_skus: list[str] = Field(default_factory=list)
+    not_in_catalog: list[str] = Field(default_factory=list, description="products live but no longer in the catalog")
+    retired: list[dict[str, Any]] = Field(default_factory=list, description="images taken down by this run")
     summary_uri: str | None = None
     review_uri: str | None = None
 
@@ -201,6 +208,8 @@ class CatalogEvent(BaseModel):
     brand: Brand
     skus: list[Sku] | None = Field(None, min_length=1, max_length=10000, description="the changed SKUs")
     catalog: Uri | None = Field(None, description="catalog URI (default: the service's LIGHTBOX_DEFAULT_CATALOG)")
+    retire_missing: bool = Field(False, description="named SKUs the catalog no longer has (deleted products) are taken "
+                                                    "down; without it they stay live and are named in the run's summary")
 
     @model_validator(mode="after")
     def _something(self) -> CatalogEvent:
@@ -425,7 +434,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             catalog = check_catalog(body.catalog or "", ["body", "catalog"])
         queue = QUEUES[body.priority]
         params = {"catalog": catalog, "brand": spec_path, "out": settings.out, "chunk_size": body.chunk_size,
-                  "layout": body.layout, "skus": body.skus, "local_files": settings.local_prefixes}
+                  "layout": body.layout, "skus": body.skus, "local_files": settings.local_prefixes,
+                  "retire_missing": body.retire_missing}
         try:
             run = await asyncio.wait_for(run_deployment(
                 settings.deployment, parameters=params, timeout=0, work_queue_name=queue, as_subflow=False,
@@ -483,7 +493,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             resource={"prefect.resource.id": f"lightbox.catalog.{body.brand}", "prefect.resource.name": body.brand},
             related=[{"prefect.resource.id": f"lightbox.api-key.{caller.name}", "prefect.resource.role": "requester"}],
             payload={"brand": body.brand, "brand_spec": spec_path, "catalog": catalog, "out": settings.out,
-                     "skus": body.skus, "local_files": settings.local_prefixes},
+                     "skus": body.skus, "local_files": settings.local_prefixes, "retire_missing": body.retire_missing},
         )
         if ev is None:
             raise HTTPException(503, detail="events are not reaching Prefect (is PREFECT_API_URL set?)")
@@ -541,6 +551,7 @@ def _status_of(run, settings: Settings) -> JobStatus:  # FlowRun
                                                       "published", "to_review")}
         status.published = summary.get("published_images", [])
         status.unknown_skus = summary.get("unknown_skus", [])
+        status.not_in_catalog, status.retired = summary.get("not_in_catalog", []), summary.get("retired", [])
         status.summary_uri, status.review_uri = summary.get("summary_uri"), summary.get("review_uri")
     return status
 

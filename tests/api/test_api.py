@@ -91,6 +91,7 @@ def test_cli_creates_a_key_once(tmp_path, capsys):
         ({"brand": "nope", "products": [PRODUCT]}, ["body", "brand"], "unknown brand 'nope'"),
         ({"brand": "acme-home", "catalog": "/etc/passwd"}, ["body", "catalog"], "outside the allowed locations"),
         ({"brand": "acme-home", "products": [PRODUCT], "priority": "asap"}, ["body", "priority"], "Input should be"),
+        ({"brand": "acme-home", "products": [PRODUCT], "retire_missing": True}, ["body"], "'retire_missing' needs a 'catalog'"),
     ],
 )
 def test_malformed_jobs_are_422_naming_the_field(api, body, loc, msg):
@@ -121,6 +122,7 @@ def test_a_product_job_becomes_an_urgent_deployment_run(api, tmp_path):
     assert run.work_queue_name == "urgent" and {"lightbox", "priority:urgent", "brand:acme-home", "key:pim"} <= set(run.tags)
     p = run.parameters
     assert p["brand"].endswith("brand_specs/acme-home.yaml") and p["out"] == settings.out and p["skus"] is None
+    assert p["retire_missing"] is False
     (product,) = to_products(read_catalog(p["catalog"]))  # the posted products, as the run will read them
     assert (product.sku, product.images, product.attributes["color"]) == ("API-MUG-1", PRODUCT["images"], "red")
     # the same POST again (a client retry) is the same job
@@ -134,10 +136,12 @@ def test_a_product_job_becomes_an_urgent_deployment_run(api, tmp_path):
 def test_a_catalog_job_with_skus_and_a_low_priority(api, tmp_path):
     client, _, _ = api
     catalog = tmp_path / "feeds" / "catalog.csv"
-    r = client.post("/v1/jobs", json={"brand": "acme-home", "catalog": str(catalog), "skus": ["A-1", "B-2"], "priority": "low"})
+    r = client.post("/v1/jobs", json={"brand": "acme-home", "catalog": str(catalog), "skus": ["A-1", "B-2"], "priority": "low",
+                                      "retire_missing": True})  # B-2 deleted from the shop: its images taken down
     assert r.status_code == 202, r.text
     run = _run(r.json()["job_id"])
     assert run.work_queue_name == "nightly" and run.parameters["skus"] == ["A-1", "B-2"]
+    assert run.parameters["retire_missing"] is True
     assert run.parameters["catalog"] == "file://" + os.path.realpath(catalog)  # normalised before the prefix check
 
 

@@ -5,9 +5,10 @@ limits), ``lightbox ops deploy`` (prefect.yaml), a process worker, the job API a
 webhook receiver. Then:
 
 (b) a job submitted through the API (a 200-product catalog) is polled to completion;
-(a) 3 of the 200 products change, the API emits ``lightbox.catalog.updated`` naming them (and a SKU the
-    catalog lacks); the catalog-update deployment's trigger starts a run that regenerates and publishes
-    exactly those 3 and reports the unknown one;
+(a) 2 of the 200 products change and one is deleted from the catalog; the API emits
+    ``lightbox.catalog.updated`` naming the three (and a SKU the catalog never had) with ``retire_missing``; the
+    catalog-update deployment's trigger starts a run that regenerates and publishes exactly those 2, takes the
+    deleted one's image down and reports the unknown one;
 (c) the receiver gets every image.published / run.completed webhook, each with a valid signature;
 the nightly deployment's cron is checked against the server's scheduler (the test harness has none).
 
@@ -211,15 +212,20 @@ def test_service_end_to_end(tmp_path, postgres):
             assert status["counts"]["published"] == N_PRODUCTS and len(status["published"]) == N_PRODUCTS
             assert status["priority"] == "urgent"
 
-            # (a) 3 of 200 change; the catalog system announces them (plus one SKU the catalog lacks)
-            changed = ["E2E-007", "E2E-101", "E2E-188"]
+            # (a) 2 of 200 change and one is deleted from the shop; the catalog system announces them (plus one SKU the
+            # catalog never had), asking for deleted products to be taken down
+            changed, deleted = ["E2E-007", "E2E-101"], "E2E-188"
             for sku in changed:
                 i = int(sku[-3:])
                 (catalog.parent / "img" / f"p{i:03d}.jpg").write_bytes(
                     to_bytes(studio_photo(640, 800, seed=1000 + i)[0], "JPEG", quality=88))
+            frame = pd.read_csv(catalog)
+            frame[frame["sku"] != deleted].to_csv(catalog, index=False)
             before = {str(p.parent.name): p.stat().st_mtime_ns for p in (out / "acme-home").glob("E2E-*/google_merchant.jpg")}
+            assert deleted in before
             sent_at = time.time()
-            r = api.post("/v1/catalog-events", json={"brand": "acme-home", "skus": [*changed, "E2E-999"]})
+            r = api.post("/v1/catalog-events", json={"brand": "acme-home", "skus": [*changed, deleted, "E2E-999"],
+                                                     "retire_missing": True})
             assert r.status_code == 202, r.text
             update = prefect.get("/deployments/name/catalog-run/catalog-update").json()
 
@@ -233,13 +239,16 @@ def test_service_end_to_end(tmp_path, postgres):
             except AssertionError:
                 raise AssertionError(procs.tail("worker")) from None
             assert run["state"]["type"] == "COMPLETED", procs.tail("worker")
-            assert run["parameters"]["skus"] == [*changed, "E2E-999"] and run["work_queue_name"] == "urgent"
+            assert run["parameters"]["skus"] == [*changed, deleted, "E2E-999"] and run["work_queue_name"] == "urgent"
+            assert run["parameters"]["retire_missing"] is True  # the trigger's template carried the event's flag
             s = api.get(f"/v1/jobs/{run['id']}").json()
-            assert s["counts"]["products"] == 3 and s["counts"]["generated"] == 3 and s["counts"]["published"] == 3
-            assert {p["sku"] for p in s["published"]} == set(changed) and s["unknown_skus"] == ["E2E-999"]
+            assert s["counts"]["products"] == 2 and s["counts"]["generated"] == 2 and s["counts"]["published"] == 2
+            assert {p["sku"] for p in s["published"]} == set(changed) and "E2E-999" in s["unknown_skus"]
+            assert s["not_in_catalog"] == [deleted] and {r["sku"] for r in s["retired"]} == {deleted}, s
+            assert not (out / "acme-home" / deleted / "google_merchant.jpg").exists()  # taken down, not left live
             after = {str(p.parent.name): p.stat().st_mtime_ns for p in (out / "acme-home").glob("E2E-*/google_merchant.jpg")}
             rewritten = sorted(k for k in after if after[k] != before.get(k))
-            assert rewritten == changed  # exactly those 3 of 200 objects were written again
+            assert rewritten == changed  # exactly those 2 of 200 objects were written again
             # measured, not asserted (a shared machine): event -> run created -> started by the worker -> objects live
             live_at = max(after[k] for k in changed) / 1e9
             stamps = {k: datetime.fromisoformat(run[k]).timestamp() for k in ("created", "start_time", "end_time")}
@@ -256,9 +265,9 @@ def test_service_end_to_end(tmp_path, postgres):
             for headers, body in rx.posts:
                 assert verify(SECRET, body, headers[SIGNATURE_HEADER.lower()])
             published = [e["data"]["sku"] for e in events if e["type"] == "image.published"]
-            assert len(published) == N_PRODUCTS + 3 and sorted(set(published)) == sorted(f"E2E-{i:03d}" for i in range(N_PRODUCTS))
+            assert len(published) == N_PRODUCTS + 2 and sorted(set(published)) == sorted(f"E2E-{i:03d}" for i in range(N_PRODUCTS))
             last = [e for e in events if e["type"] == "run.completed"][-1]["data"]
-            assert last["published"] == 3 and last["unknown_skus"] == ["E2E-999"]
+            assert last["published"] == 2 and "E2E-999" in last["unknown_skus"]
 
             # the automations as code: a job whose catalog is gone ends InvalidCatalog, and the operators are told
             r = api.post("/v1/jobs", json={"brand": "acme-home", "catalog": str(catalog.parent / "gone.csv")})
