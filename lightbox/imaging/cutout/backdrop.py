@@ -4,7 +4,7 @@
 1. plain-backdrop test and the fitted surface (:func:`~lightbox.imaging.cutout.surface.assess_backdrop`);
 2. colour apart from brightness, 3. edges are walls (both in :func:`_backdrop_full`, its comments name
    them; per pixel for the reduced cut's edge in :func:`_measure_pixels`);
-4. outline completion over gaps (:func:`_backdrop_full`, ``OUTLINE_GAPS``);
+4. outline completion over gaps (:func:`_backdrop_full`, :func:`_sealed_flood`, ``OUTLINE_GAPS``);
 5. holes, 6. the edge band (:func:`_finish_backdrop`, :func:`_soft_edge`, :func:`_mix`); opaque product
    pixels keep the source's values exactly;
 7. the work window (:func:`_work_window`, ``WINDOW_BLOCK``, ``WINDOW_MARGIN``);
@@ -318,6 +318,7 @@ def _sealed_flood(near: np.ndarray, flooded: np.ndarray, gap: int) -> tuple[np.n
         return None
     sealed_in = inside[pieces]
     return flooded & ~sealed_in, sealed_in
+
 
 def _reach(through: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     """``seeds`` and the pixels of ``through`` connected to them (4-connected)."""
