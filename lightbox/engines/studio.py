@@ -8,7 +8,8 @@ from lightbox.imaging.compose import render
 
 class StudioEngine:
     name = "studio"
-    version = "1.1"  # 1.1: the contact shadow sits under the base, not the whole width (handles, spouts)
+    version = "1.2"  # 1.2: the outline resized bilinear (no Lanczos ringing: a bright line at a hard edge)
+    # 1.1: the contact shadow sits under the base, not the whole width (handles, spouts)
     # (additional photos framed at their main photo's scale: a new input, the anchor, in their fingerprint)
 
     def render(self, jobs: list[RenderJob]) -> list[Rendered]:

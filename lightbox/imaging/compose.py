@@ -85,7 +85,7 @@ def resampled_image(cut: CutOut, size: tuple[int, int]) -> Image.Image:
         else:
             if "premultiplied" not in cut.cache:  # the product converted once for all its sizes
                 cut.cache["premultiplied"] = Image.fromarray(np.ascontiguousarray(product), "RGBA").convert("RGBa")
-            cut.cache[key] = cut.cache["premultiplied"].resize(size, Image.Resampling.LANCZOS).convert("RGBA")
+            cut.cache[key] = _resize_premultiplied(cut.cache["premultiplied"], product[..., 3], size)
     return cut.cache[key]
 
 
@@ -95,7 +95,20 @@ def resample_image(rgba: np.ndarray | Image.Image, size: tuple[int, int]) -> Ima
     im = rgba if isinstance(rgba, Image.Image) else Image.fromarray(np.ascontiguousarray(rgba), "RGBA")
     if im.size == size:
         return im
-    return im.convert("RGBa").resize(size, Image.Resampling.LANCZOS).convert("RGBA")
+    return _resize_premultiplied(im.convert("RGBa"), np.asarray(im.getchannel("A")), size)
+
+
+def _resize_premultiplied(premultiplied: Image.Image, alpha: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    """Lanczos inside the product; along its outline, where the Lanczos window reads a pixel that is not
+    opaque, the bilinear resize instead: Lanczos rings at a hard edge (its weights go negative), which left a
+    bright line inside a light product's edge once unpremultiplied (the white candle's base: 247 beside 231)
+    and faint ghost pixels a row outside it. The product's interior is Lanczos, byte for byte."""
+    out = premultiplied.resize(size, Image.Resampling.LANCZOS).convert("RGBA")
+    opaque = alpha == 255
+    if opaque.all():
+        return out
+    edge = Image.fromarray(np.where(interior_after_resample(opaque, size), np.uint8(0), np.uint8(255)), "L")
+    return Image.composite(premultiplied.resize(size, Image.Resampling.BILINEAR).convert("RGBA"), out, edge)
 
 
 def resample_product(rgba: np.ndarray | Image.Image, size: tuple[int, int]) -> np.ndarray:

@@ -431,3 +431,24 @@ def test_the_white_candles_outline_has_no_notch_tent_or_strip_of_shadow():
     assert (base_off >= 3).sum() <= 5, f"base: {int((base_off >= 3).sum())} columns keep 3 px or more of shadow"
     around_wick = alpha[top - 15 : top, wick.min() - 15 : wick.max() + 16] & ~truth[top - 15 : top, wick.min() - 15 : wick.max() + 16]
     assert int(around_wick.sum()) <= 3, f"{int(around_wick.sum())} paper pixels kept at the wick's base"  # was 42
+
+
+def test_a_hard_edge_is_resized_without_a_bright_line_or_ghost_pixels():
+    """Issue 25, item 9 (found by a new user once the candle's base kept no strip of shadow): Lanczos rings at a
+    hard alpha edge - the alpha overshoots past 255 and is clipped, so the unpremultiplied colour overshoots:
+    a bright line along the white candle's base (247 beside 231) and a faint ghost row outside it. Along the
+    outline the bilinear resize is used; the interior stays Lanczos."""
+    from lightbox.imaging.compose import resample_image
+
+    product = np.zeros((200, 120, 4), np.uint8)
+    product[20:180, 20:100] = (231, 229, 226, 255)  # a light product with hard edges on every side
+    for scale in (1.3, 0.6, 2.0):
+        size = (round(120 * scale), round(200 * scale))
+        out = np.asarray(resample_image(product, size)).astype(int)
+        seen = out[..., 3] >= 64
+        assert out[..., 0][seen].max() <= 231 + 3, (scale, int(out[..., 0][seen].max()))  # no bright line
+        inside = np.zeros(out.shape[:2], bool)
+        inside[int(20 * scale) - 2 : int(180 * scale) + 3, int(20 * scale) - 2 : int(100 * scale) + 3] = True
+        assert not (out[..., 3][~inside] > 0).any(), scale  # no ghost pixels beyond the edge
+        core = slice(int(40 * scale), int(160 * scale)), slice(int(40 * scale), int(80 * scale))
+        assert (out[core][..., :3] == (231, 229, 226)).all()  # the interior untouched
