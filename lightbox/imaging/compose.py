@@ -95,11 +95,11 @@ def resample_image(rgba: np.ndarray | Image.Image, size: tuple[int, int]) -> Ima
     im = rgba if isinstance(rgba, Image.Image) else Image.fromarray(np.ascontiguousarray(rgba), "RGBA")
     if im.size == size:
         return im
-    return _resize_premultiplied(im.convert("RGBa"), np.asarray(im.convert("RGBA")), size)
+    return _resize_premultiplied(im.convert("RGBa"), im, size)
 
 
-def _resize_premultiplied(premultiplied: Image.Image, rgba: np.ndarray, size: tuple[int, int]) -> Image.Image:
-    """Lanczos of ``premultiplied`` (``rgba`` premultiplied); when enlarging, the pixels along the product's
+def _resize_premultiplied(premultiplied: Image.Image, rgba: np.ndarray | Image.Image, size: tuple[int, int]) -> Image.Image:
+    """Lanczos of ``premultiplied`` (``rgba`` premultiplied, as an array or an image); when enlarging, the pixels along the product's
     outline bilinear instead (:func:`_bilinear_outline`). Enlarged, Lanczos rings at a hard edge: the alpha
     overshoots past 255 and is clipped, so the unpremultiplied colour overshoots - a bright line inside a light
     product's edge (the white candle's base: 247 beside 231; a flat 231 edge rang to 255) - and it leaves ghost
@@ -108,7 +108,7 @@ def _resize_premultiplied(premultiplied: Image.Image, rgba: np.ndarray, size: tu
     out = premultiplied.resize(size, Image.Resampling.LANCZOS).convert("RGBA")
     if size[0] <= premultiplied.width and size[1] <= premultiplied.height:
         return out
-    return _bilinear_outline(out, rgba, size)
+    return _bilinear_outline(out, rgba if isinstance(rgba, np.ndarray) else np.asarray(rgba.convert("RGBA")), size)
 
 
 def _bilinear_outline(out: Image.Image, rgba: np.ndarray, size: tuple[int, int]) -> Image.Image:
